@@ -1,0 +1,1 @@
+"""The BIOS ROM: NASM source and its committed build output."""

@@ -1,0 +1,3 @@
+from nbdboot.cli import main
+
+raise SystemExit(main())

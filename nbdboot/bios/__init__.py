@@ -1,0 +1,1 @@
+"""BIOS services, one module per interrupt, behind a dispatcher."""

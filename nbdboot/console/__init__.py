@@ -1,0 +1,1 @@
+"""Screen rendering and keyboard input for the guest console."""

@@ -1,0 +1,156 @@
+"""The block-device interface every disk backend implements.
+
+Offsets and lengths are in bytes. A device is a flat array of `size` bytes; the
+BIOS presents it in sectors of `sector_size` (int 13h), the NBD server exports it
+as is, and the copy engine moves data between two of them.
+
+The extent flags are NBD's base:allocation bits, so block status from a server,
+SEEK_DATA/SEEK_HOLE on a file and an overlay's map all speak the same language:
+EXTENT_HOLE means "not allocated" (contents undefined unless ZERO is also set),
+EXTENT_ZERO means "reads as zeroes".
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+EXTENT_HOLE = 1
+EXTENT_ZERO = 2
+
+
+@dataclass(frozen=True)
+class Extent:
+    offset: int
+    length: int
+    flags: int = 0  # EXTENT_HOLE | EXTENT_ZERO
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+    @property
+    def is_zero(self) -> bool:
+        return bool(self.flags & EXTENT_ZERO)
+
+    @property
+    def is_hole(self) -> bool:
+        return bool(self.flags & EXTENT_HOLE)
+
+
+class DiskError(Exception):
+    """A block-device operation failed; `errno` follows NBD's error values."""
+
+    errno = 5  # EIO
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        if errno is not None:
+            self.errno = errno
+
+
+class DiskIOError(DiskError):
+    errno = 5  # NBD_EIO
+
+
+class DiskReadOnlyError(DiskError):
+    errno = 1  # NBD_EPERM
+
+
+class DiskRangeError(DiskError):
+    errno = 22  # NBD_EINVAL (reads past the end); writes past the end are ENOSPC
+
+
+class DiskUnsupportedError(DiskError):
+    errno = 95  # NBD_ENOTSUP
+
+
+class BlockDevice(abc.ABC):
+    """A random-access disk.
+
+    Subclasses set `size` and the capability flags in __init__. Operations a
+    device does not support raise DiskUnsupportedError, and callers check the
+    `can_*` flags first (an NBD client must never send a command the server did
+    not advertise). All methods may be called from one thread at a time unless
+    a subclass says otherwise.
+    """
+
+    size: int = 0
+    read_only: bool = False
+    can_flush: bool = False
+    can_fua: bool = False
+    can_trim: bool = False
+    can_zero: bool = False
+    can_fast_zero: bool = False
+    can_extents: bool = False
+    can_cache: bool = False
+    can_multi_conn: bool = False
+    # NBD block-size constraints (bytes); 1/4096/32 MiB when the backend has none.
+    min_block: int = 1
+    preferred_block: int = 4096
+    max_block: int = 32 * 1024 * 1024
+    description: str = ""
+
+    @property
+    def sector_size(self) -> int:
+        """Smallest unit the BIOS may address: 512 unless the device needs more."""
+        return max(512, self.min_block)
+
+    # -- data path -------------------------------------------------------------
+    @abc.abstractmethod
+    def pread_into(self, buf: memoryview | bytearray, offset: int) -> None:
+        """Fill all of `buf` with the bytes at `offset`; a short read is an error."""
+
+    def pread(self, length: int, offset: int) -> bytes:
+        buf = bytearray(length)
+        self.pread_into(buf, offset)
+        return bytes(buf)
+
+    def pwrite(self, data: bytes | bytearray | memoryview, offset: int, fua: bool = False) -> None:
+        raise DiskReadOnlyError("device is read-only")
+
+    def flush(self) -> None:
+        """Make every completed write durable; a no-op where nothing is cached."""
+
+    def trim(self, offset: int, length: int) -> None:
+        raise DiskUnsupportedError("trim not supported")
+
+    def zero(self, offset: int, length: int, may_trim: bool = True, fast: bool = False) -> None:
+        """Make the range read as zeroes; may punch holes unless may_trim is False.
+
+        With fast=True, raise DiskUnsupportedError instead of falling back to a
+        slow write of zeroes (NBD's FAST_ZERO).
+        """
+        raise DiskUnsupportedError("write zeroes not supported")
+
+    def cache(self, offset: int, length: int) -> None:
+        """Prefetch hint; ignored where it means nothing."""
+
+    def extents(self, offset: int, length: int) -> list[Extent]:
+        """Allocation of [offset, offset+length) as contiguous extents.
+
+        The first extent starts at `offset`; the list may cover less than asked
+        (callers query again from the end of the last one) but never more than
+        the device. The default says "all data", which is always safe.
+        """
+        self.check_range(offset, length)
+        return [Extent(offset, length, 0)]
+
+    def close(self) -> None:
+        pass
+
+    # -- helpers ---------------------------------------------------------------
+    def check_range(self, offset: int, length: int) -> None:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise DiskRangeError(
+                f"range {offset}+{length} is outside the device ({self.size} bytes)")
+
+    def check_writable(self) -> None:
+        if self.read_only:
+            raise DiskReadOnlyError("device is read-only")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

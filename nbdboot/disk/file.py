@@ -1,0 +1,167 @@
+"""A local file (or block device) as a BlockDevice.
+
+Sparse-aware: extents come from SEEK_DATA/SEEK_HOLE, trim and zero punch holes
+with fallocate(2) where the filesystem supports it and fall back to writing
+zeroes where it does not.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno as _errno
+import os
+import stat
+
+from nbdboot.disk.base import (
+    EXTENT_HOLE,
+    EXTENT_ZERO,
+    BlockDevice,
+    DiskIOError,
+    DiskUnsupportedError,
+    Extent,
+)
+from nbdboot.errors import LocalIOError
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_FALLOC_FL_ZERO_RANGE = 0x10
+
+_libc = None
+
+
+def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
+    """fallocate(2); False where the kernel or filesystem says it cannot."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if _libc.fallocate(fd, mode, offset, length) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (_errno.EOPNOTSUPP, _errno.ENOSYS, _errno.EINVAL):
+        return False
+    raise DiskIOError(f"fallocate: {os.strerror(err)}")
+
+
+_ZERO_CHUNK = bytes(1 << 20)
+
+
+class FileDevice(BlockDevice):
+    def __init__(self, path: str | os.PathLike, read_only: bool = False, create_size: int | None = None):
+        self.path = os.fspath(path)
+        flags = os.O_RDONLY if read_only else os.O_RDWR
+        if create_size is not None:
+            flags |= os.O_CREAT
+        try:
+            self.fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as e:
+            raise LocalIOError(f"cannot open {self.path}: {e.strerror}") from None
+        st = os.fstat(self.fd)
+        self.is_block_device = stat.S_ISBLK(st.st_mode)
+        if create_size is not None and not self.is_block_device and st.st_size != create_size:
+            os.ftruncate(self.fd, create_size)
+        self.size = os.lseek(self.fd, 0, os.SEEK_END)
+        self.read_only = read_only
+        self.can_flush = not read_only
+        self.can_fua = not read_only
+        self.can_trim = not read_only and not self.is_block_device
+        self.can_zero = not read_only
+        self.can_fast_zero = False
+        self.can_extents = not self.is_block_device
+        self.can_cache = True
+        self.can_multi_conn = True
+        self.min_block = 1
+        self.preferred_block = 4096
+        self.max_block = 32 * 1024 * 1024
+        self.description = self.path
+
+    def pread_into(self, buf, offset: int) -> None:
+        view = memoryview(buf).cast("B")
+        self.check_range(offset, len(view))
+        done = 0
+        while done < len(view):
+            n = os.preadv(self.fd, [view[done:]], offset + done)
+            if n <= 0:
+                raise DiskIOError(f"short read at {offset + done} in {self.path}")
+            done += n
+
+    def pwrite(self, data, offset: int, fua: bool = False) -> None:
+        self.check_writable()
+        view = memoryview(data).cast("B")
+        self.check_range(offset, len(view))
+        done = 0
+        while done < len(view):
+            n = os.pwrite(self.fd, view[done:], offset + done)
+            if n <= 0:
+                raise DiskIOError(f"short write at {offset + done} in {self.path}")
+            done += n
+        if fua:
+            os.fdatasync(self.fd)
+
+    def flush(self) -> None:
+        if not self.read_only:
+            os.fdatasync(self.fd)
+
+    def trim(self, offset: int, length: int) -> None:
+        self.check_writable()
+        self.check_range(offset, length)
+        if length and not self.is_block_device:
+            # Trim is advisory: a filesystem that cannot punch holes simply keeps the data.
+            _fallocate(self.fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length)
+
+    def zero(self, offset: int, length: int, may_trim: bool = True, fast: bool = False) -> None:
+        self.check_writable()
+        self.check_range(offset, length)
+        if not length:
+            return
+        if not self.is_block_device:
+            if may_trim and _fallocate(self.fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length):
+                return
+            if _fallocate(self.fd, _FALLOC_FL_ZERO_RANGE | _FALLOC_FL_KEEP_SIZE, offset, length):
+                return
+        if fast:
+            raise DiskUnsupportedError("no fast way to zero this range")
+        end = offset + length
+        while offset < end:
+            n = min(len(_ZERO_CHUNK), end - offset)
+            self.pwrite(memoryview(_ZERO_CHUNK)[:n], offset)
+            offset += n
+
+    def cache(self, offset: int, length: int) -> None:
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_WILLNEED)
+
+    def extents(self, offset: int, length: int) -> list[Extent]:
+        self.check_range(offset, length)
+        end = offset + length
+        if not self.can_extents or length == 0:
+            return [Extent(offset, length, 0)] if length else []
+        out: list[Extent] = []
+        pos = offset
+        while pos < end:
+            try:
+                data = os.lseek(self.fd, pos, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno == _errno.ENXIO:   # no data after pos: the rest is a hole
+                    data = self.size
+                else:
+                    return out or [Extent(offset, length, 0)]
+            if data > pos:
+                hole_end = min(data, end)
+                out.append(Extent(pos, hole_end - pos, EXTENT_HOLE | EXTENT_ZERO))
+                pos = hole_end
+                continue
+            try:
+                hole = os.lseek(self.fd, pos, os.SEEK_HOLE)
+            except OSError:
+                hole = self.size
+            data_end = min(max(hole, pos + 1), end)
+            out.append(Extent(pos, data_end - pos, 0))
+            pos = data_end
+        return out
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

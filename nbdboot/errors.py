@@ -1,0 +1,45 @@
+"""Exit codes and the error types that map to them.
+
+Every failure a user can cause or meet ends in one clear line on stderr and one
+of these exit codes; CI scripts depend on them, so they never change meaning.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_EXPECT_FAILED = 1      # --expect text not seen before --timeout
+EXIT_USAGE = 2              # bad command line or bad input file
+EXIT_NBD = 3                # NBD connection, negotiation or protocol failure
+EXIT_GUEST_CRASH = 4        # triple fault, invalid opcode, unmapped fetch, dead hlt
+EXIT_BOOT_FAILED = 5        # no bootable disk, int 18h/19h from the guest
+EXIT_IO = 6                 # local file or device error (image, overlay, target)
+EXIT_INTERRUPTED = 130      # Ctrl-C
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    success (every --expect text seen, or the command completed)
+  1    --expect text not seen before --timeout
+  2    bad usage or bad input
+  3    NBD failure (connect, negotiation, protocol, server error)
+  4    guest crash (triple fault, invalid opcode, unmapped memory, halted)
+  5    boot failed (no boot signature, int 18h/19h from the guest)
+  6    local I/O error (image, overlay or target file)
+  130  interrupted"""
+
+
+class NbdbootError(Exception):
+    """Base of errors that end a command with a one-line message."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(NbdbootError):
+    exit_code = EXIT_USAGE
+
+
+class LocalIOError(NbdbootError):
+    exit_code = EXIT_IO
+
+
+class BootFailed(NbdbootError):
+    exit_code = EXIT_BOOT_FAILED

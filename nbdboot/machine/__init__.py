@@ -1,0 +1,1 @@
+"""The emulated PC: Unicorn CPU, memory map, interrupt delivery, clock, devices."""

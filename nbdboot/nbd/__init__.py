@@ -1,0 +1,1 @@
+"""The NBD protocol: sans-IO codec, client transport, URIs, embedded server."""

@@ -1,0 +1,116 @@
+"""Shared fixtures: real NBD servers on loopback, the shared FreeDOS image."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+FREEDOS_IMG = SHARED / "images" / "freedos722.img"
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        pytest.fail(f"{name} is not installed: run scripts/install-deps (as root) first")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited early with status {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def wait_for_path(path: str, proc: subprocess.Popen | None = None, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited early with status {proc.returncode}")
+        if os.path.exists(path):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"{path} did not appear after {timeout}s")
+
+
+class Server:
+    """A server process on loopback; `uri` is how a client reaches it."""
+
+    def __init__(self, proc: subprocess.Popen, uri: str, port: int | None = None, socket_path: str | None = None):
+        self.proc, self.uri, self.port, self.socket_path = proc, uri, port, socket_path
+
+    @property
+    def hostport(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def nbdkit(tmp_path):
+    """Factory: nbdkit(*args, unix=False, port=None) starts `nbdkit -f --exit-with-parent ...`."""
+    require_tool("nbdkit")
+    servers: list[Server] = []
+
+    def start(*args: str, unix: bool = False, port: int | None = None, extra_env=None) -> Server:
+        cmd = ["nbdkit", "-f", "--exit-with-parent"]
+        if unix:
+            sock = str(tmp_path / f"nbdkit{len(servers)}.sock")
+            cmd += ["-U", sock]
+        else:
+            port = port or free_port()
+            cmd += ["-i", "127.0.0.1", "-p", str(port)]
+        cmd += list(args)
+        env = dict(os.environ, **(extra_env or {}))
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        try:
+            if unix:
+                wait_for_path(sock, proc)
+                server = Server(proc, f"nbd+unix:///?socket={sock}", socket_path=sock)
+            else:
+                wait_for_port(port, proc)
+                server = Server(proc, f"nbd://127.0.0.1:{port}", port=port)
+        except Exception:
+            proc.kill()
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise RuntimeError(f"nbdkit failed to start: {' '.join(cmd)}\n{err}")
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def freedos_img() -> Path:
+    if not FREEDOS_IMG.exists():
+        pytest.fail(f"{FREEDOS_IMG} is missing: the shared image must sit beside the project")
+    return FREEDOS_IMG
