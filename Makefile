@@ -5,6 +5,9 @@ PYTEST_ARGS ?=
 
 .PHONY: all deps install demo test bench firmware clean
 
+# Boot images built from Debian packages and our NASM sources (ladder, conformance, bench).
+-include bootimages/images.mk
+
 all: install
 
 deps:
