@@ -5,9 +5,6 @@ PYTEST_ARGS ?=
 
 .PHONY: all deps install demo test bench firmware clean
 
-# Boot images built from Debian packages and our NASM sources (ladder, conformance, bench).
--include bootimages/images.mk
-
 all: install
 
 deps:
@@ -23,3 +20,6 @@ bench: deps
 
 clean:
 	rm -rf build .pytest_cache .hypothesis *.egg-info
+
+# Boot images built from Debian packages and our NASM sources (ladder, conformance, bench).
+-include bootimages/images.mk
