@@ -1,0 +1,234 @@
+"""The persistent map of a local store: one state byte per block.
+
+A store (overlay, deploy, restore) keeps the disk in fixed-size blocks (64 KiB
+by default). Each block is in one of these states:
+
+  ABSENT      not local: read it from the source
+  COPIED      the copier put the source's data in the target
+  COPIED_ZERO the source reads as zeroes here; the target was zeroed/punched
+  GUEST       the guest wrote (part of) it; the whole block is in the target
+  GUEST_ZERO  the guest zeroed or trimmed the whole block
+
+A state byte only ever leaves ABSENT after the block's data is in the target,
+and the engine writes the byte (pwrite) before it acknowledges anything that
+depends on it; a single byte cannot tear, so after a crash the map never
+claims a block whose data was not written first.
+
+On disk the map is a 4 KiB header followed by the state bytes. The header is
+the same for a map file of its own (deploy/restore, beside TARGET) and for an
+overlay file, where the data area follows the map at `data_offset`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+
+from nbdboot.errors import LocalIOError, UsageError
+
+ABSENT = 0
+COPIED = 1
+COPIED_ZERO = 2
+GUEST = 3
+GUEST_ZERO = 4
+
+STATE_NAMES = {ABSENT: "absent", COPIED: "copied", COPIED_ZERO: "copied-zero",
+               GUEST: "guest", GUEST_ZERO: "guest-zero"}
+LOCAL_STATES = (COPIED, COPIED_ZERO, GUEST, GUEST_ZERO)
+GUEST_STATES = (GUEST, GUEST_ZERO)
+
+DEFAULT_BLOCK_SIZE = 64 * 1024
+HEADER_SIZE = 4096
+MAGIC_MAP = b"NBDBMAP1"
+MAGIC_OVERLAY = b"NBDBOVL1"
+
+# magic, version, block_size, disk size, states offset, data offset, source length
+_HEADER = struct.Struct("<8sIIQQQH")
+_VERSION = 1
+
+
+class BlockMapError(UsageError):
+    """The map or overlay file is not ours, or does not fit this disk."""
+
+
+class BlockMap:
+    """Block states in memory, mirrored byte for byte into a file.
+
+    Thread-safe for `set_*`/`sync`; readers of `states` hold `lock` when they
+    need a consistent view of several blocks.
+    """
+
+    def __init__(self, fd: int, *, magic: bytes, size: int, block_size: int,
+                 states_offset: int, data_offset: int, source: str, states: bytearray,
+                 path: str):
+        self.fd = fd
+        self.magic = magic
+        self.size = size
+        self.block_size = block_size
+        self.states_offset = states_offset
+        self.data_offset = data_offset
+        self.source = source
+        self.states = states
+        self.path = path
+        self.lock = threading.RLock()
+        self.nblocks = len(states)
+
+    # -- creation ----------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str, size: int, *, block_size: int = DEFAULT_BLOCK_SIZE,
+               overlay: bool = False, source: str = "") -> "BlockMap":
+        if block_size <= 0 or block_size & (block_size - 1) or block_size < 512:
+            raise UsageError(f"block size {block_size} is not a power of two >= 512")
+        nblocks = -(-size // block_size)
+        data_offset = 0
+        if overlay:
+            # Align the data area to 1 MiB so guest blocks map to whole filesystem blocks.
+            data_offset = -(-(HEADER_SIZE + nblocks) // (1 << 20)) * (1 << 20)
+        src = source.encode()[:HEADER_SIZE - _HEADER.size]
+        header = _HEADER.pack(MAGIC_OVERLAY if overlay else MAGIC_MAP, _VERSION, block_size,
+                              size, HEADER_SIZE, data_offset, len(src)) + src
+        tmp = path + ".tmp"
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            try:
+                os.pwrite(fd, header.ljust(HEADER_SIZE, b"\0"), 0)
+                os.ftruncate(fd, HEADER_SIZE + nblocks if not overlay else data_offset + size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)  # a crash mid-create leaves no half-made map behind
+            _fsync_dir(path)
+        except OSError as e:
+            raise LocalIOError(f"cannot create {path}: {e.strerror}") from None
+        return cls.open(path)
+
+    @classmethod
+    def open(cls, path: str, *, read_only: bool = False) -> "BlockMap":
+        try:
+            fd = os.open(path, (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC)
+        except OSError as e:
+            raise LocalIOError(f"cannot open {path}: {e.strerror}") from None
+        try:
+            head = os.pread(fd, HEADER_SIZE, 0)
+            if len(head) < _HEADER.size:
+                raise BlockMapError(f"{path}: too short to be an nbdboot map or overlay")
+            magic, version, block_size, size, states_offset, data_offset, srclen = \
+                _HEADER.unpack_from(head)
+            if magic not in (MAGIC_MAP, MAGIC_OVERLAY):
+                raise BlockMapError(f"{path}: not an nbdboot map or overlay (bad magic)")
+            if version != _VERSION:
+                raise BlockMapError(f"{path}: map version {version} is not supported")
+            if block_size < 512 or block_size & (block_size - 1):
+                raise BlockMapError(f"{path}: corrupt header (block size {block_size})")
+            nblocks = -(-size // block_size)
+            states = bytearray(os.pread(fd, nblocks, states_offset))
+            if len(states) != nblocks:
+                raise BlockMapError(f"{path}: truncated map ({len(states)} of {nblocks} blocks)")
+            if any(b > GUEST_ZERO for b in set(states)):
+                raise BlockMapError(f"{path}: corrupt map (unknown block state)")
+            source = head[_HEADER.size:_HEADER.size + srclen].decode(errors="replace")
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(fd, magic=magic, size=size, block_size=block_size,
+                   states_offset=states_offset, data_offset=data_offset, source=source,
+                   states=states, path=path)
+
+    @property
+    def is_overlay(self) -> bool:
+        return self.magic == MAGIC_OVERLAY
+
+    # -- queries -----------------------------------------------------------------
+    def block_range(self, offset: int, length: int) -> range:
+        """Indices of the blocks touching [offset, offset+length)."""
+        if length <= 0:
+            return range(0)
+        return range(offset // self.block_size, (offset + length - 1) // self.block_size + 1)
+
+    def block_span(self, index: int) -> tuple[int, int]:
+        start = index * self.block_size
+        return start, min(self.block_size, self.size - start)
+
+    def count(self, *wanted: int) -> int:
+        return sum(self.states.count(s) for s in wanted)
+
+    def bytes_in(self, *wanted: int) -> int:
+        """Bytes covered by blocks in these states (the short last block counted exactly)."""
+        total = self.count(*wanted) * self.block_size
+        if self.nblocks and self.states[-1] in wanted:
+            total -= self.nblocks * self.block_size - self.size
+        return total
+
+    def complete(self) -> bool:
+        return ABSENT not in self.states
+
+    # -- updates -----------------------------------------------------------------
+    def set_range(self, first: int, end: int, state: int, *, only_from: int | None = None) -> list[int]:
+        """Set blocks [first, end) to `state` and write the bytes through.
+
+        With `only_from`, only blocks currently in that state change (the copier
+        marks ABSENT blocks COPIED and must never demote a guest block).
+        Returns the indices that changed.
+        """
+        changed: list[int] = []
+        with self.lock:
+            i = first
+            while i < end:
+                if self.states[i] == state or (only_from is not None and self.states[i] != only_from):
+                    i += 1
+                    continue
+                j = i
+                while j < end and self.states[j] != state and (only_from is None or self.states[j] == only_from):
+                    j += 1
+                self.states[i:j] = bytes([state]) * (j - i)
+                self._write(i, j)
+                changed.extend(range(i, j))
+                i = j
+        return changed
+
+    def set_blocks(self, indices, state: int, *, only_from: int | None = None) -> list[int]:
+        changed = []
+        with self.lock:
+            for i in sorted(indices):
+                changed += self.set_range(i, i + 1, state, only_from=only_from)
+        return changed
+
+    def reset(self) -> None:
+        with self.lock:
+            self.states[:] = bytes(self.nblocks)
+            self._write(0, self.nblocks)
+
+    def _write(self, first: int, end: int) -> None:
+        try:
+            os.pwrite(self.fd, self.states[first:end], self.states_offset + first)
+        except OSError as e:
+            raise LocalIOError(f"cannot update map {self.path}: {e.strerror}") from None
+
+    def sync(self) -> None:
+        try:
+            os.fdatasync(self.fd)
+        except OSError as e:
+            raise LocalIOError(f"cannot sync map {self.path}: {e.strerror}") from None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            try:
+                os.fdatasync(self.fd)
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        dfd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)

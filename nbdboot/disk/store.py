@@ -1,0 +1,697 @@
+"""The local store: one engine behind overlays, live deploy and live restore.
+
+A store is a *source* (the export: read only as far as we are concerned), a
+*target* (any writable BlockDevice: a raw file, a block device, an NBD export,
+or the data area of an overlay file) and a persistent BlockMap saying, per
+64 KiB block, whether the block is local and whether the copier or the guest
+put it there. The guest sees one disk:
+
+  * reads of local blocks come from the target, the rest from the source;
+  * writes go to the target only; a write that covers part of a block that is
+    not local yet first fills the rest of that block from the source, so a
+    local block is always whole;
+  * a background Copier (deploy/restore only) fills the remaining blocks from
+    the source, writing holes/zeroes where block status says so, and never
+    touches a block the guest has written.
+
+API for `nbdboot run` (and the deploy/restore/overlay commands):
+
+    disk = open_guest_disk(source_factory, overlay=None, deploy_to=None,
+                           map_path=None, sync="each", resume=True,
+                           connections=4, since_bitmap=None)
+    ...                     # a BlockDevice: hand it to the BIOS
+    disk.copier             # None for overlays; .stats, .done, .error
+    disk.close()            # stops the copier (resumable), syncs, closes all
+
+`source_factory()` opens a new connection to the source each call (the copier
+takes its own, several when the server advertises multi-conn); open_device(spec)
+turns a URI or path into a BlockDevice. With neither overlay nor deploy_to the
+source itself is returned. `sync`:
+
+  "each"      a guest write is durable (data fsync, then map fsync) before it
+              is acknowledged;
+  "periodic"  data and map are written through before acknowledging (a killed
+              process loses nothing acknowledged); fsync happens on guest flush
+              or FUA, every `sync_interval` seconds and at close.
+
+Ordering (why crashes are safe, see docs/store.md): a block's map byte leaves
+ABSENT only after its data is written - and, for the copier and for a guest
+write that changes a block's state, after the target is flushed. The copier
+writes a block only while holding the store lock and only if it is still
+ABSENT, and marks it COPIED only if it is still ABSENT, so a guest block is
+never overwritten or demoted.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from nbdboot.disk.base import (
+    EXTENT_HOLE,
+    EXTENT_ZERO,
+    BlockDevice,
+    Extent,
+)
+from nbdboot.disk.blockmap import (
+    ABSENT,
+    COPIED,
+    COPIED_ZERO,
+    DEFAULT_BLOCK_SIZE,
+    GUEST,
+    GUEST_ZERO,
+    BlockMap,
+    BlockMapError,
+)
+from nbdboot.errors import LocalIOError, UsageError
+
+SYNC_POLICIES = ("each", "periodic")
+_ZEROES = bytes(1 << 20)
+
+
+def open_device(spec: str, *, read_only: bool = False, create_size: int | None = None) -> BlockDevice:
+    """A URI (nbd://, nbds://, nbd+unix://) or a local path as a BlockDevice."""
+    if "://" in spec:
+        from nbdboot.disk.nbd import NbdDevice  # the NBD client is optional for local-only use
+        dev = NbdDevice(spec)
+        if read_only:
+            dev.read_only = True
+        return dev
+    from nbdboot.disk.file import FileDevice
+    if create_size is not None and os.path.exists(spec):
+        create_size = None
+    return FileDevice(spec, read_only=read_only, create_size=create_size)
+
+
+@dataclass
+class StoreStats:
+    copied_bytes: int = 0      # data read from the source and written to the target
+    zero_bytes: int = 0        # blocks the copier zeroed/punched instead of copying
+    guest_bytes: int = 0       # bytes the guest wrote or zeroed
+    fill_bytes: int = 0        # source bytes read to complete a partly written block
+    skipped_bytes: int = 0     # already local when this run started, or clean in the bitmap
+
+
+class StoreDevice(BlockDevice):
+    """The guest's view of source + target + map (see the module docstring)."""
+
+    def __init__(self, source: BlockDevice, target: BlockDevice, blockmap: BlockMap, *,
+                 sync: str = "each", sync_interval: float = 5.0, own_target: bool = True,
+                 own_source: bool = True):
+        if sync not in SYNC_POLICIES:
+            raise UsageError(f"--sync must be one of {', '.join(SYNC_POLICIES)}, not {sync!r}")
+        if blockmap.size != source.size:
+            raise BlockMapError(
+                f"{blockmap.path} was made for a {blockmap.size}-byte disk, the source has {source.size}")
+        if target.size < source.size:
+            raise LocalIOError(f"target {target.description or ''} is smaller ({target.size} bytes) "
+                               f"than the source ({source.size} bytes)")
+        if target.read_only:
+            raise LocalIOError(f"target {target.description or ''} is read-only")
+        self.source = source
+        self.target = target
+        self.map = blockmap
+        self.block_size = blockmap.block_size
+        self.sync_policy = sync
+        self.sync_interval = sync_interval
+        self.own_target = own_target
+        self.own_source = own_source
+        self.lock = blockmap.lock  # one lock orders target I/O and map changes
+        self.stats = StoreStats()
+        self.copier: "Copier | None" = None
+        self._last_sync = time.monotonic()
+        self._source_closed = False
+        self._closed = False
+
+        self.size = source.size
+        self.read_only = False
+        self.can_flush = self.can_fua = True
+        self.can_trim = self.can_zero = True
+        self.can_fast_zero = False
+        self.can_extents = True
+        self.can_cache = False
+        self.can_multi_conn = False
+        self.min_block = source.min_block
+        self.preferred_block = max(source.preferred_block, 4096)
+        self.max_block = min(source.max_block, 32 * 1024 * 1024)
+        self.description = f"{source.description} + {blockmap.path}"
+
+    # -- reads -------------------------------------------------------------------
+    def pread_into(self, buf, offset: int) -> None:
+        view = memoryview(buf).cast("B")
+        self.check_range(offset, len(view))
+        self._maybe_drop_source()
+        states, bs = self.map.states, self.block_size
+        pos, end = offset, offset + len(view)
+        while pos < end:
+            local = states[pos // bs] != ABSENT
+            run_end = pos
+            while run_end < end and (states[run_end // bs] != ABSENT) == local:
+                run_end = (run_end // bs + 1) * bs
+            run_end = min(run_end, end)
+            part = view[pos - offset:run_end - offset]
+            if local:
+                with self.lock:
+                    self.target.pread_into(part, pos)
+            else:
+                # A block may turn local meanwhile; the source still has the same bytes.
+                self.source.pread_into(part, pos)
+            pos = run_end
+
+    # -- writes ------------------------------------------------------------------
+    def pwrite(self, data, offset: int, fua: bool = False) -> None:
+        view = memoryview(data).cast("B")
+        self.check_range(offset, len(view))
+        if not len(view):
+            return
+        self._maybe_drop_source()
+        with self.lock:
+            head, body, tail = self._whole_blocks(offset, len(view))
+            for start, length in (head, tail):
+                if length:
+                    self._write_partial(start, view[start - offset:start - offset + length])
+            if body[1]:
+                self.target.pwrite(view[body[0] - offset:body[0] - offset + body[1]], body[0])
+            self._commit_guest(offset, len(view), GUEST, fua)
+            self.stats.guest_bytes += len(view)
+
+    def zero(self, offset: int, length: int, may_trim: bool = True, fast: bool = False) -> None:
+        self.check_range(offset, length)
+        if not length:
+            return
+        self._maybe_drop_source()
+        with self.lock:
+            head, body, tail = self._whole_blocks(offset, length)
+            for start, n in (head, tail):
+                if n:
+                    self._write_partial(start, memoryview(_ZEROES)[:n] if n <= len(_ZEROES) else bytes(n))
+            if body[1]:
+                self._zero_target(*body)
+            self._commit_guest(offset, length, GUEST, False, zero_range=body)
+            self.stats.guest_bytes += length
+
+    def trim(self, offset: int, length: int) -> None:
+        # Our trim reads back as zeroes, so an overlay commit can turn it into WRITE_ZEROES or TRIM.
+        self.zero(offset, length)
+
+    def _whole_blocks(self, offset: int, length: int):
+        """Split a range into (partial head, whole blocks, partial tail), each (start, length)."""
+        bs, end = self.block_size, offset + length
+        first, last = offset // bs, (end - 1) // bs
+
+        def whole(i: int) -> bool:
+            return offset <= i * bs and end >= min((i + 1) * bs, self.size)
+
+        head = tail = (0, 0)
+        body_start, body_end = first, last + 1
+        if not whole(first):
+            head = (offset, min(end, (first + 1) * bs) - offset)
+            body_start = first + 1
+        if last >= body_start and not whole(last):
+            tail = (last * bs, end - last * bs)
+            body_end = last
+        if body_end <= body_start:
+            return head, (0, 0), tail
+        a = body_start * bs
+        return head, (a, min(body_end * bs, end) - a), tail
+
+    def _write_partial(self, start: int, piece: memoryview | bytes) -> None:
+        """Write part of one block; a block not yet local is completed from the source first."""
+        index = start // self.block_size
+        if self.map.states[index] == ABSENT:
+            bstart, blen = self.map.block_span(index)
+            block = bytearray(blen)
+            self.source.pread_into(block, bstart)
+            self.stats.fill_bytes += blen
+            block[start - bstart:start - bstart + len(piece)] = piece
+            self.target.pwrite(block, bstart)
+        else:
+            self.target.pwrite(piece, start)
+
+    def _commit_guest(self, offset: int, length: int, state: int, fua: bool, zero_range=(0, 0)) -> None:
+        """Make the map say GUEST for the touched blocks, in the order the sync policy needs."""
+        blocks = self.map.block_range(offset, length)
+        zfirst = zero_range[0] // self.block_size
+        zend = zfirst + -(-zero_range[1] // self.block_size) if zero_range[1] else zfirst
+        want = {i: (GUEST_ZERO if zfirst <= i < zend else GUEST) for i in blocks}
+        changing = [i for i, s in want.items() if self.map.states[i] != s]
+        # Data first: flush before any map byte claims the block (power-loss ordering).
+        if changing or self.sync_policy == "each" or fua:
+            self.target.flush()
+        for i in changing:
+            self.map.set_range(i, i + 1, want[i])
+        if self.sync_policy == "each" or fua:
+            if changing:
+                self.map.sync()
+            self._last_sync = time.monotonic()
+        else:
+            self._maybe_periodic_sync()
+
+    def _zero_target(self, offset: int, length: int) -> None:
+        if self.target.can_zero:
+            self.target.zero(offset, length, may_trim=True)
+            return
+        end = offset + length
+        while offset < end:
+            n = min(len(_ZEROES), end - offset)
+            self.target.pwrite(memoryview(_ZEROES)[:n], offset)
+            offset += n
+
+    # -- durability ----------------------------------------------------------------
+    def flush(self) -> None:
+        with self.lock:
+            self.target.flush()
+            self.map.sync()
+            self._last_sync = time.monotonic()
+
+    def _maybe_periodic_sync(self) -> None:
+        if time.monotonic() - self._last_sync >= self.sync_interval:
+            self.target.flush()
+            self.map.sync()
+            self._last_sync = time.monotonic()
+
+    # -- metadata ------------------------------------------------------------------
+    def extents(self, offset: int, length: int) -> list[Extent]:
+        self.check_range(offset, length)
+        out: list[Extent] = []
+        bs, states, end = self.block_size, self.map.states, offset + length
+        pos = offset
+        while pos < end:
+            state = states[pos // bs]
+            run_end = pos
+            while run_end < end and states[run_end // bs] == state:
+                run_end = (run_end // bs + 1) * bs
+            run_end = min(run_end, end)
+            if state == ABSENT:
+                if self.source.can_extents:
+                    got = self.source.extents(pos, run_end - pos)
+                    out.extend(got)
+                    if not got or got[-1].end < run_end:
+                        return out  # callers ask again from the end
+                else:
+                    out.append(Extent(pos, run_end - pos, 0))
+            elif state in (COPIED_ZERO, GUEST_ZERO):
+                out.append(Extent(pos, run_end - pos, EXTENT_HOLE | EXTENT_ZERO))
+            else:
+                out.append(Extent(pos, run_end - pos, 0))
+            pos = run_end
+        return out
+
+    def _maybe_drop_source(self) -> None:
+        """Once every block is local the source connection is not needed any more."""
+        if not self._source_closed and self.copier is not None and self.copier.done and self.map.complete():
+            self._source_closed = True
+            if self.own_source:
+                self.source.close()
+
+    @property
+    def complete(self) -> bool:
+        return self.map.complete()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.copier is not None:
+                self.copier.stop()
+            with self.lock:
+                self.target.flush()
+                self.map.sync()
+        finally:
+            self.map.close()
+            if self.own_target:
+                self.target.close()
+            if self.own_source and not self._source_closed:
+                self.source.close()
+
+
+class Copier:
+    """Fills a store's ABSENT blocks from the source, on its own connections.
+
+    Work is planned from block status: runs of blocks wholly inside extents that
+    read as zero are zeroed on the target (a hole punch on a sparse file), the
+    rest is read and written in `chunk`-sized pieces. Data reaches the target
+    at once, but the map marks it only after a flush, every `commit_bytes` or
+    `commit_interval` seconds.
+    """
+
+    def __init__(self, store: StoreDevice, source_factory, *, connections: int = 4,
+                 chunk: int = 4 * 1024 * 1024, commit_bytes: int = 64 * 1024 * 1024,
+                 commit_interval: float = 1.0):
+        self.store = store
+        self.map = store.map
+        self.source_factory = source_factory
+        self.connections = max(1, connections)
+        bs = self.map.block_size
+        self.chunk = max(bs, chunk // bs * bs)
+        self.commit_bytes = commit_bytes
+        self.commit_interval = commit_interval
+        self.stats = store.stats
+        self.error: BaseException | None = None
+        self.done = False
+        self._stop = threading.Event()
+        self._plan_lock = threading.Lock()
+        self._pending: dict[int, int] = {}   # block -> COPIED or COPIED_ZERO, written but not flushed
+        self._pending_bytes = 0
+        self._last_commit = time.monotonic()
+        self._threads: list[threading.Thread] = []
+        self._reaper_thread: threading.Thread | None = None
+        self._planner = None
+        self._planner_src: BlockDevice | None = None
+        self._sources: list[BlockDevice] = []
+        self.started = time.monotonic()
+        self.stats.skipped_bytes = self.map.bytes_in(COPIED, COPIED_ZERO, GUEST, GUEST_ZERO)
+
+    # -- planning ------------------------------------------------------------------
+    def _plan(self, src: BlockDevice):
+        """Yield (first_block, end_block, is_zero) for every ABSENT run, in disk order."""
+        bs, states, n = self.map.block_size, self.map.states, self.map.nblocks
+        window = 1 << 30
+        i = 0
+        while i < n:
+            if states[i] != ABSENT:
+                i += 1
+                continue
+            j = i
+            while j < n and states[j] == ABSENT and (j - i) * bs < window:
+                j += 1
+            start = i * bs
+            stop = min(j * bs, self.map.size)
+            zero = self._zero_blocks(src, start, stop)
+            k = i
+            while k < j:
+                is_zero = zero[k - i]
+                m = k
+                limit = j if is_zero else min(j, k + self.chunk // bs)
+                while m < limit and zero[m - i] == is_zero:
+                    m += 1
+                yield k, m, is_zero
+                k = m
+            i = j
+
+    def _zero_blocks(self, src: BlockDevice, start: int, stop: int) -> list[bool]:
+        """For each block in [start, stop): does block status say it reads as zeroes?"""
+        bs = self.map.block_size
+        nblk = -(-(stop - start) // bs)
+        if not src.can_extents:
+            return [False] * nblk
+        zero = [True] * nblk
+        pos = start
+        while pos < stop:
+            got = src.extents(pos, stop - pos)
+            if not got:
+                break
+            for e in got:
+                if e.offset >= stop:
+                    break
+                if not e.is_zero:
+                    a = max(e.offset, start)
+                    b = min(e.end, stop)
+                    for k in range((a - start) // bs, (b - 1 - start) // bs + 1):
+                        zero[k] = False
+            new_pos = max(pos, min(got[-1].end, stop))
+            if new_pos <= pos:
+                break  # no progress: treat the rest as data
+            pos = new_pos
+        if pos < stop:
+            for k in range((pos - start) // bs, nblk):
+                zero[k] = False
+        return zero
+
+    def _next_item(self):
+        with self._plan_lock:
+            if self._planner is None:
+                return None
+            try:
+                return next(self._planner)
+            except StopIteration:
+                self._planner = None
+                return None
+
+    # -- copying -------------------------------------------------------------------
+    def _copy(self, src: BlockDevice, item) -> None:
+        self._store(item, self._fetch(src, item))
+
+    def _fetch(self, src: BlockDevice, item) -> bytearray | None:
+        """Read a data item from the source, outside the store lock (the guest keeps going)."""
+        first, end, is_zero = item
+        bs, states = self.map.block_size, self.map.states
+        if is_zero or all(states[i] != ABSENT for i in range(first, end)):
+            return None
+        start = first * bs
+        buf = bytearray(min(end * bs, self.map.size) - start)
+        src.pread_into(buf, start)
+        return buf
+
+    def _store(self, item, buf: bytearray | None) -> None:
+        """Write what is still ABSENT of an item to the target; the guest may have won some blocks."""
+        first, end, is_zero = item
+        if buf is None and not is_zero:
+            return
+        bs, states, store = self.map.block_size, self.map.states, self.store
+        start = first * bs
+        with store.lock:
+            i = first
+            while i < end:
+                if states[i] != ABSENT:
+                    i += 1
+                    continue
+                j = i
+                while j < end and states[j] == ABSENT:
+                    j += 1
+                a, b = i * bs, min(j * bs, self.map.size)
+                if is_zero:
+                    store._zero_target(a, b - a)
+                    self.stats.zero_bytes += b - a
+                else:
+                    store.target.pwrite(memoryview(buf)[a - start:b - start], a)
+                    self.stats.copied_bytes += b - a
+                for k in range(i, j):
+                    self._pending[k] = COPIED_ZERO if is_zero else COPIED
+                self._pending_bytes += b - a
+                i = j
+            if (self._pending_bytes >= self.commit_bytes
+                    or time.monotonic() - self._last_commit >= self.commit_interval):
+                self._commit()
+
+    def _commit(self) -> None:
+        """Flush the target, then let the map claim what the flush made durable. Holds store.lock."""
+        if not self._pending:
+            return
+        self.store.target.flush()
+        by_state: dict[int, list[int]] = {}
+        for k, s in self._pending.items():
+            by_state.setdefault(s, []).append(k)
+        for s, blocks in by_state.items():
+            self.map.set_blocks(blocks, s, only_from=ABSENT)
+        self.map.sync()
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._last_commit = time.monotonic()
+
+    # -- running ---------------------------------------------------------------------
+    def _open_sources(self) -> None:
+        first = self.source_factory()
+        self._sources = [first]
+        n = self.connections if first.can_multi_conn else 1
+        for _ in range(n - 1):
+            self._sources.append(self.source_factory())
+        # With one worker it plans on its own connection; with several, block
+        # status gets a connection of its own so no connection is shared by threads.
+        self._planner_src = first if n == 1 else self.source_factory()
+        if n > 1:
+            self._sources.append(self._planner_src)
+        self._planner = self._plan(self._planner_src)
+
+    def step(self, phase: str = "all") -> bool:
+        """Copy one planned piece in the caller's thread; False when nothing is left.
+
+        Tests split a step into its phases to interleave guest I/O with them:
+        "fetch" reads the next piece, "store" writes it, "commit" flushes and
+        marks the map; "all" does the three.
+        """
+        if not self._sources:
+            self._open_sources()
+        if phase in ("fetch", "all"):
+            item = self._next_item()
+            if item is None:
+                with self.store.lock:
+                    self._commit()
+                self._finish()
+                return False
+            self._fetched = (item, self._fetch(self._sources[0], item))
+            if phase == "fetch":
+                return True
+        if phase in ("store", "all") and getattr(self, "_fetched", None):
+            self._store(*self._fetched)
+            self._fetched = None
+        if phase in ("commit", "all"):
+            with self.store.lock:
+                self._commit()
+        return True
+
+    def start(self) -> None:
+        """Copy in background threads, one per source connection."""
+        self._open_sources()
+        workers = [s for s in self._sources if s is not self._planner_src] or [self._planner_src]
+        for n, src in enumerate(workers):
+            t = threading.Thread(target=self._worker, args=(src,), name=f"copier-{n}", daemon=True)
+            self._threads.append(t)
+            t.start()
+        self._reaper_thread = threading.Thread(target=self._reaper, name="copier-reaper", daemon=True)
+        self._reaper_thread.start()
+
+    def _worker(self, src: BlockDevice) -> None:
+        try:
+            while not self._stop.is_set():
+                item = self._next_item()
+                if item is None:
+                    return
+                self._copy(src, item)
+        except BaseException as e:  # noqa: BLE001 - reported through .error, the guest keeps running
+            self.error = e
+            self._stop.set()
+
+    def _reaper(self) -> None:
+        for t in self._threads:
+            t.join()
+        with self.store.lock:
+            try:
+                self._commit()
+            except BaseException as e:  # noqa: BLE001
+                self.error = self.error or e
+        if self.error is None and not self._stop.is_set():
+            self._finish()
+        self._close_sources()
+
+    def _finish(self) -> None:
+        self.done = self.map.complete()
+
+    def _close_sources(self) -> None:
+        for s in self._sources:
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection must not mask the real error
+                pass
+        self._sources = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background copy; True when it has ended (finished, failed or stopped)."""
+        if self._reaper_thread is None:
+            return True
+        self._reaper_thread.join(timeout)
+        return not self._reaper_thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._reaper_thread is not None and self._reaper_thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop copying; what was copied is committed, so a later run resumes from here."""
+        self._stop.set()
+        if self._reaper_thread is not None:
+            self._reaper_thread.join()
+        else:
+            with self.store.lock:
+                self._commit()
+            self._close_sources()
+
+    # -- progress ----------------------------------------------------------------------
+    def progress(self) -> tuple[int, int]:
+        """(bytes local, disk size)."""
+        with self.map.lock:
+            local = self.map.size - self.map.bytes_in(ABSENT)
+        return local + self._pending_bytes, self.map.size
+
+
+def attach_copier(store: StoreDevice, source_factory, **kw) -> Copier:
+    store.copier = Copier(store, source_factory, **kw)
+    return store.copier
+
+
+def default_map_path(target: str) -> str:
+    if "://" in target:
+        raise UsageError("an NBD target needs --map PATH for its block map")
+    return target + ".nbdboot-map"
+
+
+def open_store(source: BlockDevice, target_spec: str, *, map_path: str | None = None,
+               sync: str = "each", resume: bool = True, block_size: int = DEFAULT_BLOCK_SIZE,
+               source_spec: str = "", own_source: bool = True) -> StoreDevice:
+    """Source + TARGET + map as a StoreDevice; a new map when none exists (or resume=False)."""
+    map_path = map_path or default_map_path(target_spec)
+    fresh = not (resume and os.path.exists(map_path))
+    target = open_device(target_spec, create_size=source.size)
+    try:
+        if fresh:
+            blockmap = BlockMap.create(map_path, source.size, block_size=block_size, source=source_spec)
+        else:
+            blockmap = BlockMap.open(map_path)
+            if blockmap.is_overlay:
+                raise BlockMapError(f"{map_path} is an overlay, not a deploy map")
+        try:
+            store = StoreDevice(source, target, blockmap, sync=sync, own_source=own_source)
+        except BaseException:
+            blockmap.close()
+            raise
+    except BaseException:
+        target.close()
+        raise
+    store.fresh_map = fresh
+    return store
+
+
+def mark_clean_from_bitmap(store: StoreDevice, source: BlockDevice, bitmap: str) -> int:
+    """Mark blocks the dirty bitmap calls clean as local (the target already has them).
+
+    Only for a fresh map: a restore onto the machine's own disk, where the
+    target holds the backup as of the bitmap's creation. Returns the bytes left
+    to copy.
+    """
+    from nbdboot.disk.dirty import dirty_extents
+    bs, size = store.block_size, store.size
+    dirty = bytearray(store.map.nblocks)
+    for ext in dirty_extents(source, bitmap):
+        for k in store.map.block_range(ext.offset, ext.length):
+            dirty[k] = 1
+    clean = [k for k in range(store.map.nblocks) if not dirty[k]]
+    with store.lock:
+        store.map.set_blocks(clean, COPIED, only_from=ABSENT)
+        store.map.sync()
+    store.stats.skipped_bytes = store.map.bytes_in(COPIED, COPIED_ZERO, GUEST, GUEST_ZERO)
+    return size - store.stats.skipped_bytes if bs else 0
+
+
+def open_guest_disk(source_factory, *, overlay: str | None = None, deploy_to: str | None = None,
+                    map_path: str | None = None, sync: str = "each", resume: bool = True,
+                    connections: int = 4, since_bitmap: str | None = None,
+                    source_spec: str = "", start_copier: bool = True) -> BlockDevice:
+    """The disk `nbdboot run` boots: the source alone, with an overlay, or while deploying."""
+    if overlay and deploy_to:
+        raise UsageError("--overlay and --deploy-to cannot be combined")
+    source = source_factory()
+    try:
+        if overlay:
+            from nbdboot.disk.overlay import open_overlay
+            return open_overlay(source, overlay, sync=sync, source_spec=source_spec)
+        if not deploy_to:
+            return source
+        store = open_store(source, deploy_to, map_path=map_path, sync=sync, resume=resume,
+                           source_spec=source_spec)
+    except BaseException:
+        source.close()
+        raise
+    try:
+        if since_bitmap and store.fresh_map:
+            mark_clean_from_bitmap(store, source, since_bitmap)
+        copier = attach_copier(store, source_factory, connections=connections)
+        if start_copier:
+            copier.start()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
