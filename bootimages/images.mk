@@ -1,0 +1,105 @@
+# Boot images for the int 13h work: the ladder of real boot loaders (L2-L7), our NASM conformance and bench
+# sectors. Included from the top Makefile; every path is relative to the project root. Recipes run without root
+# and without loop devices: sfdisk on image files, mkfs.fat --offset, mtools with @@offset, syslinux --offset.
+# Nothing built here is committed (bootimages/build/ is git-ignored).
+
+BI_SRC      := bootimages
+BI_BUILD    := bootimages/build
+BI_SYSLINUX := /usr/lib/syslinux
+BI_MODULES  := $(BI_SYSLINUX)/modules/bios
+BI_ISOLINUX := /usr/lib/ISOLINUX/isolinux.bin
+BI_FREEDOS  ?= ../shared/images/freedos722.img
+NASM        ?= nasm
+
+# The FAT partition of the hard-disk rungs starts at sector 2048 (1 MiB) of a 32 MiB image.
+BI_PART_SECTOR := 2048
+BI_PART_BYTES  := 1048576
+BI_HDD_SIZE    := 32M
+
+BI_LADDER := $(BI_BUILD)/l2-syslinux.img $(BI_BUILD)/l3-chain-freedos.img $(BI_BUILD)/l4-memdisk.img \
+             $(BI_BUILD)/l5-isolinux.iso $(BI_BUILD)/l6-grub.iso
+BI_CONFORMANCE := $(BI_BUILD)/conformance.img
+BI_BENCH := $(BI_BUILD)/bench-ext127.img $(BI_BUILD)/bench-chs1.img
+
+.PHONY: ladder-images conformance-images bench-images boot-images clean-boot-images
+ladder-images: $(BI_LADDER)
+conformance-images: $(BI_CONFORMANCE)
+bench-images: $(BI_BENCH)
+boot-images: ladder-images conformance-images bench-images
+
+clean-boot-images:
+	rm -rf $(BI_BUILD)
+
+$(BI_BUILD):
+	mkdir -p $@
+
+# An empty 32 MiB disk: one bootable FAT16 partition from sector 2048 to the end, SYSLINUX in its boot sector and
+# SYSLINUX's MBR code in the first 440 bytes (the partition table stays). $(1) = image file.
+define bi_syslinux_hdd
+	rm -f $(1).tmp
+	truncate -s $(BI_HDD_SIZE) $(1).tmp
+	echo 'start=$(BI_PART_SECTOR), type=6, bootable' | sfdisk -q $(1).tmp
+	mkfs.fat -F 16 -h $(BI_PART_SECTOR) --offset $(BI_PART_SECTOR) $(1).tmp >/dev/null
+	syslinux --install --offset $(BI_PART_BYTES) $(1).tmp
+	dd if=$(BI_SYSLINUX)/mbr/mbr.bin of=$(1).tmp bs=440 count=1 conv=notrunc status=none
+endef
+
+# L2: SYSLINUX from a hard disk, stopping at its boot: prompt.
+$(BI_BUILD)/l2-syslinux.img: $(BI_SRC)/ladder/l2-syslinux/syslinux.cfg | $(BI_BUILD)
+	$(call bi_syslinux_hdd,$@)
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $< ::syslinux.cfg
+	mv $@.tmp $@
+
+# L3: SYSLINUX's chain.c32 loads the FreeDOS kernel from C: (files copied out of the FreeDOS floppy).
+$(BI_BUILD)/l3-chain-freedos.img: $(wildcard $(BI_SRC)/ladder/l3-chain-freedos/*) $(BI_FREEDOS) | $(BI_BUILD)
+	$(call bi_syslinux_hdd,$@)
+	rm -rf $@.d && mkdir $@.d
+	mcopy -o -i $(BI_FREEDOS) ::KERNEL.SYS ::COMMAND.COM $@.d/
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $@.d/KERNEL.SYS $@.d/COMMAND.COM \
+		$(BI_MODULES)/chain.c32 $(BI_MODULES)/libcom32.c32 $(BI_MODULES)/libutil.c32 \
+		$(BI_SRC)/ladder/l3-chain-freedos/syslinux.cfg $(BI_SRC)/ladder/l3-chain-freedos/FDCONFIG.SYS \
+		$(BI_SRC)/ladder/l3-chain-freedos/AUTOEXEC.BAT ::
+	rm -rf $@.d
+	mv $@.tmp $@
+
+# L4: MEMDISK boots the FreeDOS floppy as A: (it hooks int 13h and int 15h E820 above the disk it came from).
+$(BI_BUILD)/l4-memdisk.img: $(BI_SRC)/ladder/l4-memdisk/syslinux.cfg $(BI_FREEDOS) | $(BI_BUILD)
+	$(call bi_syslinux_hdd,$@)
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $< ::syslinux.cfg
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $(BI_SYSLINUX)/memdisk ::memdisk
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $(BI_FREEDOS) ::fdos.img
+	mv $@.tmp $@
+
+# L5: ISOLINUX, El Torito no-emulation with a boot-info table.
+$(BI_BUILD)/l5-isolinux.iso: $(BI_SRC)/ladder/l5-isolinux/isolinux.cfg | $(BI_BUILD)
+	rm -rf $@.d && mkdir -p $@.d/isolinux
+	cp $(BI_ISOLINUX) $(BI_MODULES)/ldlinux.c32 $< $@.d/isolinux/
+	xorriso -as mkisofs -quiet -o $@.tmp -V NBDBOOT_L5 -b isolinux/isolinux.bin -c isolinux/boot.cat \
+		-no-emul-boot -boot-load-size 4 -boot-info-table $@.d >$@.log 2>&1 || { cat $@.log; exit 1; }
+	rm -rf $@.d $@.log
+	mv $@.tmp $@
+
+# L6/L7: one GRUB 2 hybrid image (MBR + El Torito), booted as a hard disk (L6) and as a CD (L7).
+$(BI_BUILD)/l6-grub.iso: $(BI_SRC)/ladder/l6-grub/grub.cfg | $(BI_BUILD)
+	rm -rf $@.d && mkdir -p $@.d/boot/grub
+	cp $< $@.d/boot/grub/grub.cfg
+	grub-mkrescue -o $@.tmp $@.d >$@.log 2>&1 || { cat $@.log; exit 1; }
+	rm -rf $@.d $@.log
+	mv $@.tmp $@
+
+# Our NASM boot programs: the flat binary is the start of the disk; the data area behind it is written by
+# bootimages/conformance/mkdata.py so that every sector's content is distinct and computable from its LBA.
+$(BI_BUILD)/%.bin: $(BI_SRC)/conformance/%.asm $(wildcard $(BI_SRC)/conformance/*.inc) | $(BI_BUILD)
+	$(NASM) -f bin -I $(BI_SRC)/conformance/ -o $@ $<
+
+$(BI_BUILD)/bench-%.bin: $(BI_SRC)/bench/%.asm $(wildcard $(BI_SRC)/conformance/*.inc) | $(BI_BUILD)
+	$(NASM) -f bin -I $(BI_SRC)/conformance/ -o $@ $<
+
+# Conformance disk: 20 cylinders x 16 heads x 63 sectors (10160640 bytes), a geometry QEMU, SeaBIOS and an
+# iPXE-style partition-table guess all agree on.
+$(BI_BUILD)/conformance.img: $(BI_BUILD)/conformance.bin $(BI_SRC)/conformance/mkdata.py
+	python3 $(BI_SRC)/conformance/mkdata.py $< $@ 20160
+
+# Bench disks: 64 MiB of data behind the program plus the program itself.
+$(BI_BUILD)/bench-%.img: $(BI_BUILD)/bench-%.bin $(BI_SRC)/conformance/mkdata.py
+	python3 $(BI_SRC)/conformance/mkdata.py $< $@ 133120 --zero

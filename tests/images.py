@@ -1,0 +1,36 @@
+"""Boot images built by bootimages/images.mk, by name, once per test session."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "bootimages" / "build"
+
+IMAGES = {
+    "l2-syslinux": "l2-syslinux.img",
+    "l3-chain-freedos": "l3-chain-freedos.img",
+    "l4-memdisk": "l4-memdisk.img",
+    "l5-isolinux": "l5-isolinux.iso",
+    "l6-grub": "l6-grub.iso",
+    "conformance": "conformance.img",
+    "bench-ext127": "bench-ext127.img",
+    "bench-chs1": "bench-chs1.img",
+}
+
+
+@functools.cache
+def image(name: str) -> Path:
+    """Path of the built image `name` (see IMAGES); runs make for it the first time in a session.
+    make decides whether it is stale, so an edited recipe or source rebuilds it."""
+    if name not in IMAGES:
+        raise KeyError(f"unknown boot image {name!r}; known: {', '.join(IMAGES)}")
+    target = f"bootimages/build/{IMAGES[name]}"
+    proc = subprocess.run(["make", "-s", target], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        pytest.fail(f"make {target} failed:\n{proc.stdout}{proc.stderr}")
+    return ROOT / target
