@@ -66,7 +66,8 @@ class StoreMachine(RuleBasedStateMachine):
         return dev
 
     def teardown(self):
-        self.dev.close()
+        if hasattr(self, "dev"):
+            self.dev.close()
         self.dir.cleanup()
 
     @rule(offset=offsets, length=st.integers(1, 3 * BS), data=st.data())
@@ -110,6 +111,17 @@ class StoreMachine(RuleBasedStateMachine):
     def reopen(self):
         """Close (stopping the copier) and reopen from the files: the map must carry the state."""
         self.dev.close()
+        self.dev = self._open()
+
+    @rule()
+    def crash_and_reopen(self):
+        """Drop everything without closing (as kill -9 would) and reopen: journal replay, resume."""
+        dev = self.dev
+        if dev.copier is not None:
+            dev.copier._close_sources()
+        os.close(dev.map.fd)
+        dev.target.close()
+        dev.source.close()
         self.dev = self._open()
 
     @invariant()

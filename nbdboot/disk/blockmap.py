@@ -17,6 +17,11 @@ claims a block whose data was not written first.
 On disk the map is a 4 KiB header followed by the state bytes. The header is
 the same for a map file of its own (deploy/restore, beside TARGET) and for an
 overlay file, where the data area follows the map at `data_offset`.
+
+After everything else the file holds a one-record journal: the guest write in
+progress (offset, length, payload, CRC). The engine writes it before touching
+the target, so a write torn by a crash is replayed whole when the store is
+opened again; a torn record fails its CRC and its write never began.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import zlib
 
 from nbdboot.errors import LocalIOError, UsageError
 
@@ -46,6 +52,12 @@ MAGIC_OVERLAY = b"NBDBOVL1"
 # magic, version, block_size, disk size, states offset, data offset, source length
 _HEADER = struct.Struct("<8sIIQQQH")
 _VERSION = 1
+
+# magic, kind, offset, length, crc32 of (kind, offset, length, payload)
+_JOURNAL = struct.Struct("<4sIQQI")
+_JOURNAL_MAGIC = b"NBDJ"
+JOURNAL_WRITE = 1
+JOURNAL_ZERO = 2
 
 
 class BlockMapError(UsageError):
@@ -134,6 +146,45 @@ class BlockMap:
         return cls(fd, magic=magic, size=size, block_size=block_size,
                    states_offset=states_offset, data_offset=data_offset, source=source,
                    states=states, path=path)
+
+    @property
+    def journal_offset(self) -> int:
+        end = max(self.states_offset + self.nblocks, self.data_offset + self.size if self.data_offset else 0)
+        return -(-end // 4096) * 4096
+
+    def journal_write(self, kind: int, offset: int, length: int, payload: bytes | memoryview = b"",
+                      sync: bool = True) -> None:
+        crc = zlib.crc32(payload, zlib.crc32(struct.pack("<IQQ", kind, offset, length)))
+        head = _JOURNAL.pack(_JOURNAL_MAGIC, kind, offset, length, crc)
+        try:
+            os.pwritev(self.fd, [head, payload], self.journal_offset)
+            if sync:
+                os.fdatasync(self.fd)
+        except OSError as e:
+            raise LocalIOError(f"cannot write journal in {self.path}: {e.strerror}") from None
+
+    def journal_read(self):
+        """The last journalled write as (kind, offset, length, payload), or None."""
+        head = os.pread(self.fd, _JOURNAL.size, self.journal_offset)
+        if len(head) < _JOURNAL.size:
+            return None
+        magic, kind, offset, length, crc = _JOURNAL.unpack(head)
+        if magic != _JOURNAL_MAGIC or kind not in (JOURNAL_WRITE, JOURNAL_ZERO) or offset + length > self.size:
+            return None
+        payload = b""
+        if kind == JOURNAL_WRITE:
+            payload = os.pread(self.fd, length, self.journal_offset + _JOURNAL.size)
+            if len(payload) != length:
+                return None
+        if zlib.crc32(payload, zlib.crc32(struct.pack("<IQQ", kind, offset, length))) != crc:
+            return None
+        return kind, offset, length, payload
+
+    def journal_clear(self) -> None:
+        try:
+            os.pwrite(self.fd, bytes(_JOURNAL.size), self.journal_offset)
+        except OSError as e:
+            raise LocalIOError(f"cannot clear journal in {self.path}: {e.strerror}") from None
 
     @property
     def is_overlay(self) -> bool:

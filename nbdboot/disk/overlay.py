@@ -200,6 +200,7 @@ def discard_overlay(path: str) -> int:
 def _discard(blockmap: BlockMap) -> None:
     # Map first: once it says ABSENT the data area is dead, whatever a crash leaves in it.
     blockmap.reset()
+    blockmap.journal_clear()  # else the next open would replay the last write
     blockmap.sync()
     data = FileDevice(blockmap.path)
     try:

@@ -62,6 +62,8 @@ from nbdboot.disk.blockmap import (
     DEFAULT_BLOCK_SIZE,
     GUEST,
     GUEST_ZERO,
+    JOURNAL_WRITE,
+    JOURNAL_ZERO,
     BlockMap,
     BlockMapError,
 )
@@ -124,6 +126,7 @@ class StoreDevice(BlockDevice):
         self._last_sync = time.monotonic()
         self._source_closed = False
         self._closed = False
+        self.replayed: tuple[int, int] | None = None
 
         self.size = source.size
         self.read_only = False
@@ -137,6 +140,24 @@ class StoreDevice(BlockDevice):
         self.preferred_block = max(source.preferred_block, 4096)
         self.max_block = min(source.max_block, 32 * 1024 * 1024)
         self.description = f"{source.description} + {blockmap.path}"
+        self._replay_journal()
+
+    def _replay_journal(self) -> None:
+        """Finish the guest write a crash interrupted, so it is applied whole or not at all."""
+        record = self.map.journal_read()
+        if record is None:
+            return
+        kind, offset, length, payload = record
+        with self.lock:
+            if kind == JOURNAL_WRITE:
+                self._apply_write(memoryview(payload), offset, True)
+            else:
+                self._apply_zero(offset, length)
+            self.target.flush()
+            self.map.sync()
+            self.map.journal_clear()
+        self.stats.guest_bytes = 0
+        self.replayed = (offset, length)
 
     # -- reads -------------------------------------------------------------------
     def pread_into(self, buf, offset: int) -> None:
@@ -168,14 +189,18 @@ class StoreDevice(BlockDevice):
             return
         self._maybe_drop_source()
         with self.lock:
-            head, body, tail = self._whole_blocks(offset, len(view))
-            for start, length in (head, tail):
-                if length:
-                    self._write_partial(start, view[start - offset:start - offset + length])
-            if body[1]:
-                self.target.pwrite(view[body[0] - offset:body[0] - offset + body[1]], body[0])
-            self._commit_guest(offset, len(view), GUEST, fua)
-            self.stats.guest_bytes += len(view)
+            self.map.journal_write(JOURNAL_WRITE, offset, len(view), view, sync=self.sync_policy == "each")
+            self._apply_write(view, offset, fua)
+
+    def _apply_write(self, view: memoryview, offset: int, fua: bool) -> None:
+        head, body, tail = self._whole_blocks(offset, len(view))
+        for start, length in (head, tail):
+            if length:
+                self._write_partial(start, view[start - offset:start - offset + length])
+        if body[1]:
+            self.target.pwrite(view[body[0] - offset:body[0] - offset + body[1]], body[0])
+        self._commit_guest(offset, len(view), GUEST, fua)
+        self.stats.guest_bytes += len(view)
 
     def zero(self, offset: int, length: int, may_trim: bool = True, fast: bool = False) -> None:
         self.check_range(offset, length)
@@ -183,17 +208,21 @@ class StoreDevice(BlockDevice):
             return
         self._maybe_drop_source()
         with self.lock:
-            head, body, tail = self._whole_blocks(offset, length)
-            for start, n in (head, tail):
-                if n:
-                    self._write_partial(start, memoryview(_ZEROES)[:n] if n <= len(_ZEROES) else bytes(n))
-            if body[1]:
-                self._zero_target(*body)
-            self._commit_guest(offset, length, GUEST, False, zero_range=body)
-            self.stats.guest_bytes += length
+            self.map.journal_write(JOURNAL_ZERO, offset, length, sync=self.sync_policy == "each")
+            self._apply_zero(offset, length)
+
+    def _apply_zero(self, offset: int, length: int) -> None:
+        head, body, tail = self._whole_blocks(offset, length)
+        for start, n in (head, tail):
+            if n:
+                self._write_partial(start, memoryview(_ZEROES)[:n] if n <= len(_ZEROES) else bytes(n))
+        if body[1]:
+            self._zero_target(*body)
+        self._commit_guest(offset, length, GUEST, False, zero_range=body)
+        self.stats.guest_bytes += length
 
     def trim(self, offset: int, length: int) -> None:
-        # Our trim reads back as zeroes, so an overlay commit can turn it into WRITE_ZEROES or TRIM.
+        # Our trim reads back as zeroes: a guest may rely on that, and an overlay commit stays exact.
         self.zero(offset, length)
 
     def _whole_blocks(self, offset: int, length: int):
@@ -320,6 +349,7 @@ class StoreDevice(BlockDevice):
             with self.lock:
                 self.target.flush()
                 self.map.sync()
+                self.map.journal_clear()
         finally:
             self.map.close()
             if self.own_target:
@@ -644,7 +674,7 @@ def open_store(source: BlockDevice, target_spec: str, *, map_path: str | None = 
     return store
 
 
-def mark_clean_from_bitmap(store: StoreDevice, source: BlockDevice, bitmap: str) -> int:
+def mark_clean_from_bitmap(store: StoreDevice, source_spec: str, bitmap: str) -> int:
     """Mark blocks the dirty bitmap calls clean as local (the target already has them).
 
     Only for a fresh map: a restore onto the machine's own disk, where the
@@ -652,9 +682,9 @@ def mark_clean_from_bitmap(store: StoreDevice, source: BlockDevice, bitmap: str)
     to copy.
     """
     from nbdboot.disk.dirty import dirty_extents
-    bs, size = store.block_size, store.size
+    size = store.size
     dirty = bytearray(store.map.nblocks)
-    for ext in dirty_extents(source, bitmap):
+    for ext in dirty_extents(source_spec, bitmap, store.size):
         for k in store.map.block_range(ext.offset, ext.length):
             dirty[k] = 1
     clean = [k for k in range(store.map.nblocks) if not dirty[k]]
@@ -662,7 +692,7 @@ def mark_clean_from_bitmap(store: StoreDevice, source: BlockDevice, bitmap: str)
         store.map.set_blocks(clean, COPIED, only_from=ABSENT)
         store.map.sync()
     store.stats.skipped_bytes = store.map.bytes_in(COPIED, COPIED_ZERO, GUEST, GUEST_ZERO)
-    return size - store.stats.skipped_bytes if bs else 0
+    return size - store.stats.skipped_bytes
 
 
 def open_guest_disk(source_factory, *, overlay: str | None = None, deploy_to: str | None = None,
@@ -686,7 +716,7 @@ def open_guest_disk(source_factory, *, overlay: str | None = None, deploy_to: st
         raise
     try:
         if since_bitmap and store.fresh_map:
-            mark_clean_from_bitmap(store, source, since_bitmap)
+            mark_clean_from_bitmap(store, source_spec, since_bitmap)
         copier = attach_copier(store, source_factory, connections=connections)
         if start_copier:
             copier.start()
