@@ -1,0 +1,893 @@
+"""A blocking NBD client: sockets and TLS around the sans-IO protocol layer.
+
+API
+    client = NbdClient(uri, *, meta_contexts=("base:allocation",), structured=True,
+                       connect_timeout=15, timeout=15, reconnect=True, retries=10,
+                       retry_delay=5, backoff=1.0, max_retry_delay=60,
+                       tls_certificates=None)
+    client.size / .flags / .block_sizes / .structured / .contexts / .protocol /
+          .export_name / .description / .read_only / .can_flush ... can_multi_conn
+    # synchronous, one request each (the caller splits; see disk/nbd.py):
+    client.pread_into(buf, offset)      client.pread(length, offset) -> bytes
+    client.pwrite(data, offset, fua=False)          client.flush()
+    client.trim(offset, length, fua=False)          client.cache(offset, length)
+    client.zero(offset, length, no_hole=False, fast=False, fua=False)
+    client.block_status(offset, length, req_one=False) -> {context name: [(length, flags)]}
+    # pipelined: any number in flight, replies matched by cookie
+    cmd = client.aio_pread(buf, offset) / aio_pwrite(data, offset, fua) / aio_zero(...) /
+          aio_trim(...) / aio_flush() / aio_cache(...) / aio_block_status(...)
+    client.wait(cmd)          # until cmd is answered; raises its NbdCommandError
+    client.next_completed()   # answer replies until some command finishes; returns it
+    client.in_flight          # number of unanswered commands
+    client.reconnect()        # close and renegotiate now (int 13h AH=00h)
+    client.close()            # DISC, shutdown(SHUT_WR), close
+    list_exports(uri) -> [(name, description)]
+    list_meta_contexts(uri, queries=()) -> [names]
+
+Reads land straight in the caller's buffer (recv_into a memoryview slice the
+protocol layer has bounds-checked). Sending never blocks while the server has
+replies for us: a write that does not fit the socket buffer alternates with
+reading replies, so a large WRITE cannot deadlock against a server that is
+busy answering earlier READs.
+
+When the connection drops or a command sees no reply for `timeout` seconds,
+the client reopens it (first at once, then every retry_delay seconds, times
+backoff, up to `retries` tries, as iPXE's SAN layer does), renegotiates,
+insists that size, flags and block sizes are unchanged and re-sends every
+command not yet answered. Protocol violations are not retried: the server
+cannot be trusted, so they raise NbdProtocolError.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+
+from nbdboot.disk.base import DiskRangeError, DiskReadOnlyError, DiskUnsupportedError
+from nbdboot.nbd import protocol as P
+from nbdboot.nbd.errors import (
+    ENOTCONN,
+    ERRNO_NAMES,
+    NbdChangedError,
+    NbdCommandError,
+    NbdConnectionError,
+    NbdError,
+    NbdNegotiationError,
+    NbdProtocolError,
+    NbdTimeoutError,
+    NbdTLSError,
+)
+from nbdboot.nbd.uri import NbdUri, parse_uri
+
+_RX_SIZE = 256 * 1024
+_ZEROS = bytes(1 << 20)
+
+
+class Command(P.Request):
+    """A request in flight: what it reads into or writes from."""
+
+    __slots__ = ("buf", "data")
+
+    def __init__(self, cmd, offset=0, length=0, flags=0, buf=None, data=None):
+        super().__init__(cmd, offset, length, flags)
+        self.buf = buf
+        self.data = data
+
+    def check(self) -> None:
+        if self.error:
+            name = ERRNO_NAMES.get(self.error, str(self.error))
+            what = P.CMD_NAMES.get(self.cmd, str(self.cmd))
+            msg = f"server failed {what} {self.offset}+{self.length}: {name}"
+            raise NbdCommandError(msg + (f" ({self.message})" if self.message else ""), self.error)
+
+
+@dataclass
+class Export:
+    """What negotiation told us about the export."""
+    size: int = 0
+    flags: int = P.TFLAG_HAS_FLAGS
+    block_sizes: P.BlockSizes = field(default_factory=P.BlockSizes)
+    structured: bool = False
+    contexts: dict = field(default_factory=dict)      # id -> name
+    name: str = ""
+    description: str = ""
+    protocol: str = "newstyle-fixed"
+    tls: bool = False
+
+    def same_shape(self, other: "Export") -> bool:
+        return (self.size, self.flags, self.block_sizes) == (other.size, other.flags, other.block_sizes)
+
+
+# =============================================================================
+# Socket plumbing
+# =============================================================================
+
+class _Link:
+    """One connected socket with a small receive buffer for headers."""
+
+    def __init__(self, sock, timeout: float):
+        self.sock = sock
+        self.timeout = timeout
+        self.tls = isinstance(sock, ssl.SSLSocket)
+        self.rx = bytearray(_RX_SIZE)
+        self.mv = memoryview(self.rx)
+        self.start = 0
+        self.end = 0
+
+    def _recv_into(self, view) -> int:
+        try:
+            n = self.sock.recv_into(view)
+        except (socket.timeout, TimeoutError):
+            raise NbdTimeoutError(f"no data from the server for {self.timeout:g} s") from None
+        except ssl.SSLError as e:
+            raise NbdConnectionError(f"TLS error: {e}") from None
+        except OSError as e:
+            raise NbdConnectionError(f"connection lost: {e.strerror or e}") from None
+        if n == 0:
+            raise NbdConnectionError("server closed the connection")
+        return n
+
+    def take(self, n: int) -> memoryview:
+        """The next n (<= 256 KiB) bytes, valid until the next call."""
+        if self.end - self.start < n:
+            left = self.end - self.start
+            if left:
+                self.rx[:left] = bytes(self.mv[self.start:self.end])
+            self.start, self.end = 0, left
+            while self.end < n:
+                self.end += self._recv_into(self.mv[self.end:])
+        v = self.mv[self.start:self.start + n]
+        self.start += n
+        return v
+
+    def read_bytes(self, n: int) -> bytes:
+        if n <= _RX_SIZE:
+            return bytes(self.take(n))
+        out = bytearray(n)
+        self.into(memoryview(out))
+        return bytes(out)
+
+    def into(self, target: memoryview) -> None:
+        """Fill target exactly, buffered bytes first, then straight from the socket."""
+        have = min(self.end - self.start, len(target))
+        if have:
+            target[:have] = self.mv[self.start:self.start + have]
+            self.start += have
+        got = have
+        total = len(target)
+        while got < total:
+            got += self._recv_into(target[got:])
+
+    def buffered(self) -> bool:
+        return self.end > self.start or (self.tls and self.sock.pending() > 0)
+
+    def skip(self, n: int) -> None:
+        while n:
+            k = min(n, _RX_SIZE)
+            self.take(k)
+            n -= k
+
+    def send(self, *parts, on_readable=None) -> None:
+        """Send every part; while the socket is full, let on_readable drain replies."""
+        views = [memoryview(p).cast("B") for p in parts if len(p)]
+        try:
+            if self.tls:
+                for v in views:
+                    for i in range(0, len(v), 65536):
+                        while on_readable is not None and self._readable(0):
+                            on_readable()
+                        self.sock.sendall(v[i:i + 65536])
+                return
+            while views:
+                try:
+                    n = self.sock.sendmsg(views, (), socket.MSG_DONTWAIT) if len(views) > 1 \
+                        else self.sock.send(views[0], socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    n = 0
+                while n and views:
+                    if n >= len(views[0]):
+                        n -= len(views[0])
+                        views.pop(0)
+                    else:
+                        views[0] = views[0][n:]
+                        n = 0
+                if not views:
+                    return
+                r, w, _ = select.select([self.sock] if on_readable else [], [self.sock], [], self.timeout)
+                if not r and not w:
+                    raise NbdTimeoutError(f"server accepted no data for {self.timeout:g} s")
+                if r and not w:
+                    on_readable()
+        except (socket.timeout, TimeoutError):
+            raise NbdTimeoutError(f"server accepted no data for {self.timeout:g} s") from None
+        except ssl.SSLError as e:
+            raise NbdConnectionError(f"TLS error: {e}") from None
+        except OSError as e:
+            raise NbdConnectionError(f"connection lost: {e.strerror or e}") from None
+
+    def _readable(self, timeout: float) -> bool:
+        if self.buffered():
+            return True
+        r, _, _ = select.select([self.sock], [], [], timeout)
+        return bool(r)
+
+    def close(self, how_graceful: bool = True) -> None:
+        try:
+            if how_graceful:
+                if self.tls:
+                    self.sock = self.sock.unwrap()
+                self.sock.shutdown(socket.SHUT_WR)
+        except (OSError, ValueError, ssl.SSLError):
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _connect_socket(uri: NbdUri, timeout: float):
+    try:
+        if uri.is_unix:
+            path = uri.socket
+            if path.startswith("\0") is False and path.startswith("%00"):
+                path = "\0" + path[3:]
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((uri.host, uri.port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (socket.timeout, TimeoutError):
+        raise NbdTimeoutError(f"cannot connect to {uri}: timed out after {timeout:g} s") from None
+    except OSError as e:
+        raise NbdConnectionError(f"cannot connect to {uri}: {e.strerror or e}") from None
+    return sock
+
+
+def _tls_context(uri: NbdUri, certificates: str | None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    certdir = certificates or uri.tls_certificates
+    if certdir:
+        ca = os.path.join(certdir, "ca-cert.pem")
+        cert = os.path.join(certdir, "client-cert.pem")
+        key = os.path.join(certdir, "client-key.pem")
+        try:
+            if os.path.exists(ca):
+                ctx.load_verify_locations(ca)
+            if os.path.exists(cert) and os.path.exists(key):
+                ctx.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as e:
+            raise NbdTLSError(f"cannot load TLS certificates from {certdir}: {e}") from None
+    else:
+        ctx.load_default_certs()
+    if not uri.tls_verify_peer:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+# =============================================================================
+# Negotiation
+# =============================================================================
+
+class _Negotiation:
+    """Fixed-newstyle option haggling over a _Link (no pipelining of options)."""
+
+    def __init__(self, link: _Link, uri: NbdUri, certificates: str | None):
+        self.link, self.uri, self.certificates = link, uri, certificates
+        self.fixed = True
+        self.no_zeroes = False
+        self.oldstyle: P.Greeting | None = None
+
+    def greet(self) -> None:
+        link = self.link
+        style = P.decode_greeting(link.take(P.GREETING_SIZE))
+        if style == "oldstyle":
+            self.oldstyle = P.decode_oldstyle_rest(link.take(P.OLDSTYLE_REST_SIZE))
+            return
+        (hflags,) = P._U16.unpack(link.take(2))
+        self.fixed = bool(hflags & P.FLAG_FIXED_NEWSTYLE)
+        self.no_zeroes = bool(hflags & P.FLAG_NO_ZEROES)
+        cflags = (P.FLAG_C_FIXED_NEWSTYLE if self.fixed else 0) | (P.FLAG_C_NO_ZEROES if self.no_zeroes else 0)
+        link.send(P.encode_client_flags(cflags))
+
+    def option(self, opt: int, data: bytes = b""):
+        """Send one option; yield (OptionReply, payload) up to and including the final one."""
+        self.link.send(P.encode_option(opt, data))
+        while True:
+            reply = P.decode_option_reply_header(self.link.take(P.OPTION_REPLY_HEADER_SIZE), opt)
+            payload = self.link.read_bytes(reply.length) if reply.length else b""
+            yield reply, payload
+            if reply.type == P.REP_ACK or reply.is_error:
+                return
+
+    def simple_option(self, opt: int, data: bytes = b"") -> P.OptionReply:
+        last = None
+        for reply, payload in self.option(opt, data):
+            if reply.type not in (P.REP_ACK,) and not reply.is_error:
+                raise NbdProtocolError(f"unexpected reply type {reply.type:#x} to option {opt}")
+            last = reply
+        return last
+
+    def starttls(self) -> None:
+        if self.oldstyle or not self.fixed:
+            raise NbdTLSError("TLS required but the server does not speak fixed newstyle")
+        reply = self.simple_option(P.OPT_STARTTLS)
+        if reply.is_error:
+            raise NbdTLSError("server refused STARTTLS")
+        ctx = _tls_context(self.uri, self.certificates)
+        hostname = self.uri.tls_hostname or (self.uri.host if not self.uri.is_unix else "localhost")
+        try:
+            tls_sock = ctx.wrap_socket(self.link.sock, server_hostname=hostname)
+        except (ssl.SSLError, ssl.CertificateError) as e:
+            raise NbdTLSError(f"TLS handshake failed: {e}") from None
+        except (socket.timeout, TimeoutError):
+            raise NbdTimeoutError("TLS handshake timed out") from None
+        except OSError as e:
+            raise NbdConnectionError(f"connection lost during TLS handshake: {e}") from None
+        self.link = _Link(tls_sock, self.link.timeout)
+
+    def list_exports(self) -> list[tuple[str, str]]:
+        out = []
+        for reply, payload in self.option(P.OPT_LIST):
+            if reply.type == P.REP_SERVER:
+                out.append(P.decode_rep_server(payload))
+            elif reply.is_error:
+                raise NbdNegotiationError("cannot list exports: " + P.option_error_message(reply, payload),
+                                          reply.type)
+            elif reply.type != P.REP_ACK:
+                raise NbdProtocolError(f"unexpected reply type {reply.type:#x} to LIST")
+        return out
+
+    def meta_contexts(self, opt: int, export: str, queries) -> dict[int, str] | None:
+        found: dict[int, str] = {}
+        for reply, payload in self.option(opt, P.encode_meta_query(export, list(queries))):
+            if reply.type == P.REP_META_CONTEXT:
+                cid, name = P.decode_rep_meta_context(payload)
+                if opt == P.OPT_SET_META_CONTEXT and name not in queries:
+                    raise NbdProtocolError(f"server selected meta context {name!r} we did not ask for")
+                found[cid] = name
+            elif reply.is_error:
+                return None
+            elif reply.type != P.REP_ACK:
+                raise NbdProtocolError(f"unexpected reply type {reply.type:#x} to meta context option")
+        return found
+
+    def go(self, export: str, opt: int = P.OPT_GO) -> Export | None:
+        """GO (or INFO); None if the server does not know the option (fall back)."""
+        info = Export(name=export)
+        got_export = False
+        data = P.encode_info_request(export, [P.INFO_BLOCK_SIZE, P.INFO_NAME, P.INFO_DESCRIPTION])
+        for reply, payload in self.option(opt, data):
+            if reply.type == P.REP_INFO:
+                kind, value = P.decode_info(payload)
+                if kind == P.INFO_EXPORT:
+                    info.size, info.flags = value
+                    got_export = True
+                elif kind == P.INFO_BLOCK_SIZE:
+                    if P.sane_block_sizes(*value):
+                        mn, pref, mx = value
+                        info.block_sizes = P.BlockSizes(mn, pref, mx)
+                elif kind == P.INFO_NAME:
+                    info.name = value
+                elif kind == P.INFO_DESCRIPTION:
+                    info.description = value
+            elif reply.is_error:
+                if reply.type == P.REP_ERR_UNSUP:
+                    return None
+                msg = P.option_error_message(reply, payload)
+                hint = " (try nbds://)" if reply.type == P.REP_ERR_TLS_REQD else ""
+                raise NbdNegotiationError(f"export {export!r}: {msg}{hint}", reply.type)
+            elif reply.type != P.REP_ACK:
+                raise NbdProtocolError(f"unexpected reply type {reply.type:#x} to GO")
+        if not got_export:
+            raise NbdProtocolError("GO acknowledged without NBD_INFO_EXPORT")
+        return info
+
+    def export_name(self, export: str) -> Export:
+        self.link.send(P.encode_option(P.OPT_EXPORT_NAME, export.encode()))
+        try:
+            head = self.link.take(P.EXPORT_NAME_REPLY_SIZE)
+        except NbdConnectionError:
+            raise NbdNegotiationError(f"server closed the connection: no export {export!r}?") from None
+        size, flags = P.decode_export_name_reply(head)
+        if not self.no_zeroes:
+            self.link.take(124)
+        return Export(size=size, flags=flags, name=export, protocol="newstyle" if not self.fixed
+                      else "newstyle-fixed")
+
+    def abort(self) -> None:
+        try:
+            self.link.send(P.encode_option(P.OPT_ABORT))
+            self.link.sock.settimeout(1.0)
+            P.decode_option_reply_header(self.link.take(P.OPTION_REPLY_HEADER_SIZE), P.OPT_ABORT)
+        except NbdError:
+            pass  # a server may simply close after ABORT
+
+
+def _open(uri: NbdUri, *, connect_timeout: float, timeout: float, structured: bool,
+          meta_contexts, certificates) -> tuple[_Link, Export]:
+    sock = _connect_socket(uri, connect_timeout)
+    link = _Link(sock, connect_timeout)
+    try:
+        neg = _Negotiation(link, uri, certificates)
+        neg.greet()
+        if neg.oldstyle:
+            if uri.tls:
+                raise NbdTLSError("TLS required but the server speaks oldstyle NBD")
+            g = neg.oldstyle
+            info = Export(size=g.size, flags=g.transmission_flags, protocol="oldstyle")
+        else:
+            if uri.tls:
+                neg.starttls()
+            info = None
+            is_structured = False
+            contexts: dict[int, str] = {}
+            if neg.fixed:
+                if structured and neg.simple_option(P.OPT_STRUCTURED_REPLY).type == P.REP_ACK:
+                    is_structured = True
+                if is_structured and meta_contexts:
+                    contexts = neg.meta_contexts(P.OPT_SET_META_CONTEXT, uri.export, list(meta_contexts)) or {}
+                info = neg.go(uri.export)
+            if info is None:
+                info = neg.export_name(uri.export)
+                is_structured = is_structured  # structured replies stay valid after EXPORT_NAME
+            else:
+                info.protocol = "newstyle-fixed"
+            info.structured = is_structured
+            info.contexts = contexts if is_structured else {}
+            info.tls = neg.link.tls
+            if not is_structured:
+                info.flags &= ~P.TFLAG_SEND_DF
+            link = neg.link
+    except BaseException:
+        link.close(False)
+        raise
+    link.timeout = timeout
+    link.sock.settimeout(timeout)
+    return link, info
+
+
+def list_exports(uri: str | NbdUri, *, timeout: float = 15.0, tls_certificates: str | None = None):
+    """[(name, description)] the server lists (NBD_OPT_LIST)."""
+    u = parse_uri(uri) if isinstance(uri, str) else uri
+    link = _Link(_connect_socket(u, timeout), timeout)
+    try:
+        neg = _Negotiation(link, u, tls_certificates)
+        neg.greet()
+        if neg.oldstyle or not neg.fixed:
+            raise NbdNegotiationError("server cannot list exports (not fixed newstyle)")
+        if u.tls:
+            neg.starttls()
+        out = neg.list_exports()
+        neg.abort()
+        return out
+    finally:
+        link.close(False)
+
+
+def list_meta_contexts(uri: str | NbdUri, queries=(), *, timeout: float = 15.0,
+                       tls_certificates: str | None = None) -> list[str]:
+    """Meta context names the server offers for the URI's export (LIST_META_CONTEXT)."""
+    u = parse_uri(uri) if isinstance(uri, str) else uri
+    link = _Link(_connect_socket(u, timeout), timeout)
+    try:
+        neg = _Negotiation(link, u, tls_certificates)
+        neg.greet()
+        if neg.oldstyle or not neg.fixed:
+            return []
+        if u.tls:
+            neg.starttls()
+        if neg.simple_option(P.OPT_STRUCTURED_REPLY).type != P.REP_ACK:
+            return []
+        found = neg.meta_contexts(P.OPT_LIST_META_CONTEXT, u.export, list(queries)) or {}
+        neg.abort()
+        return list(found.values())
+    finally:
+        link.close(False)
+
+
+# =============================================================================
+# The client
+# =============================================================================
+
+class NbdClient:
+    def __init__(self, uri: str | NbdUri, *, export: str | None = None,
+                 meta_contexts=(P.CONTEXT_BASE_ALLOCATION,), structured: bool = True,
+                 connect_timeout: float = 15.0, timeout: float = 15.0,
+                 reconnect: bool = True, retries: int = 10, retry_delay: float = 5.0,
+                 backoff: float = 1.0, max_retry_delay: float = 60.0,
+                 tls_certificates: str | None = None):
+        self.uri = parse_uri(uri) if isinstance(uri, str) else uri
+        if export is not None:
+            self.uri = self.uri.with_export(export)
+        self.meta_contexts = tuple(meta_contexts or ())
+        self.want_structured = structured
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.auto_reconnect = reconnect
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self.backoff = backoff
+        self.max_retry_delay = max_retry_delay
+        self.tls_certificates = tls_certificates
+        self.reconnects = 0
+        self._cookie = 0
+        self._link: _Link | None = None
+        self._dead: NbdError | None = None
+        self._order: dict[int, Command] = {}   # every unanswered command, in send order
+        self._link, self.export = self._open()
+        self._tracker = self._new_tracker()
+
+    # -- negotiation results ------------------------------------------------------------------
+    def _open(self):
+        return _open(self.uri, connect_timeout=self.connect_timeout, timeout=self.timeout,
+                     structured=self.want_structured, meta_contexts=self.meta_contexts,
+                     certificates=self.tls_certificates)
+
+    def _new_tracker(self) -> P.ReplyTracker:
+        return P.ReplyTracker(self.export.structured, self.export.contexts)
+
+    @property
+    def size(self) -> int:
+        return self.export.size
+
+    @property
+    def flags(self) -> int:
+        return self.export.flags
+
+    @property
+    def block_sizes(self) -> P.BlockSizes:
+        return self.export.block_sizes
+
+    @property
+    def structured(self) -> bool:
+        return self.export.structured
+
+    @property
+    def contexts(self) -> dict[int, str]:
+        return self.export.contexts
+
+    @property
+    def protocol(self) -> str:
+        return self.export.protocol
+
+    @property
+    def export_name(self) -> str:
+        return self.export.name
+
+    @property
+    def description(self) -> str:
+        return self.export.description
+
+    def _flag(self, bit: int) -> bool:
+        return bool(self.export.flags & bit)
+
+    read_only = property(lambda self: self._flag(P.TFLAG_READ_ONLY))
+    can_flush = property(lambda self: self._flag(P.TFLAG_SEND_FLUSH))
+    can_fua = property(lambda self: self._flag(P.TFLAG_SEND_FUA))
+    can_trim = property(lambda self: self._flag(P.TFLAG_SEND_TRIM))
+    can_zero = property(lambda self: self._flag(P.TFLAG_SEND_WRITE_ZEROES))
+    can_fast_zero = property(lambda self: self._flag(P.TFLAG_SEND_FAST_ZERO))
+    can_cache = property(lambda self: self._flag(P.TFLAG_SEND_CACHE))
+    can_multi_conn = property(lambda self: self._flag(P.TFLAG_CAN_MULTI_CONN))
+    can_df = property(lambda self: self._flag(P.TFLAG_SEND_DF))
+    is_rotational = property(lambda self: self._flag(P.TFLAG_ROTATIONAL))
+
+    def context_id(self, name: str) -> int | None:
+        for cid, n in self.export.contexts.items():
+            if n == name:
+                return cid
+        return None
+
+    @property
+    def can_block_status(self) -> bool:
+        return self.export.structured and bool(self.export.contexts)
+
+    @property
+    def max_payload(self) -> int:
+        mx = self.export.block_sizes.maximum
+        return P.DEFAULT_MAX_BLOCK if mx == 0xFFFFFFFF else min(mx, 64 << 20)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._order)
+
+    # -- submitting ----------------------------------------------------------------------------
+    def _check(self, offset: int, length: int, write: bool = False, zero_ok: bool = False) -> None:
+        if self._dead:
+            raise self._dead
+        if self._link is None:
+            raise NbdConnectionError("client is closed")
+        if write and self.read_only:
+            raise DiskReadOnlyError("export is read-only")
+        if offset < 0 or length < 0 or offset + length > self.export.size:
+            raise DiskRangeError(f"range {offset}+{length} is outside the export ({self.export.size} bytes)")
+        if length == 0 and not zero_ok:
+            raise DiskRangeError("zero-length request")
+        mn = self.export.block_sizes.minimum
+        if mn > 1 and (offset % mn or length % mn):
+            raise DiskRangeError(f"range {offset}+{length} is not aligned to the {mn}-byte minimum block")
+
+    def _submit(self, c: Command) -> Command:
+        self._cookie = (self._cookie + 1) & 0xFFFFFFFFFFFFFFFF or 1
+        c.cookie = self._cookie
+        self._tracker.add(c)
+        self._order[c.cookie] = c
+        head = P.encode_request(c.cmd, c.cookie, c.offset, c.length, c.flags)
+        # After a reconnect _recover() has re-sent it with the rest: nothing more to do.
+        self._guarded(lambda: self._link.send(head, c.data if c.data is not None else b"",
+                                              on_readable=self._read_one), once=True)
+        return c
+
+    def aio_pread(self, buf, offset: int, df: bool = False) -> Command:
+        view = memoryview(buf).cast("B")
+        self._check(offset, len(view))
+        if len(view) > self.max_payload:
+            raise DiskRangeError(f"read of {len(view)} bytes exceeds the server's {self.max_payload}-byte limit")
+        flags = P.CMD_FLAG_DF if df and self.can_df else 0
+        return self._submit(Command(P.CMD_READ, offset, len(view), flags, buf=view))
+
+    def aio_pwrite(self, data, offset: int, fua: bool = False) -> Command:
+        view = memoryview(data).cast("B")
+        self._check(offset, len(view), write=True)
+        if len(view) > self.max_payload:
+            raise DiskRangeError(f"write of {len(view)} bytes exceeds the server's {self.max_payload}-byte limit")
+        flags = self._fua(fua)
+        return self._submit(Command(P.CMD_WRITE, offset, len(view), flags, data=view))
+
+    def _fua(self, fua: bool) -> int:
+        return P.CMD_FLAG_FUA if fua and self.can_fua else 0
+
+    def _need(self, ok: bool, what: str) -> None:
+        if not ok:
+            raise DiskUnsupportedError(f"server does not support {what}")
+
+    def aio_flush(self) -> Command:
+        self._check(0, 0, zero_ok=True)
+        self._need(self.can_flush, "FLUSH")
+        return self._submit(Command(P.CMD_FLUSH))
+
+    def aio_trim(self, offset: int, length: int, fua: bool = False) -> Command:
+        self._check(offset, length, write=True)
+        self._need(self.can_trim, "TRIM")
+        return self._submit(Command(P.CMD_TRIM, offset, length, self._fua(fua)))
+
+    def aio_zero(self, offset: int, length: int, no_hole: bool = False, fast: bool = False,
+                 fua: bool = False) -> Command:
+        self._check(offset, length, write=True)
+        self._need(self.can_zero, "WRITE_ZEROES")
+        if fast:
+            self._need(self.can_fast_zero, "fast zeroing")
+        flags = self._fua(fua) | (P.CMD_FLAG_NO_HOLE if no_hole else 0) | (P.CMD_FLAG_FAST_ZERO if fast else 0)
+        return self._submit(Command(P.CMD_WRITE_ZEROES, offset, length, flags))
+
+    def aio_cache(self, offset: int, length: int) -> Command:
+        self._check(offset, length)
+        self._need(self.can_cache, "CACHE")
+        return self._submit(Command(P.CMD_CACHE, offset, length))
+
+    def aio_block_status(self, offset: int, length: int, req_one: bool = False) -> Command:
+        self._check(offset, length)
+        self._need(self.can_block_status, "block status (no meta context negotiated)")
+        return self._submit(Command(P.CMD_BLOCK_STATUS, offset, min(length, 0xFFFFFFFF),
+                                    P.CMD_FLAG_REQ_ONE if req_one else 0))
+
+    # -- completing ------------------------------------------------------------------------------
+    def _read_one(self) -> Command | None:
+        """Read one reply (or chunk) from the wire; the command it finished, if any."""
+        link, t = self._link, self._tracker
+        prefix = link.take(P.REPLY_PREFIX_SIZE)
+        if t.reply_kind(prefix) == P.SIMPLE_REPLY_MAGIC:
+            req, n = t.simple_reply(prefix)
+            if n:
+                link.into(req.buf)
+            t.finish(req)
+            del self._order[req.cookie]
+            return req
+        head = bytes(prefix) + bytes(link.take(4))
+        chunk = t.chunk(head)
+        kind = chunk.type
+        req = chunk.request
+        if kind == P.REPLY_TYPE_OFFSET_DATA:
+            start, n = t.data_target(chunk, link.take(8))
+            link.into(req.buf[start:start + n])
+        elif kind == P.REPLY_TYPE_OFFSET_HOLE:
+            start, n = t.hole(chunk, link.take(12))
+            buf = req.buf
+            while n:
+                k = min(n, len(_ZEROS))
+                buf[start:start + k] = _ZEROS[:k]
+                start += k
+                n -= k
+        elif kind == P.REPLY_TYPE_BLOCK_STATUS:
+            t.block_status(chunk, link.read_bytes(chunk.length))
+        elif kind & (1 << 15):
+            t.error(chunk, link.read_bytes(chunk.length))
+        if t.end_chunk(chunk):
+            del self._order[req.cookie]
+            return req
+        return None
+
+    def next_completed(self) -> Command:
+        """Answer replies until some command is complete; return it (errors not raised)."""
+        if not self._order:
+            raise ValueError("no command in flight")
+        while True:
+            done = self._guarded(self._read_one)
+            if done is not None:
+                return done
+
+    def wait(self, cmd: Command) -> Command:
+        while not cmd.done:
+            if cmd.cookie not in self._order:
+                cmd.check()
+                break
+            self._guarded(self._read_one)
+        cmd.check()
+        return cmd
+
+    def wait_all(self) -> None:
+        first_error = None
+        while self._order:
+            c = self.next_completed()
+            if c.error and first_error is None:
+                first_error = c
+        if first_error is not None:
+            first_error.check()
+
+    # -- synchronous API ----------------------------------------------------------------------------
+    def pread_into(self, buf, offset: int) -> None:
+        if len(buf):
+            self.wait(self.aio_pread(buf, offset))
+
+    def pread(self, length: int, offset: int) -> bytes:
+        buf = bytearray(length)
+        self.pread_into(buf, offset)
+        return bytes(buf)
+
+    def pwrite(self, data, offset: int, fua: bool = False) -> None:
+        if len(data):
+            self.wait(self.aio_pwrite(data, offset, fua))
+
+    def flush(self) -> None:
+        self.wait(self.aio_flush())
+
+    def trim(self, offset: int, length: int, fua: bool = False) -> None:
+        if length:
+            self.wait(self.aio_trim(offset, length, fua))
+
+    def zero(self, offset: int, length: int, no_hole: bool = False, fast: bool = False,
+             fua: bool = False) -> None:
+        if length:
+            self.wait(self.aio_zero(offset, length, no_hole, fast, fua))
+
+    def cache(self, offset: int, length: int) -> None:
+        if length:
+            self.wait(self.aio_cache(offset, length))
+
+    def block_status(self, offset: int, length: int, req_one: bool = False) -> dict[str, list]:
+        cmd = self.wait(self.aio_block_status(offset, length, req_one))
+        return {self.export.contexts[cid]: ext for cid, ext in cmd.extents.items()}
+
+    # -- failure, reconnect, shutdown ------------------------------------------------------------------
+    def _guarded(self, fn, once: bool = False):
+        """Run fn; on a dropped or stalled connection, reconnect, re-send, and run it again."""
+        while True:
+            if self._dead:
+                raise self._dead
+            try:
+                return fn()
+            except NbdProtocolError as e:
+                self._die(e)
+                raise
+            except NbdConnectionError as e:
+                if not self.auto_reconnect or self._link is None:
+                    self._die(e)
+                    raise
+                self._recover(e)
+                if once:
+                    return None
+
+    def _die(self, why: NbdError) -> None:
+        self._dead = why
+        for c in list(self._order.values()):
+            if not c.done:
+                c.error = c.error or ENOTCONN
+                c.message = str(why)
+                c.done = True
+        self._order.clear()
+        if self._link is not None:
+            self._link.close(False)
+
+    def _recover(self, why: NbdError) -> None:
+        """Reopen with bounded retries; NbdError (why) if the budget runs out."""
+        if self._link is not None:
+            self._link.close(False)
+        last: Exception = why
+        delay = self.retry_delay
+        for attempt in range(self.retries):
+            if attempt:
+                time.sleep(delay)
+                delay = min(delay * self.backoff, self.max_retry_delay)
+            try:
+                link, info = self._open()
+            except (NbdConnectionError, NbdNegotiationError) as e:
+                last = e
+                continue
+            except NbdError as e:
+                self._link = None
+                self._die(e)
+                raise
+            if not info.same_shape(self.export):
+                link.close(False)
+                err = NbdChangedError(
+                    f"export changed across reconnect: size {self.export.size}->{info.size}, "
+                    f"flags {self.export.flags:#x}->{info.flags:#x}")
+                self._die(err)
+                raise err
+            self._link, self.export = link, info
+            self._tracker = self._new_tracker()
+            self.reconnects += 1
+            try:
+                for c in list(self._order.values()):
+                    c.reset()
+                    self._tracker.add(c)
+                    self._link.send(P.encode_request(c.cmd, c.cookie, c.offset, c.length, c.flags),
+                                    c.data if c.data is not None else b"", on_readable=self._read_one)
+            except NbdConnectionError as e:
+                last = e
+                self._link.close(False)
+                continue
+            return
+        err = NbdConnectionError(f"gave up after {self.retries} reconnect attempts: {last}")
+        self._link = None
+        self._die(err)
+        raise err
+
+    def reconnect(self) -> None:
+        """Drop the connection and negotiate a fresh one now; unanswered commands are re-sent."""
+        if self._link is None:
+            raise NbdConnectionError("client is closed")
+        self._dead = None
+        self._recover(NbdConnectionError("reset requested"))
+
+    def close(self) -> None:
+        """Drain what is in flight, send DISC, shut down our side, close."""
+        if self._link is None:
+            return
+        graceful = self._dead is None
+        if graceful:
+            self.auto_reconnect = False
+            try:
+                while self._order:
+                    self.next_completed()
+                self._link.send(P.encode_request(P.CMD_DISC, 0))
+            except NbdError:
+                graceful = False
+        link, self._link = self._link, None
+        if link is not None:
+            link.close(graceful)
+        if self._dead is None:
+            self._dead = NbdConnectionError("client is closed")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        link = getattr(self, "_link", None)
+        if link is not None:
+            link.close(False)
+
