@@ -1,0 +1,118 @@
+"""POST and bootstrap: the IVT, BDA and EBDA as a real PC leaves them; int 18h/19h.
+
+int 19h reads sector 0 of the boot drive to 0000:7C00 and jumps there with DL
+= drive (it never returns, as on real BIOSes). Guests may hook it (FreeDOS
+does, to restore its vectors on reboot), so it is reached through the IVT.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+from nbdboot.disk.base import DiskError
+from nbdboot.errors import BootFailed
+from nbdboot.machine import rom
+from nbdboot.machine.machine import CONVENTIONAL_TOP, EBDA_SEGMENT, VIDEO_TEXT
+
+BOOT_ADDR = 0x7C00
+TICKS_PER_DAY = 0x1800B0
+
+
+def bda_ticks(seconds_since_midnight: float) -> int:
+    return int(seconds_since_midnight * TICKS_PER_DAY / 86400) % TICKS_PER_DAY
+
+
+class Boot:
+    def __init__(self, machine, bios):
+        self.m = machine
+        self.bios = bios
+        self.boot_drive = 0x80
+
+    def post(self, boot_drive: int) -> None:
+        cpu = self.m.cpu
+        self.boot_drive = boot_drive
+        ivt = bytearray()
+        for vector in range(256):
+            ivt += struct.pack("<HH", rom.stub(vector), rom.ROM_SEGMENT)
+
+        def point(vector, offset, segment=rom.ROM_SEGMENT):
+            ivt[vector * 4:vector * 4 + 4] = struct.pack("<HH", offset, segment)
+
+        point(0x08, rom.IRQ0)
+        point(0x09, rom.IRQ1)
+        for vector in range(0x0A, 0x10):
+            point(vector, rom.IRQ_MASTER_DEFAULT)
+        for vector in range(0x70, 0x78):
+            point(vector, rom.IRQ_SLAVE_DEFAULT)
+        point(0x1D, 0, 0)
+        point(0x1E, rom.DISKETTE_PARAMS)
+        point(0x1F, 0, 0)
+        point(0x43, rom.FONT_8X8)
+        disks = self.bios.disk
+        has_hd = any(d.number >= 0x80 for d in disks.drives.values())
+        point(0x41, rom.FDPT if has_hd else 0, rom.ROM_SEGMENT if has_hd else 0)
+        point(0x46, rom.FDPT + 16 if has_hd else 0, rom.ROM_SEGMENT if has_hd else 0)
+        for vector in range(0x60, 0x68):
+            point(vector, 0, 0)  # user vectors: free for programs
+        cpu.write(0, ivt)
+
+        bda = bytearray(256)
+        floppies = disks.floppy_count()
+        equipment = 0x0020 | 0x0002  # colour 80x25, FPU
+        if floppies:
+            equipment |= 0x0001 | ((floppies - 1) << 6)
+        struct.pack_into("<H", bda, 0x0E, EBDA_SEGMENT)
+        struct.pack_into("<H", bda, 0x10, equipment)
+        struct.pack_into("<H", bda, 0x13, CONVENTIONAL_TOP // 1024)
+        struct.pack_into("<HH", bda, 0x1A, 0x1E, 0x1E)       # keyboard ring empty
+        struct.pack_into("<HH", bda, 0x80, 0x1E, 0x3E)       # ring start/end
+        bda[0x49] = 0x03                                      # video mode
+        struct.pack_into("<H", bda, 0x4A, 80)
+        struct.pack_into("<H", bda, 0x4C, 4096)
+        struct.pack_into("<H", bda, 0x60, 0x0607)            # cursor shape
+        struct.pack_into("<H", bda, 0x63, 0x3D4)
+        bda[0x65], bda[0x66] = 0x29, 0x30
+        now = time.localtime(self.m.clock.wall_epoch)
+        midnight = now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec
+        struct.pack_into("<I", bda, 0x6C, bda_ticks(midnight))
+        bda[0x75] = disks.hard_disk_count()
+        bda[0x84], bda[0x85], bda[0x87], bda[0x88], bda[0x89] = 24, 16, 0x60, 0x09, 0x51
+        bda[0x8F] = 0x07 if floppies else 0
+        bda[0x96] = 0x10                                      # enhanced keyboard
+        cpu.write(0x400, bda)
+        self.m.bios.timer.midnight_base = midnight
+        ebda = bytearray(1024)
+        ebda[0] = 1
+        cpu.write(EBDA_SEGMENT << 4, ebda)
+        cpu.write(VIDEO_TEXT, b"\x20\x07" * 2000 * 4)
+        cpu.write(0x7C00 - 0x100, bytes(0x100))
+        disks.write_fdpt()
+
+    def int18(self) -> None:
+        self.m._fail(BootFailed("the guest called int 18h: no bootable disk"))
+
+    def int19(self) -> None:
+        cpu = self.m.cpu
+        drive = self.bios.disk.drives.get(self.boot_drive)
+        if drive is None:
+            self.m._fail(BootFailed(f"no disk at BIOS drive {self.boot_drive:#04x}"))
+            return
+        try:
+            sector = drive.device.pread(512, 0)
+        except DiskError as e:
+            self.m._fail(BootFailed(f"cannot read the boot sector: {e}"))
+            return
+        if sector[510:512] != b"\x55\xaa":
+            self.m._fail(BootFailed(f"drive {self.boot_drive:#04x} has no boot signature (55AA)"))
+            return
+        cpu.write(BOOT_ADDR, sector)
+        for reg in ("eax", "ebx", "ecx", "esi", "edi", "ebp"):
+            cpu.set(reg, 0)
+        cpu.set("edx", self.boot_drive)
+        for seg in ("ds", "es", "fs", "gs", "ss"):
+            cpu.set(seg, 0)
+        cpu.set("esp", BOOT_ADDR)
+        cpu._write_flags_live(0x0202, running=True)
+        cpu.set("cs", 0)
+        cpu.set("eip", BOOT_ADDR)

@@ -1,0 +1,321 @@
+"""int 13h disk services, enough to boot floppies and hard disks.
+
+Shaped like iPXE's int13.c so it can grow into the full SAN drive: a drive
+table (BIOS number -> Drive: a BlockDevice plus how it is presented), a
+dispatcher that resolves DL, and one handler per AH returning a status byte
+(0 = success). The dispatcher puts the status in AH and the BDA, CF in the
+caller's frame, and sets IF there too (some programs hang if a disk call
+returns with interrupts off).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from nbdboot.disk.base import BlockDevice, DiskError, DiskReadOnlyError
+from nbdboot.machine import rom
+from nbdboot.machine.cpu import FLAG_CF, FLAG_IF
+
+STATUS_OK = 0x00
+STATUS_INVALID = 0x01
+STATUS_WRITE_PROTECTED = 0x03
+STATUS_READ_ERROR = 0x04
+STATUS_BOUNDARY = 0x09
+STATUS_WRITE_ERROR = 0xCC
+
+SECTOR = 512
+
+# (cylinders, heads, sectors, CMOS drive type) by image size, as iPXE guesses floppies.
+FLOPPY_GEOMETRIES = {
+    160 * 1024: (40, 1, 8, 6), 180 * 1024: (40, 1, 9, 7), 320 * 1024: (40, 2, 8, 8),
+    360 * 1024: (40, 2, 9, 1), 720 * 1024: (80, 2, 9, 3), 1200 * 1024: (80, 2, 15, 2),
+    1440 * 1024: (80, 2, 18, 4), 1680 * 1024: (80, 2, 21, 4), 1722 * 1024: (82, 2, 21, 4),
+    2880 * 1024: (80, 2, 36, 5),
+}
+
+
+def looks_like_floppy(device: BlockDevice) -> bool:
+    """A floppy-sized image with a FAT boot sector and no partition table (`--drive auto`)."""
+    if device.size not in FLOPPY_GEOMETRIES:
+        return False
+    sector = device.pread(SECTOR, 0)
+    bytes_per_sector, = struct.unpack_from("<H", sector, 11)
+    jump_ok = sector[0] in (0xEB, 0xE9)
+    return jump_ok and bytes_per_sector == 512 and sector[21] >= 0xF0
+
+
+@dataclass
+class Drive:
+    number: int
+    device: BlockDevice
+    cylinders: int
+    heads: int
+    sectors: int
+    floppy_type: int = 0  # CMOS type; 0 for hard disks
+    last_status: int = 0
+
+    @property
+    def is_floppy(self) -> bool:
+        return self.number < 0x80
+
+    @property
+    def capacity(self) -> int:
+        return self.device.size // SECTOR
+
+
+def guess_hard_disk_geometry(device: BlockDevice) -> tuple[int, int, int]:
+    """Heads and sectors from the partition table (iPXE's guess), else 255/63."""
+    heads, sectors = 255, 63
+    try:
+        mbr = device.pread(SECTOR, 0)
+    except DiskError:
+        mbr = bytes(SECTOR)
+    if mbr[510:512] == b"\x55\xaa":
+        found_h = found_s = 0
+        for i in range(4):
+            entry = mbr[446 + 16 * i:462 + 16 * i]
+            if entry[4] == 0:
+                continue
+            found_h = max(found_h, entry[5] + 1)
+            found_s = max(found_s, entry[6] & 0x3F)
+        if found_h and found_s:
+            heads, sectors = found_h, found_s
+    cylinders = max(1, min(1024, device.size // SECTOR // (heads * sectors)))
+    return cylinders, heads, sectors
+
+
+class Int13:
+    def __init__(self, machine):
+        self.m = machine
+        self.drives: dict[int, Drive] = {}
+        self.functions = {
+            0x00: self.reset,
+            0x01: self.get_last_status,
+            0x02: self.read_sectors,
+            0x03: self.write_sectors,
+            0x04: self.verify_sectors,
+            0x08: self.get_parameters,
+            0x15: self.get_disk_type,
+            0x16: self.get_change_line,
+            0x41: self.extension_check,
+            0x42: self.extended_read,
+            0x43: self.extended_write,
+            0x48: self.get_extended_parameters,
+        }
+
+    # -- drive table ---------------------------------------------------------------
+    def add_drive(self, number: int, device: BlockDevice) -> Drive:
+        if number in self.drives:
+            raise ValueError(f"BIOS drive {number:#04x} is already attached")
+        if number < 0x80:
+            c, h, s, ftype = FLOPPY_GEOMETRIES.get(device.size, (80, 2, 18, 4))
+            if device.size not in FLOPPY_GEOMETRIES:
+                c = max(1, device.size // SECTOR // (h * s))
+            drive = Drive(number, device, c, h, s, ftype)
+        else:
+            c, h, s = guess_hard_disk_geometry(device)
+            drive = Drive(number, device, c, h, s)
+        self.drives[number] = drive
+        if number < 0x80:
+            self.m.cmos.ram[0x10] = (ftype << 4) if number == 0 else self.m.cmos.ram[0x10] | ftype
+        return drive
+
+    def floppy_count(self) -> int:
+        return max((d.number + 1 for d in self.drives.values() if d.is_floppy), default=0)
+
+    def hard_disk_count(self) -> int:
+        return max((d.number - 0x7F for d in self.drives.values() if not d.is_floppy), default=0)
+
+    def write_fdpt(self) -> None:
+        """Fixed disk parameter tables for int 41h/46h (drive 80h/81h, standard format)."""
+        table = bytearray(32)
+        for i in range(2):
+            drive = self.drives.get(0x80 + i)
+            if drive:
+                struct.pack_into("<HBHHBBBHBB", table, 16 * i, min(drive.cylinders, 0xFFFF),
+                                 drive.heads & 0xFF, 0, 0xFFFF, 0, 0x08 if drive.heads > 8 else 0,
+                                 0, 0, 0, drive.sectors)
+        self.m.cpu.write(rom.ROM_BASE + rom.FDPT, table)
+
+    # -- dispatcher ----------------------------------------------------------------
+    def int13(self) -> None:
+        cpu = self.m.cpu
+        ah = cpu.get("ah")
+        dl = cpu.get("dl")
+        drive = self.drives.get(dl)
+        handler = self.functions.get(ah)
+        if drive is None:
+            status = self._absent_drive(ah)
+        elif handler is None:
+            status = STATUS_INVALID
+        else:
+            status = handler(drive)
+        if status is None:  # the handler set AH itself (e.g. 15h, 41h)
+            status = 0
+        else:
+            cpu.set("ah", status)
+        if drive is not None and ah != 0x01:
+            drive.last_status = status
+        self.m.cpu.write8(0x441 if dl < 0x80 else 0x474, status)
+        cpu.set_frame_flags(FLAG_IF | (FLAG_CF if status else 0), 0 if status else FLAG_CF)
+
+    def _absent_drive(self, ah: int) -> int:
+        cpu = self.m.cpu
+        if ah == 0x08:  # report the drive count even for a missing drive, as BIOSes do
+            cpu.set("dl", self.floppy_count() if cpu.get("dl") < 0x80 else self.hard_disk_count())
+        if ah == 0x15 and cpu.get("dl") >= 0x80:
+            cpu.set("ah", 0)  # "no such drive"
+            return None
+        return STATUS_INVALID
+
+    # -- helpers -------------------------------------------------------------------
+    def _transfer(self, drive: Drive, lba: int, count: int, linear: int, write: bool) -> int:
+        if count == 0:
+            return STATUS_OK
+        if lba + count > drive.capacity:
+            return STATUS_READ_ERROR if not write else STATUS_WRITE_ERROR
+        cpu = self.m.cpu
+        end = linear + count * SECTOR
+        if end > cpu.memory_size:
+            return STATUS_BOUNDARY
+        try:
+            if write:
+                if drive.device.read_only:
+                    return STATUS_WRITE_PROTECTED
+                drive.device.pwrite(cpu.read(linear, count * SECTOR), lba * SECTOR)
+            else:
+                cpu.write(linear, drive.device.pread(count * SECTOR, lba * SECTOR))
+        except DiskReadOnlyError:
+            return STATUS_WRITE_PROTECTED
+        except DiskError:
+            return STATUS_READ_ERROR if not write else STATUS_WRITE_ERROR
+        return STATUS_OK
+
+    def _chs(self, drive: Drive) -> int | None:
+        cpu = self.m.cpu
+        cl, ch, dh = cpu.get("cl"), cpu.get("ch"), cpu.get("dh")
+        cylinder = ((cl & 0xC0) << 2) | ch
+        sector = cl & 0x3F
+        if drive.is_floppy and cylinder >= drive.cylinders:
+            return None
+        if dh >= drive.heads or sector < 1 or sector > drive.sectors:
+            return None
+        return (cylinder * drive.heads + dh) * drive.sectors + sector - 1
+
+    # -- functions -----------------------------------------------------------------
+    def reset(self, drive: Drive) -> int:
+        return STATUS_OK
+
+    def get_last_status(self, drive: Drive) -> int:
+        return drive.last_status
+
+    def _rw_chs(self, drive: Drive, write: bool) -> int:
+        cpu = self.m.cpu
+        count = cpu.get("al")
+        lba = self._chs(drive)
+        if lba is None or count == 0 or count > 128:
+            return STATUS_INVALID
+        linear = (cpu.get("es") << 4) + cpu.get("bx")
+        status = self._transfer(drive, lba, count, linear, write)
+        if status:
+            cpu.set("al", 0)
+        return status
+
+    def read_sectors(self, drive: Drive) -> int:
+        return self._rw_chs(drive, write=False)
+
+    def write_sectors(self, drive: Drive) -> int:
+        return self._rw_chs(drive, write=True)
+
+    def verify_sectors(self, drive: Drive) -> int:
+        return STATUS_OK if self._chs(drive) is not None else STATUS_INVALID
+
+    def get_parameters(self, drive: Drive) -> int:
+        cpu = self.m.cpu
+        max_cyl = drive.cylinders - 1
+        cpu.set("ch", max_cyl & 0xFF)
+        cpu.set("cl", ((max_cyl >> 2) & 0xC0) | drive.sectors)
+        cpu.set("dh", drive.heads - 1)
+        if drive.is_floppy:
+            cpu.set("ax", 0)
+            cpu.set("bx", drive.floppy_type)
+            cpu.set("dl", self.floppy_count())
+            cpu.set("es", rom.ROM_SEGMENT)
+            cpu.set("di", rom.DISKETTE_PARAMS)
+        else:
+            cpu.set("al", 0)
+            cpu.set("dl", self.hard_disk_count())
+        return STATUS_OK
+
+    def get_disk_type(self, drive: Drive) -> None:
+        cpu = self.m.cpu
+        if drive.is_floppy:
+            cpu.set("ah", 0x02)  # floppy with change-line support
+            return None
+        count = min(drive.capacity, 0xFFFFFFFF)
+        cpu.set("ah", 0x03)
+        cpu.set("cx", count >> 16)
+        cpu.set("dx", count & 0xFFFF)
+        return None
+
+    def get_change_line(self, drive: Drive) -> int:
+        return STATUS_OK if drive.is_floppy else STATUS_INVALID
+
+    def extension_check(self, drive: Drive):
+        cpu = self.m.cpu
+        if drive.is_floppy or cpu.get("bx") != 0x55AA:
+            return STATUS_INVALID
+        cpu.set("bx", 0xAA55)
+        cpu.set("cx", 0x000D)  # fixed-disk access, EDD, 64-bit addresses
+        cpu.set("ah", 0x30)
+        return None
+
+    def _dap(self):
+        cpu = self.m.cpu
+        addr = (cpu.get("ds") << 4) + cpu.get("si")
+        return addr, cpu.read(addr, 24)
+
+    def _extended_rw(self, drive: Drive, write: bool) -> int:
+        if drive.is_floppy:
+            return STATUS_INVALID
+        addr, dap = self._dap()
+        size, _, count, offset, segment, lba = struct.unpack_from("<BBBxHHQ", dap)
+        if size < 16:
+            return STATUS_INVALID
+        if count == 0xFF and size >= 24:
+            count, = struct.unpack_from("<I", dap, 20)
+        elif count > 0x7F:
+            return STATUS_INVALID
+        if count == 0xFF or (segment, offset) == (0xFFFF, 0xFFFF):
+            linear, = struct.unpack_from("<Q", dap, 16) if size >= 24 else (None,)
+            if linear is None:
+                return STATUS_INVALID
+        else:
+            linear = (segment << 4) + offset
+        status = self._transfer(drive, lba, count, linear, write)
+        if status:
+            self.m.cpu.write8(addr + 2, 0)
+        return status
+
+    def extended_read(self, drive: Drive) -> int:
+        return self._extended_rw(drive, write=False)
+
+    def extended_write(self, drive: Drive) -> int:
+        return self._extended_rw(drive, write=True)
+
+    def get_extended_parameters(self, drive: Drive) -> int:
+        cpu = self.m.cpu
+        addr = (cpu.get("ds") << 4) + cpu.get("si")
+        bufsize = cpu.read16(addr)
+        if bufsize < 26:
+            return STATUS_INVALID
+        flags = 0x01
+        if drive.cylinders < 1024 and drive.capacity <= 15_482_880:
+            flags |= 0x02
+        params = struct.pack("<HHIIIQH", 26, flags, drive.cylinders, drive.heads, drive.sectors,
+                             drive.capacity, SECTOR)
+        if bufsize >= 30:
+            params = struct.pack("<H", 30) + params[2:] + struct.pack("<HH", 0xFFFF, 0xFFFF)
+        cpu.write(addr, params)
+        return STATUS_OK

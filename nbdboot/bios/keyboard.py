@@ -1,0 +1,151 @@
+"""Keyboard: scripted or live keys -> IRQ1 -> int 09h -> BDA ring -> int 16h.
+
+Keys enter the guest the way a real keyboard's do: the make code is put in the
+8042's output buffer and IRQ1 is raised; the ROM's int 09h path (a trap) moves
+the key into the BDA ring at 41Eh, and int 16h serves from that ring. A guest
+that hooks int 09h or peeks the ring sees ordinary behaviour.
+
+Scripted keys are held until the guest first waits for a key (a blocking int
+16h read): typed earlier, they would be eaten by boot-time "press a key"
+checks. A blocking read with an empty ring parks the CPU (the stub's `int 16h`
+is re-executed after wake-up) and the machine skips time to the next event.
+"""
+
+from __future__ import annotations
+
+import collections
+
+from nbdboot.machine.cpu import FLAG_IF, FLAG_ZF
+
+# Idle polls (int 16h 01h on an empty ring, interrupts on) within one timer tick
+# before the machine treats the guest as idle and skips to the next tick.
+IDLE_POLLS_PER_TICK = 64
+
+
+class Keyboard:
+    def __init__(self, machine):
+        self.m = machine
+        self.queue: collections.deque = collections.deque()  # ("key", word) | ("pause", s)
+        self.active = False       # scripted keys flow once the guest has waited for one
+        self.next_time = 0.0
+        self.latched: int | None = None  # key word waiting for int 09h
+        self.polls = 0
+        self.reads = 0
+        self.functions = {
+            0x00: self.read, 0x10: self.read, 0x01: self.peek, 0x11: self.peek,
+            0x02: self.shift_flags, 0x12: self.shift_flags_extended, 0x05: self.store,
+        }
+
+    # -- input side ------------------------------------------------------------------
+    def type_keys(self, items, start_now: bool = False) -> None:
+        """Queue ("key", scan<<8|ascii) and ("pause", seconds) items."""
+        self.queue.extend(items)
+        if start_now:
+            self.active = True
+
+    def pending_keys(self) -> bool:
+        return any(kind == "key" for kind, _ in self.queue) or self.latched is not None
+
+    def next_key_time(self) -> float:
+        if self.active and self.queue:
+            return max(self.next_time, self.m.clock.now)
+        return float("inf")
+
+    def feed(self) -> None:
+        """Called between slices: start the next due key on its way (IRQ1)."""
+        if not self.active or self.latched is not None:
+            return
+        clock = self.m.clock
+        while self.queue and self.queue[0][0] == "pause":
+            if clock.now < self.next_time:
+                return
+            self.next_time = clock.now + self.queue.popleft()[1]
+        if not self.queue or clock.now < self.next_time or self._ring_full():
+            return
+        _, word = self.queue.popleft()
+        self.latched = word
+        self.m.ports.kbc.output = [(word >> 8) & 0x7F]
+        self.m.pic.raise_irq(1)
+
+    # -- BDA ring ------------------------------------------------------------------------
+    def _ring(self):
+        cpu = self.m.cpu
+        return cpu.read16(0x41A), cpu.read16(0x41C), cpu.read16(0x480), cpu.read16(0x482)
+
+    def _ring_full(self) -> bool:
+        head, tail, start, end = self._ring()
+        nxt = tail + 2 if tail + 2 < end else start
+        return nxt == head
+
+    def push(self, word: int) -> bool:
+        head, tail, start, end = self._ring()
+        nxt = tail + 2 if tail + 2 < end else start
+        if nxt == head:
+            return False
+        self.m.cpu.write16(0x400 + tail, word)
+        self.m.cpu.write16(0x41C, nxt)
+        return True
+
+    def _first(self) -> int | None:
+        head, tail, start, end = self._ring()
+        if head == tail:
+            return None
+        return self.m.cpu.read16(0x400 + head)
+
+    def _pop(self) -> int | None:
+        head, tail, start, end = self._ring()
+        if head == tail:
+            return None
+        word = self.m.cpu.read16(0x400 + head)
+        self.m.cpu.write16(0x41A, head + 2 if head + 2 < end else start)
+        return word
+
+    # -- IRQ1 path -----------------------------------------------------------------------
+    def irq1(self) -> None:
+        if self.latched is not None:
+            self.push(self.latched)
+            self.latched = None
+        self.m.ports.kbc.output = []
+
+    # -- int 16h -----------------------------------------------------------------------
+    def int16(self) -> None:
+        handler = self.functions.get(self.m.cpu.get("ah"))
+        if handler:
+            handler()
+
+    def read(self) -> None:
+        word = self._pop()
+        if word is None:
+            self.active = True
+            self.reads += 1
+            self.m.wait_in_bios(rewind=2)
+            return
+        if self.m.cpu.get("ah") == 0x00 and (word & 0xFF) == 0xE0:
+            word &= 0xFF00
+        self.m.cpu.set("ax", word)
+
+    def peek(self) -> None:
+        cpu = self.m.cpu
+        word = self._first()
+        if word is None:
+            cpu.set_frame_flags(FLAG_ZF)
+            if cpu.frame_flags() & FLAG_IF:
+                self.polls += 1
+                if self.polls >= IDLE_POLLS_PER_TICK:
+                    self.polls = 0
+                    self.m.wait_in_bios()
+            return
+        cpu.set("ax", word)
+        cpu.set_frame_flags(0, FLAG_ZF)
+
+    def shift_flags(self) -> None:
+        self.m.cpu.set("al", self.m.cpu.read8(0x417))
+
+    def shift_flags_extended(self) -> None:
+        cpu = self.m.cpu
+        cpu.set("al", cpu.read8(0x417))
+        cpu.set("ah", cpu.read8(0x418))
+
+    def store(self) -> None:
+        cpu = self.m.cpu
+        cpu.set("al", 0 if self.push(cpu.get("cx")) else 1)

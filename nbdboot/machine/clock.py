@@ -1,0 +1,27 @@
+"""The virtual clock: guest time in seconds since power-on.
+
+While the guest runs, time follows the host's wall clock; while it idles (hlt
+with interrupts on, a blocking keyboard read, a tight keyboard poll) time jumps
+straight to the next event, so waiting costs no host CPU.
+"""
+
+from __future__ import annotations
+
+import time
+
+# One slice may be slow because the host stalled; the guest should not see
+# seconds vanish in a single step.
+MAX_STEP = 0.05
+
+
+class VirtualClock:
+    def __init__(self):
+        self.now = 0.0
+        self.wall_epoch = time.time()
+
+    def ran(self, seconds: float) -> None:
+        self.now += min(max(seconds, 0.0), MAX_STEP)
+
+    def skip_to(self, when: float) -> None:
+        if when > self.now:
+            self.now = when

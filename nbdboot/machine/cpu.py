@@ -1,0 +1,219 @@
+"""The x86 CPU: a Unicorn engine that behaves as a PC processor from reset.
+
+The engine is UC_MODE_32 with CR0=0x10 (PE clear): it executes real-mode code
+like a 16-bit CPU, yet stopping and resuming in protected mode at any EIP works,
+which UC_MODE_16 cannot do (it truncates the resume address to 16 bits).
+
+Unicorn delivers no interrupts itself, so this module does what the CPU's
+microcode would: push a frame and vector through the IVT (real mode) or the IDT
+(protected mode). Two rules keep the CPU state coherent:
+- Python writes to guest memory go through `write()`, which drops translated
+  code for the range; otherwise code loaded by int 13h over code that already
+  ran (an MBR relocating itself, then loading a VBR) executes stale.
+- While the engine runs (inside a hook) EFLAGS is written without its
+  arithmetic bits: QEMU keeps those outside env->eflags during execution, and
+  bits written there would be ORed into every later pushf. BIOS results travel
+  in the FLAGS word of the caller's interrupt frame instead (frame_flags()).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from unicorn import UC_ARCH_X86, UC_MODE_32, Uc
+from unicorn import x86_const as X
+
+FLAG_CF = 0x0001
+FLAG_PF = 0x0004
+FLAG_ZF = 0x0040
+FLAG_TF = 0x0100
+FLAG_IF = 0x0200
+FLAG_DF = 0x0400
+ARITH_FLAGS = 0x08D5  # OF SF ZF AF PF CF
+
+REG = {
+    "eax": X.UC_X86_REG_EAX, "ebx": X.UC_X86_REG_EBX, "ecx": X.UC_X86_REG_ECX, "edx": X.UC_X86_REG_EDX,
+    "esi": X.UC_X86_REG_ESI, "edi": X.UC_X86_REG_EDI, "ebp": X.UC_X86_REG_EBP, "esp": X.UC_X86_REG_ESP,
+    "ax": X.UC_X86_REG_AX, "bx": X.UC_X86_REG_BX, "cx": X.UC_X86_REG_CX, "dx": X.UC_X86_REG_DX,
+    "si": X.UC_X86_REG_SI, "di": X.UC_X86_REG_DI, "bp": X.UC_X86_REG_BP, "sp": X.UC_X86_REG_SP,
+    "al": X.UC_X86_REG_AL, "ah": X.UC_X86_REG_AH, "bl": X.UC_X86_REG_BL, "bh": X.UC_X86_REG_BH,
+    "cl": X.UC_X86_REG_CL, "ch": X.UC_X86_REG_CH, "dl": X.UC_X86_REG_DL, "dh": X.UC_X86_REG_DH,
+    "cs": X.UC_X86_REG_CS, "ds": X.UC_X86_REG_DS, "es": X.UC_X86_REG_ES, "ss": X.UC_X86_REG_SS,
+    "fs": X.UC_X86_REG_FS, "gs": X.UC_X86_REG_GS,
+    "eip": X.UC_X86_REG_EIP, "eflags": X.UC_X86_REG_EFLAGS, "cr0": X.UC_X86_REG_CR0,
+}
+
+
+class CpuFault(Exception):
+    """The CPU cannot continue (no handler for an exception, bad IDT...)."""
+
+
+class Cpu:
+    def __init__(self, memory_size: int):
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
+        self.uc.mem_map(0, memory_size)
+        self.memory_size = memory_size
+        self.reset()
+
+    # -- state -------------------------------------------------------------------
+    def reset(self) -> None:
+        uc = self.uc
+        uc.reg_write(X.UC_X86_REG_CR0, 0x10)
+        uc.reg_write(X.UC_X86_REG_CR4, 0)
+        for seg in ("cs", "ds", "es", "ss", "fs", "gs"):
+            uc.reg_write(REG[seg], 0)
+        uc.reg_write(X.UC_X86_REG_EFLAGS, 0x2)
+
+    def __getattr__(self, name):
+        reg = REG.get(name)
+        if reg is None:
+            raise AttributeError(name)
+        return self.uc.reg_read(reg)
+
+    def get(self, name: str) -> int:
+        return self.uc.reg_read(REG[name])
+
+    def set(self, name: str, value: int) -> None:
+        self.uc.reg_write(REG[name], value)
+
+    @property
+    def protected(self) -> bool:
+        return bool(self.uc.reg_read(X.UC_X86_REG_CR0) & 1)
+
+    def seg_base(self, selector: int) -> int:
+        if not self.protected:
+            return (selector & 0xFFFF) << 4
+        desc = self._descriptor(selector)
+        return desc[0] if desc else 0
+
+    def _descriptor(self, selector: int):
+        """(base, limit, access, flags) of a GDT/LDT selector, None if outside the table."""
+        if selector & 4:
+            return None  # LDT: no loader we boot uses one for code or stacks
+        _, base, limit, _ = self.uc.reg_read(X.UC_X86_REG_GDTR)
+        index = selector & ~7
+        if index == 0 or index + 7 > limit:
+            return None
+        lo, hi = struct.unpack("<II", self.read(base + index, 8))
+        seg_base = (lo >> 16) | ((hi & 0xFF) << 16) | (hi & 0xFF000000)
+        seg_limit = (lo & 0xFFFF) | (hi & 0xF0000)
+        return seg_base, seg_limit, (hi >> 8) & 0xFF, (hi >> 20) & 0xF
+
+    def stack_is_32bit(self) -> bool:
+        if not self.protected:
+            return False
+        desc = self._descriptor(self.get("ss"))
+        return bool(desc and desc[3] & 0x4)
+
+    def pc(self) -> int:
+        """Linear address of CS:EIP."""
+        return self.seg_base(self.get("cs")) + self.get("eip")
+
+    # -- memory ------------------------------------------------------------------
+    def read(self, addr: int, size: int) -> bytes:
+        return bytes(self.uc.mem_read(addr, size))
+
+    def write(self, addr: int, data) -> None:
+        if not data:
+            return
+        self.uc.mem_write(addr, bytes(data))
+        self.uc.ctl_remove_cache(addr, addr + len(data))
+
+    def read8(self, addr: int) -> int:
+        return self.uc.mem_read(addr, 1)[0]
+
+    def read16(self, addr: int) -> int:
+        return struct.unpack("<H", self.uc.mem_read(addr, 2))[0]
+
+    def read32(self, addr: int) -> int:
+        return struct.unpack("<I", self.uc.mem_read(addr, 4))[0]
+
+    def write8(self, addr: int, value: int) -> None:
+        self.write(addr, bytes((value & 0xFF,)))
+
+    def write16(self, addr: int, value: int) -> None:
+        self.write(addr, struct.pack("<H", value & 0xFFFF))
+
+    def write32(self, addr: int, value: int) -> None:
+        self.write(addr, struct.pack("<I", value & 0xFFFFFFFF))
+
+    # -- interrupt frames --------------------------------------------------------
+    def frame_flags_addr(self) -> int:
+        """Where the caller's FLAGS sits while a real-mode BIOS stub runs."""
+        return ((self.get("ss") & 0xFFFF) << 4) + ((self.get("sp") + 4) & 0xFFFF)
+
+    def frame_flags(self) -> int:
+        return self.read16(self.frame_flags_addr())
+
+    def set_frame_flags(self, set_bits: int = 0, clear_bits: int = 0) -> None:
+        addr = self.frame_flags_addr()
+        self.write16(addr, (self.read16(addr) & ~clear_bits) | set_bits)
+
+    def _write_flags_live(self, value: int, running: bool) -> None:
+        if running:
+            value &= ~ARITH_FLAGS
+        self.uc.reg_write(X.UC_X86_REG_EFLAGS, value)
+
+    def push16(self, value: int) -> None:
+        sp = (self.get("sp") - 2) & 0xFFFF
+        self.set("sp", sp)
+        self.write16(((self.get("ss") & 0xFFFF) << 4) + sp, value)
+
+    def ivt_entry(self, vector: int) -> tuple[int, int]:
+        off, seg = struct.unpack("<HH", self.read(vector * 4, 4))
+        return seg, off
+
+    def deliver_real(self, vector: int, return_ip: int, running: bool) -> None:
+        """What a real-mode `int` does: push FLAGS, CS, IP; clear IF/TF; load IVT[vector]."""
+        flags = self.uc.reg_read(X.UC_X86_REG_EFLAGS)
+        self.push16(flags)
+        self.push16(self.get("cs"))
+        self.push16(return_ip)
+        seg, off = self.ivt_entry(vector)
+        self._write_flags_live(flags & ~(FLAG_IF | FLAG_TF), running)
+        self.set("cs", seg)
+        self.set("eip", off)
+
+    def deliver_protected(self, vector: int, return_eip: int, running: bool, error_code: int | None = None) -> None:
+        """Deliver through the IDT to a ring-0 guest (no privilege change, no task gates)."""
+        _, base, limit, _ = self.uc.reg_read(X.UC_X86_REG_IDTR)
+        if vector * 8 + 7 > limit:
+            raise CpuFault(f"vector {vector:#x} is outside the IDT (limit {limit:#x})")
+        lo, hi = struct.unpack("<II", self.read(base + vector * 8, 8))
+        gate_type = (hi >> 8) & 0x1F
+        if not hi & 0x8000 or gate_type not in (0x06, 0x07, 0x0E, 0x0F):
+            raise CpuFault(f"IDT entry {vector:#x} is not a present interrupt/trap gate ({hi:#010x})")
+        selector = lo >> 16
+        offset = (lo & 0xFFFF) | (hi & 0xFFFF0000)
+        gate32 = bool(gate_type & 0x08)
+        flags = self.uc.reg_read(X.UC_X86_REG_EFLAGS)
+        cs = self.get("cs")
+        ss_base = self.seg_base(self.get("ss"))
+        if self.stack_is_32bit():
+            sp, mask, sp_reg = self.get("esp"), 0xFFFFFFFF, "esp"
+        else:
+            sp, mask, sp_reg = self.get("sp"), 0xFFFF, "sp"
+        words = [flags, cs, return_eip] + ([error_code] if error_code is not None else [])
+        size = 4 if gate32 else 2
+        for word in words:
+            sp = (sp - size) & mask
+            data = struct.pack("<I", word & 0xFFFFFFFF) if gate32 else struct.pack("<H", word & 0xFFFF)
+            self.write(ss_base + sp, data)
+        self.set(sp_reg, sp)
+        new_flags = flags & ~(FLAG_TF | 0x4000 | 0x10000)  # TF, NT, RF
+        if not gate_type & 1:
+            new_flags &= ~FLAG_IF  # interrupt gate
+        self._write_flags_live(new_flags, running)
+        self.set("cs", selector)
+        self.set("eip", offset if gate32 else offset & 0xFFFF)
+
+    def deliver(self, vector: int, return_ip: int, running: bool) -> None:
+        if self.protected:
+            self.deliver_protected(vector, return_ip, running)
+        else:
+            self.deliver_real(vector, return_ip, running)
+
+    def registers(self) -> dict[str, int]:
+        return {name: self.get(name) for name in (
+            "eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp",
+            "cs", "ds", "es", "ss", "fs", "gs", "eip", "eflags", "cr0")}

@@ -1,0 +1,267 @@
+"""The PC: CPU, memory map, ROM, devices, BIOS and the run loop.
+
+Memory: one RAM region from 0 to 1 MiB + extended memory (A20 is always on in
+Unicorn, so FFFF:0010 must reach real RAM). Conventional memory ends at 9FC00h
+where the 1 KiB EBDA starts, text video memory is the RAM at B8000h, the ROM
+image is copied to F0000h.
+
+Traps: UC_HOOK_INTR sees every `int` and exception. An `int` executed at a
+registered ROM address (a vector stub or the trap inside an IRQ path) is a BIOS
+call served in Python; anything else is delivered through the guest's IVT or
+IDT, so guests can hook and chain any vector.
+
+Run loop: `count`-limited slices (Unicorn's timeout slicing corrupts boots).
+Between slices the virtual clock advances, IRQ0 is raised at the PIT rate and
+pending IRQs are delivered if the guest has interrupts on (or is waiting inside
+a BIOS call, as a real BIOS would with sti). No per-instruction hooks.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+
+from unicorn import UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UcError
+from unicorn import x86_const as X
+
+from nbdboot.errors import EXIT_GUEST_CRASH, NbdbootError
+from nbdboot.machine import rom
+from nbdboot.machine.clock import VirtualClock
+from nbdboot.machine.cpu import FLAG_IF, Cpu, CpuFault
+from nbdboot.machine.devices import Cmos, Pic, Pit, Ports
+
+CONVENTIONAL_TOP = 0x9FC00
+EBDA_SEGMENT = 0x9FC0
+VIDEO_TEXT = 0xB8000
+EXTENDED_BASE = 0x100000
+DEFAULT_MEMORY_MB = 64
+SLICE = 400_000
+CPU_EXCEPTIONS = range(0, 0x08)
+
+
+class GuestCrash(NbdbootError):
+    exit_code = EXIT_GUEST_CRASH
+
+    def __init__(self, message: str, report: str = ""):
+        super().__init__(message)
+        self.report = report
+
+
+class Machine:
+    def __init__(self, memory_mb: int = DEFAULT_MEMORY_MB, debug_out=None):
+        if not 1 <= memory_mb <= 3072:
+            raise ValueError("memory must be between 1 and 3072 MiB")
+        self.memory_mb = memory_mb
+        self.extended_bytes = memory_mb * 1024 * 1024
+        self.cpu = Cpu(EXTENDED_BASE + self.extended_bytes)
+        self.clock = VirtualClock()
+        self.pic = Pic()
+        self.pit = Pit(self.clock)
+        self.cmos = Cmos(self.clock, ext_kb=self.extended_bytes // 1024)
+        self.ports = Ports(self.clock, self.pic, self.pit, self.cmos, debug_out=debug_out)
+        self.pit.on_channel0_change = self._reschedule_timer
+        self.next_irq0 = self.pit.period()
+        self.traps: dict[int, callable] = {}
+        self.history = collections.deque(maxlen=32)  # (vector, cs, ip, ax, kind)
+        self.stop_reason: str | None = None
+        self.waiting_in_bios = False   # a BIOS call is waiting with interrupts on
+        self.halt_site = None
+        self.failure: NbdbootError | None = None
+        self.slices = 0
+        self.irq_count = collections.Counter()
+        self.cpu.write(rom.ROM_BASE, rom.load_image())
+
+        from nbdboot.bios import Bios  # the BIOS needs a built machine
+        self.bios = Bios(self)
+
+        uc = self.cpu.uc
+        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
+        uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
+        uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid)
+
+    # -- setup ---------------------------------------------------------------------
+    def add_trap(self, offset: int, service) -> None:
+        """Serve `int` instructions executed at F000:offset with `service()`."""
+        self.traps[rom.ROM_BASE + offset] = service
+
+    def power_on(self, boot_drive: int) -> None:
+        """POST (IVT, BDA, EBDA, screen) and start at the reset vector, which boots via int 19h."""
+        self.bios.post(boot_drive)
+        self.cpu.set("cs", rom.ROM_SEGMENT)
+        self.cpu.set("eip", rom.RESET_VECTOR)
+
+    # -- hooks -----------------------------------------------------------------------
+    def _on_in(self, uc, port, size, _user):
+        value = self.ports.inb(port)
+        if size == 2:
+            value |= self.ports.inb(port + 1) << 8
+        elif size == 4:
+            value |= 0xFFFFFF00 if value == 0xFF else 0
+        return value
+
+    def _on_out(self, uc, port, size, value, _user):
+        self.ports.outb(port, value & 0xFF)
+        if size == 2:
+            self.ports.outb(port + 1, (value >> 8) & 0xFF)
+
+    def _on_invalid(self, uc, _user):
+        cpu = self.cpu
+        if cpu.protected:
+            self._fail(GuestCrash("invalid opcode in protected mode"))
+            return False
+        seg, off = cpu.ivt_entry(6)
+        if (seg << 4) + off == rom.ROM_BASE + rom.stub(6):
+            self._fail(GuestCrash("invalid opcode with no handler"))
+            return False
+        self._record(6, "#UD")
+        cpu.deliver_real(6, cpu.get("eip") & 0xFFFF, running=True)
+        return True
+
+    def _on_interrupt(self, uc, intno, _user):
+        cpu = self.cpu
+        eip = cpu.get("eip")
+        cs = cpu.get("cs")
+        protected = cpu.protected
+        base = cpu.seg_base(cs)
+        site = base + eip - 2
+        if not protected:
+            service = self.traps.get(site)
+            if service is not None and cpu.read8(site + 1) == intno and cpu.read8(site) == 0xCD:
+                self._record(intno, "bios", cs, eip - 2)
+                service()
+                return
+        software = self._is_software_int(base, eip, intno)
+        self._record(intno, "int" if software else "exception", cs, eip)
+        if not software and not protected and intno in CPU_EXCEPTIONS:
+            seg, off = cpu.ivt_entry(intno)
+            if (seg << 4) + off == rom.ROM_BASE + rom.stub(intno):
+                names = {0: "divide error", 1: "debug trap", 3: "breakpoint", 4: "overflow",
+                         5: "bound range", 6: "invalid opcode", 7: "no math coprocessor"}
+                self._fail(GuestCrash(f"unhandled CPU exception {intno:#04x} ({names.get(intno, '?')})"))
+                return
+        try:
+            if protected:
+                cpu.deliver_protected(intno, eip, running=True)
+            else:
+                cpu.deliver_real(intno, eip & 0xFFFF, running=True)
+        except CpuFault as e:
+            self._fail(GuestCrash(f"triple fault: {e}"))
+
+    def _is_software_int(self, base: int, eip: int, intno: int) -> bool:
+        try:
+            if self.cpu.read(base + eip - 2, 2) == bytes((0xCD, intno)):
+                return True
+            return intno in (3, 4) and self.cpu.read8(base + eip - 1) in (0xCC, 0xCE)
+        except UcError:
+            return False
+
+    def _record(self, vector: int, kind: str, cs: int | None = None, ip: int | None = None) -> None:
+        cpu = self.cpu
+        self.history.append((vector, kind, cpu.get("cs") if cs is None else cs,
+                             cpu.get("eip") if ip is None else ip, cpu.get("eax")))
+
+    def _fail(self, error: NbdbootError) -> None:
+        if self.failure is None:
+            self.failure = error
+        self.stop("failed")
+
+    def stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.cpu.uc.emu_stop()
+
+    def wait_in_bios(self, rewind: int = 0) -> None:
+        """Called by a BIOS service that must wait (for a key, for time): stop the slice,
+        and let IRQs in as a BIOS would with sti. `rewind` re-executes the stub's int."""
+        if rewind:
+            self.cpu.set("eip", self.cpu.get("eip") - rewind)
+        self.waiting_in_bios = True
+        self.stop("idle")
+
+    # -- time and IRQs ---------------------------------------------------------------
+    def _reschedule_timer(self) -> None:
+        self.next_irq0 = self.clock.now + self.pit.period()
+
+    def _raise_due_irqs(self) -> None:
+        period = self.pit.period()
+        if self.clock.now >= self.next_irq0:
+            self.pic.raise_irq(0)
+            self.next_irq0 += period
+            if self.clock.now > self.next_irq0 + 1.0:  # far behind (guest had IF=0): drop ticks
+                self.next_irq0 = self.clock.now + period
+        self.bios.keyboard.feed()
+
+    def next_event(self) -> float:
+        return min(self.next_irq0, self.bios.keyboard.next_key_time())
+
+    def _deliver_irq(self) -> bool:
+        irq = self.pic.pending()
+        if irq is None:
+            return False
+        cpu = self.cpu
+        if not (cpu.get("eflags") & FLAG_IF) and not self.waiting_in_bios:
+            return False
+        vector = self.pic.acknowledge(irq)
+        self.irq_count[irq] += 1
+        self._record(vector, f"irq{irq}")
+        try:
+            cpu.deliver(vector, cpu.get("eip"), running=False)
+        except CpuFault as e:
+            raise GuestCrash(f"triple fault delivering IRQ{irq}: {e}", self.crash_report()) from None
+        self.waiting_in_bios = False
+        self.halt_site = None
+        return True
+
+    # -- running -------------------------------------------------------------------
+    def run_slice(self) -> None:
+        """Run one slice of guest code and everything due around it.
+
+        Raises GuestCrash, BootFailed or a device error when the guest cannot go on.
+        """
+        cpu = self.cpu
+        self._raise_due_irqs()
+        delivered = self._deliver_irq()
+        if self.waiting_in_bios and not delivered:
+            self.clock.skip_to(self.next_event())
+            self._raise_due_irqs()
+            if not self._deliver_irq() and self.waiting_in_bios:
+                return  # nothing can wake the guest yet (a key pause); the caller loops
+        self.stop_reason = None
+        self.slices += 1
+        start = time.perf_counter()
+        try:
+            cpu.uc.emu_start(cpu.get("eip"), 0xFFFFFFFF, count=SLICE)
+        except UcError as e:
+            if self.failure is None:
+                self.failure = GuestCrash(f"CPU stopped: {e}")
+        self.clock.ran(time.perf_counter() - start)
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            if isinstance(failure, GuestCrash) and not failure.report:
+                failure.report = self.crash_report()
+            raise failure
+        if self.stop_reason is None:
+            self._check_halt()
+
+    def _check_halt(self) -> None:
+        """hlt ends emu_start with EIP after it; a slice that ran out of count can look
+        the same, so a dead halt (IF=0) needs the same site twice in a row."""
+        cpu = self.cpu
+        try:
+            pc = cpu.pc()
+            if cpu.read8(pc - 1) != 0xF4:
+                self.halt_site = None
+                return
+        except UcError:
+            return
+        if cpu.get("eflags") & FLAG_IF:
+            self.halt_site = None
+            self.clock.skip_to(self.next_event())
+            return
+        if self.halt_site == pc:
+            raise GuestCrash("halted with interrupts off and nothing to wake it", self.crash_report(pc - 1))
+        self.halt_site = pc
+
+    def crash_report(self, at: int | None = None) -> str:
+        from nbdboot.debug.crash import crash_report
+        return crash_report(self, at)

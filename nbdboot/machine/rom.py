@@ -1,0 +1,38 @@
+"""The BIOS ROM image and the addresses the machine needs from it.
+
+The offsets mirror the `times` placements in firmware/bios.asm; a test checks
+that the committed image has the expected code at each of them.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+ROM_SEGMENT = 0xF000
+ROM_BASE = 0xF0000
+ROM_SIZE = 0x10000
+
+STUB_STRIDE = 4           # F000:4n holds `int n; iret; nop`
+IRQ0 = 0x0400             # timer: trap int 08h, int 1Ch, EOI
+IRQ1 = 0x0410             # keyboard: trap int 09h, EOI
+IRQ_MASTER_DEFAULT = 0x0420
+IRQ_SLAVE_DEFAULT = 0x0430
+BOOT_FAILED = 0x0440
+POST_ENTRY = 0xE05B
+FDPT = 0xE401
+CONFIG_TABLE = 0xE6F5
+DISKETTE_PARAMS = 0xEFC7
+FONT_8X8 = 0xFA6E
+RESET_VECTOR = 0xFFF0
+
+
+def stub(vector: int) -> int:
+    """Offset in the ROM segment of the stub for `vector`."""
+    return vector * STUB_STRIDE
+
+
+def load_image() -> bytes:
+    data = resources.files("nbdboot.firmware").joinpath("bios.bin").read_bytes()
+    if len(data) != ROM_SIZE:
+        raise RuntimeError(f"bios.bin is {len(data)} bytes, expected {ROM_SIZE}")
+    return data
