@@ -525,6 +525,7 @@ class NbdClient:
         self._link: _Link | None = None
         self._dead: NbdError | None = None
         self._order: dict[int, Command] = {}   # every unanswered command, in send order
+        self._finished: dict[int, Command] = {}  # answered, not yet handed out by next_completed()
         self._link, self.export = self._open()
         self._tracker = self._new_tracker()
 
@@ -600,7 +601,8 @@ class NbdClient:
 
     @property
     def in_flight(self) -> int:
-        return len(self._order)
+        """Commands not yet handed back (unanswered, or answered but not collected)."""
+        return len(self._order) + len(self._finished)
 
     # -- submitting ----------------------------------------------------------------------------
     def _check(self, offset: int, length: int, write: bool = False, zero_ok: bool = False) -> None:
@@ -693,6 +695,7 @@ class NbdClient:
                 link.into(req.buf)
             t.finish(req)
             del self._order[req.cookie]
+            self._finished[req.cookie] = req
             return req
         head = bytes(prefix) + bytes(link.take(4))
         chunk = t.chunk(head)
@@ -715,30 +718,31 @@ class NbdClient:
             t.error(chunk, link.read_bytes(chunk.length))
         if t.end_chunk(chunk):
             del self._order[req.cookie]
+            self._finished[req.cookie] = req
             return req
         return None
 
     def next_completed(self) -> Command:
-        """Answer replies until some command is complete; return it (errors not raised)."""
-        if not self._order:
-            raise ValueError("no command in flight")
-        while True:
-            done = self._guarded(self._read_one)
-            if done is not None:
-                return done
+        """The oldest answered command not handed out yet, reading replies if none (errors not raised)."""
+        while not self._finished:
+            if not self._order:
+                raise ValueError("no command in flight")
+            self._guarded(self._read_one)
+        cookie = next(iter(self._finished))
+        return self._finished.pop(cookie)
 
     def wait(self, cmd: Command) -> Command:
         while not cmd.done:
             if cmd.cookie not in self._order:
-                cmd.check()
                 break
             self._guarded(self._read_one)
+        self._finished.pop(cmd.cookie, None)
         cmd.check()
         return cmd
 
     def wait_all(self) -> None:
         first_error = None
-        while self._order:
+        while self._order or self._finished:
             c = self.next_completed()
             if c.error and first_error is None:
                 first_error = c
@@ -870,7 +874,8 @@ class NbdClient:
             self.auto_reconnect = False
             try:
                 while self._order:
-                    self.next_completed()
+                    self._read_one()
+                self._finished.clear()
                 self._link.send(P.encode_request(P.CMD_DISC, 0))
             except NbdError:
                 graceful = False

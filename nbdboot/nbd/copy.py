@@ -1,0 +1,327 @@
+"""Copy one disk to another, NBD or local, sparse-aware and pipelined.
+
+    copy(src_spec, dst_spec, request_size=1 MiB, requests=16, progress=callback)
+
+A spec is an NBD URI (or host:port), a local file, or "null:" / /dev/null to
+discard. The source's allocation map (NBD base:allocation or SEEK_DATA/HOLE)
+turns zero runs into WRITE_ZEROES / punched holes without reading them; data
+blocks that read as zero are written the same way. Reads from an NBD source
+keep `requests` in flight into a fixed pool of buffers, and each buffer goes
+to the destination as it arrives (NBD writes are pipelined too), so the
+result is byte-identical to what nbdcopy produces without holding more than
+requests x request_size bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from dataclasses import dataclass
+
+from nbdboot.disk.base import EXTENT_ZERO
+from nbdboot.disk.file import FileDevice
+from nbdboot.errors import LocalIOError, UsageError
+from nbdboot.nbd import protocol as P
+from nbdboot.nbd.client import NbdClient
+from nbdboot.nbd.uri import looks_like_uri, parse_uri
+
+_ZEROS = bytes(32 << 20)
+_PLAN_WINDOW = 1 << 30       # block status asked per window
+
+
+def _is_nbd(spec: str) -> bool:
+    if looks_like_uri(spec):
+        return True
+    if os.path.exists(spec) or "/" in spec:
+        return False
+    try:
+        u = parse_uri(spec)
+    except UsageError:
+        return False
+    return ":" in spec and not u.is_unix
+
+
+def _is_null(spec: str) -> bool:
+    return spec == "null:" or os.path.realpath(spec) == "/dev/null"
+
+
+@dataclass
+class CopyResult:
+    size: int
+    data_bytes: int
+    zero_bytes: int
+    seconds: float
+
+
+class _NbdEnd:
+    def __init__(self, client: NbdClient):
+        self.c = client
+        self.size = client.size
+        self.fresh = False
+
+    def extents(self, offset: int, length: int):
+        cid = self.c.context_id(P.CONTEXT_BASE_ALLOCATION)
+        if cid is None or not self.c.can_block_status:
+            return [(offset, length, False)]
+        out, pos, end = [], offset, offset + length
+        got = self.c.block_status(offset, min(length, 0xFFFFFFFF - 0xFFFFFFFF % 4096))
+        for n, flags in got.get(P.CONTEXT_BASE_ALLOCATION, []):
+            n = min(n, end - pos)
+            out.append((pos, n, bool(flags & P.STATE_ZERO)))
+            pos += n
+            if pos >= end:
+                break
+        return out or [(offset, length, False)]
+
+
+class _LocalEnd:
+    def __init__(self, dev):
+        self.dev = dev
+        self.size = dev.size
+        self.fresh = False
+
+    def extents(self, offset: int, length: int):
+        if not getattr(self.dev, "can_extents", False):
+            return [(offset, length, False)]
+        return [(e.offset, e.length, bool(e.flags & EXTENT_ZERO)) for e in self.dev.extents(offset, length)]
+
+
+class _Null:
+    """Discards everything (nbdcopy's null:)."""
+    size = 1 << 63
+    fresh = True
+    read_only = False
+    can_zero = True
+
+    def pwrite(self, data, offset, fua=False):
+        pass
+
+    def zero(self, offset, length, may_trim=True, fast=False):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def open_source(spec: str, **client_options):
+    if _is_nbd(spec):
+        return _NbdEnd(NbdClient(spec, **client_options))
+    if _is_null(spec):
+        raise UsageError("null: cannot be a copy source")
+    return _LocalEnd(FileDevice(spec, read_only=True))
+
+
+def open_destination(spec: str, size: int, **client_options):
+    if _is_null(spec):
+        return _LocalEnd(_Null())
+    if _is_nbd(spec):
+        end = _NbdEnd(NbdClient(spec, **client_options))
+        if end.c.read_only:
+            end.c.close()
+            raise UsageError(f"destination {spec} is read-only")
+        if end.size < size:
+            end.c.close()
+            raise UsageError(f"destination is smaller ({end.size} bytes) than the source ({size} bytes)")
+        return end
+    try:
+        st = os.stat(spec)
+        regular = stat.S_ISREG(st.st_mode)
+        existed = True
+    except FileNotFoundError:
+        regular, existed = True, False
+    except OSError as e:
+        raise LocalIOError(f"cannot stat {spec}: {e.strerror}") from None
+    if regular:
+        if existed:  # start from an empty file so unwritten zero runs are holes
+            try:
+                os.truncate(spec, 0)
+            except OSError as e:
+                raise LocalIOError(f"cannot truncate {spec}: {e.strerror}") from None
+        dev = FileDevice(spec, create_size=size)
+        end = _LocalEnd(dev)
+        end.fresh = True
+        return end
+    dev = FileDevice(spec)
+    if dev.size < size:
+        dev.close()
+        raise UsageError(f"destination is smaller ({dev.size} bytes) than the source ({size} bytes)")
+    return _LocalEnd(dev)
+
+
+class Copier:
+    def __init__(self, src, dst, *, request_size: int = 1 << 20, requests: int = 16,
+                 sparse: bool = True, extents: bool = True, flush: bool = False, progress=None):
+        self.src, self.dst = src, dst
+        rs = request_size
+        if isinstance(src, _NbdEnd):
+            rs = min(max(rs, src.c.block_sizes.preferred), src.c.max_payload)
+        if isinstance(dst, _NbdEnd):
+            rs = min(max(rs, dst.c.block_sizes.preferred), dst.c.max_payload)
+        self.request_size = rs
+        self.requests = max(1, requests)
+        self.sparse = sparse
+        self.use_extents = extents
+        self.want_flush = flush
+        self.progress = progress
+        self.done_bytes = 0
+        self.data_bytes = 0
+        self.zero_bytes = 0
+        self._pool = [memoryview(bytearray(rs)) for _ in range(self.requests)]
+        self._free = list(self._pool)
+        self._reads: dict[int, memoryview] = {}     # src cookie -> pool buffer
+        self._writes: dict[int, memoryview] = {}    # dst cookie -> pool buffer
+
+    # -- plan -------------------------------------------------------------------------------
+    def _plan(self):
+        size = self.src.size
+        pos = 0
+        while pos < size:
+            window = min(_PLAN_WINDOW, size - pos)
+            exts = self.src.extents(pos, window) if self.use_extents else [(pos, window, False)]
+            for off, n, zero in exts:
+                yield off, n, zero
+                pos = off + n
+            if not exts:
+                yield pos, window, False
+                pos += window
+
+    # -- destination --------------------------------------------------------------------------
+    def _zero(self, offset: int, length: int) -> None:
+        self.zero_bytes += length
+        self.done_bytes += length
+        if self.dst.fresh:
+            return
+        if isinstance(self.dst, _NbdEnd):
+            c = self.dst.c
+            if c.can_zero:
+                pos, end = offset, offset + length
+                step = 1 << 30
+                while pos < end:
+                    n = min(step, end - pos)
+                    self._dst_wait_slots()
+                    cmd = c.aio_zero(pos, n)
+                    self._writes[cmd.cookie] = None
+                    pos += n
+                return
+            self._write_zero_buffers(offset, length)
+            return
+        dev = self.dst.dev
+        if dev.can_zero:
+            dev.zero(offset, length)
+        else:
+            self._write_zero_buffers(offset, length)
+
+    def _write_zero_buffers(self, offset, length):
+        pos = offset
+        while pos < offset + length:
+            n = min(len(_ZEROS), offset + length - pos)
+            if isinstance(self.dst, _NbdEnd):
+                self.dst.c.pwrite(memoryview(_ZEROS)[:n], pos)
+            else:
+                self.dst.dev.pwrite(memoryview(_ZEROS)[:n], pos)
+            pos += n
+
+    def _dst_wait_slots(self) -> None:
+        c = self.dst.c
+        while c.in_flight >= self.requests:
+            self._retire_write(c.next_completed())
+
+    def _retire_write(self, cmd) -> None:
+        buf = self._writes.pop(cmd.cookie, None)
+        cmd.check()
+        if buf is not None:
+            self._free.append(buf)
+
+    def _deliver(self, view: memoryview, offset: int, buf: memoryview) -> None:
+        """A block of source data is in `view` (part of pool buffer `buf`)."""
+        n = len(view)
+        if self.sparse and view[:8] == _ZEROS[:8] and view[-8:] == _ZEROS[:8] and view == _ZEROS[:n]:
+            self._free.append(buf)
+            self._zero(offset, n)
+            return
+        self.data_bytes += n
+        self.done_bytes += n
+        if isinstance(self.dst, _NbdEnd):
+            cmd = self.dst.c.aio_pwrite(view, offset)
+            self._writes[cmd.cookie] = buf
+        else:
+            self.dst.dev.pwrite(view, offset)
+            self._free.append(buf)
+
+    # -- source ---------------------------------------------------------------------------------
+    def _buffer(self) -> memoryview:
+        while not self._free:
+            src_c = self.src.c if isinstance(self.src, _NbdEnd) else None
+            if src_c is not None and src_c.in_flight:
+                self._retire_read(src_c.next_completed())
+            else:
+                self._retire_write(self.dst.c.next_completed())
+        return self._free.pop()
+
+    def _retire_read(self, cmd) -> None:
+        buf = self._reads.pop(cmd.cookie)
+        cmd.check()
+        self._deliver(cmd.buf, cmd.offset, buf)
+        self._tick()
+
+    def _tick(self) -> None:
+        if self.progress is not None:
+            self.progress(self.done_bytes, self.src.size)
+
+    def run(self) -> CopyResult:
+        t0 = time.monotonic()
+        rs = self.request_size
+        nbd_src = isinstance(self.src, _NbdEnd)
+        for off, n, zero in self._plan():
+            if zero and self.sparse:
+                self._zero(off, n)
+                self._tick()
+                continue
+            pos, end = off, off + n
+            while pos < end:
+                k = min(rs, end - pos)
+                buf = self._buffer()
+                view = buf[:k]
+                if nbd_src:
+                    cmd = self.src.c.aio_pread(view, pos)
+                    self._reads[cmd.cookie] = buf
+                else:
+                    self.src.dev.pread_into(view, pos)
+                    self._deliver(view, pos, buf)
+                    self._tick()
+                pos += k
+        if nbd_src:
+            while self.src.c.in_flight:
+                self._retire_read(self.src.c.next_completed())
+        if isinstance(self.dst, _NbdEnd):
+            while self.dst.c.in_flight:
+                self._retire_write(self.dst.c.next_completed())
+            if self.want_flush and self.dst.c.can_flush:
+                self.dst.c.flush()
+        elif self.want_flush:
+            self.dst.dev.flush()
+        return CopyResult(self.src.size, self.data_bytes, self.zero_bytes, time.monotonic() - t0)
+
+
+def close_end(end) -> None:
+    if isinstance(end, _NbdEnd):
+        end.c.close()
+    else:
+        end.dev.close()
+
+
+def copy(src_spec: str, dst_spec: str, *, progress=None, client_options=None, **kw) -> CopyResult:
+    opts = dict(client_options or {})
+    src = open_source(src_spec, **opts)
+    try:
+        dst = open_destination(dst_spec, src.size, **opts)
+        try:
+            return Copier(src, dst, progress=progress, **kw).run()
+        finally:
+            close_end(dst)
+    finally:
+        close_end(src)
