@@ -1,0 +1,200 @@
+"""What each BIOS answers to bootimages/conformance/conformance.asm, case by case.
+
+COMMON holds the answers iPXE's int13.c and SeaBIOS share (the reference, ../shared/reference/int13.md, says they
+agree, and QEMU+SeaBIOS shows it); SEABIOS the answers only SeaBIOS gives (observed under QEMU 7.2 / SeaBIOS
+1.16.2); NBDBOOT the iPXE-style answers nbdboot is to give where it differs (docs/int13.md has the reasons).
+`expected(image, bios)` merges them for one BIOS and fills in the data checksums from the image file.
+
+An expected value is an int, or a callable taking the reported value and returning True when it is acceptable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qemuref import checksum
+
+SECTOR = 512
+FILLER = 0xCC
+DISK_SECTORS = 20160
+C, H, S = 20, 16, 63
+
+
+class Data:
+    """The checksum of `count` sectors of the disk image from `lba` (filled in by expected())."""
+
+    def __init__(self, lba: int, count: int):
+        self.lba, self.count = lba, count
+
+
+class Filler:
+    """The checksum of `count` sectors of untouched buffer: the read did not happen."""
+
+    def __init__(self, count: int):
+        self.count = count
+
+
+def not_(value: int):
+    return lambda v: v != value
+
+
+# Writes put the program's first sector (LBA 0) at LBA 126 (3.13) and LBA 500 (6.13).
+WRITTEN_SECTOR = Data(0, 1)
+
+COMMON: dict[str, dict] = {
+    "10.1": {"EDX": lambda v: v & 0xFF == 0x80, "CS": 0, "SIG": 0xAA55, "HDCOUNT": lambda v: v >= 1},
+    "1.1": {"CF": 0, "AH": 0, "AL": 0, "DX": 0x0F01},
+    "1.3": {"CF": 1},
+    "2.1": {"CF": 0, "AH": 0},
+    "2.2": {"CF": 0, "AH": 0, "BDA74": 0},
+    "2.3": {"CF": 1, "AH": 1, "BDA74": 1},
+    "3.1": {"CF": 0, "AH": 0, "AL": 1, "SUM": Data(63, 1)},
+    "3.2": {"CF": 0, "AH": 0, "AL": 1, "SUM": Data(DISK_SECTORS - 1, 1)},
+    "3.3": {"CF": 1, "AH": 1, "SUM": Filler(1)},
+    "3.4": {"CF": 1, "AH": 1, "SUM": Filler(1)},
+    "3.5": {"CF": 1, "AH": 1, "SUM": Filler(1)},
+    "3.7": {"CF": 0, "AH": 0, "AL": 0x80, "SUM": Data(64, 128)},
+    "3.9": {"CF": 0, "AH": 0, "AL": 2, "SUM": Data(251, 2)},
+    "3.10": {"CF": 0, "AH": 0, "AL": 1, "SUM": Data(1008, 1)},
+    "3.11": {"CF": 1, "AH": 1, "SUM": Filler(1)},
+    "3.12": {"CF": 0, "AH": 0, "AL": 2, "LINEAR": Data(64, 2), "WRAPPED": Filler(1)},
+    "3.13": {"CF": 0, "AH": 0, "AL": 1},
+    "3.14": {"CF": 0, "AH": 0, "AL": 1, "SUM": WRITTEN_SECTOR},
+    "5.1": {"CF": 0, "AH": 0x30, "BX": 0xAA55, "DL": 0x80},
+    "5.3": {"CF": 1, "AH": 1},
+    "6.1": {"CF": 0, "AH": 0, "COUNT": 1, "SUM": Data(200, 1)},
+    "6.2": {"CF": 0, "AH": 0, "COUNT": 1, "SUM": Data(202, 1)},
+    "6.3": {"CF": 0, "AH": 0, "COUNT": 0, "SUM": Filler(1)},
+    "6.4": {"CF": 0, "AH": 0, "COUNT": 0x7F, "SUM": Data(300, 127)},
+    "6.6": {"CF": 1, "SUM": Filler(1)},
+    "6.7": {"CF": 1},
+    "6.9": {"CF": 0, "AH": 0, "COUNT": 1, "SUM": Data(DISK_SECTORS - 1, 1)},
+    "6.12": {"CF": 0, "AH": 0, "COUNT": 1, "SUM": Data(205, 1)},
+    "6.13": {"CF": 0, "AH": 0, "COUNT": 1},
+    "6.14": {"CF": 0, "AH": 0, "COUNT": 1, "SUM": WRITTEN_SECTOR},
+    "6.16": {"CF": 0, "AH": 0},
+    "7.1": {"CF": 1, "AH": 1, "WRITTEN": 2},
+    "7.2": {"CF": 0, "AH": 0, "SIZE": 0x1A, "CYL": C, "HEADS": H, "SPT": S, "SECTORS": DISK_SECTORS,
+            "SECTORSHI": 0, "BPS": 512, "WRITTEN": 0x1A},
+    "7.3": {"CF": 0, "AH": 0, "SIZE": 0x1E, "SECTORS": DISK_SECTORS, "WRITTEN": 0x1E},
+    "7.4": {"CF": 0, "AH": 0, "SIZE": 0x1E, "SECTORS": DISK_SECTORS},
+    "7.5": {"CF": 0, "AH": 0, "SIZE": 0x1E, "SECTORS": DISK_SECTORS},
+    "8.1": {"CF": 0, "AH": 3},
+    "8.2": {"CF": 1, "AH": 1},
+    "9.2": {"CF": 1, "AH": 1},
+    "12.16": {"CF": 1, "AH": 1},
+    "12.17": {"CF": 1, "AH": 1},
+    "12.60": {"CF": 1, "AH": 1},
+    "11.1": {"EAX": not_(0)},
+    "11.2": {"CF": 0, "EAX": 0x534D4150, "ECX": 20, "BASE": 0, "TYPE": 1},
+}
+
+SEABIOS: dict[str, dict] = {
+    "10.1": {"EAX": 0xAA55},
+    "1.1": {"CX": ((C - 2) << 8) | S},  # one cylinder reserved
+    "1.2": {"CF": 1, "AH": 1, "DL": 0x81},  # absent drive; DL untouched
+    "1.3": {"AH": 1},
+    "2.4": {"CF": 0, "AH": 0},
+    "3.6": {"CF": 1, "AH": 1, "AL": 0, "SUM": Filler(1)},
+    "3.8": {"CF": 1, "AH": 1, "AL": 0x81, "SUM": Filler(129)},
+    "3.15": {"CF": 0, "AH": 0},
+    "5.1": {"CX": 0x0007},
+    "5.2": {"CF": 0, "AH": 0x30, "BX": 0xAA55, "CX": 0x0007},  # BX not checked
+    "5.4": {"CF": 0, "IF": 0},
+    "6.5": {"CF": 0, "AH": 0, "COUNT": 0x80, "SUM": Data(300, 128)},
+    "6.6": {"AH": 1, "COUNT": 1},  # range check before the driver: count kept
+    "6.7": {"AH": 0x0C, "COUNT": 1},  # ATA error at the end of the disk
+    "6.8": {"CF": 0, "AH": 0, "COUNT": 1, "SUM": Data(204, 1)},  # DAP size not checked
+    "6.10": {"CF": 1, "AH": 9, "COUNT": 0, "SUM": Filler(2)},  # > 64 KiB
+    "6.11": {"CF": 0, "AH": 0, "FLAT": lambda v: True},  # FFFF:FFFF taken as seg:off; see the test
+    "6.15": {"CF": 0, "AH": 0},
+    "7.2": {"FLAGS": 0x0002},
+    "7.3": {"FLAGS": 0x0002, "DPTE": not_(0xFFFFFFFF)},  # ATA: a real DPTE
+    "7.4": {"KEY": 0xBEDD, "WRITTEN": 0x42},  # Phoenix 36-byte device path
+    "7.5": {"KEY": 0xBEDD, "WRITTEN": 0x4A},  # T13 44-byte device path
+    "8.1": {"CX": ((C - 1) * H * S) >> 16, "DX": ((C - 1) * H * S) & 0xFFFF},
+    "9.1": {"CF": 0, "AH": 0, "PSIZE": 0x13, "PMEDIA": 0, "WRITTEN": 0x13},  # 4Bh succeeds for any drive
+    "12.09": {"CF": 0, "AH": 0},
+    "12.0C": {"CF": 0, "AH": 0},
+    "12.0D": {"CF": 0, "AH": 0},
+    "12.10": {"CF": 0, "AH": 0},
+    "12.11": {"CF": 0, "AH": 0},
+    "12.14": {"CF": 0, "AH": 0},
+    "12.45": {"CF": 0, "AH": 0},
+    "12.49": {"CF": 0, "AH": 0},
+    "12.4E": {"CF": 0, "AH": 0},
+}
+
+# iPXE's answers, with nbdboot's decisions where it adds SeaBIOS's functions (issue 4: 04h, 0Ch, 0Dh, 10h, 11h, 14h).
+NBDBOOT: dict[str, dict] = {
+    "10.1": {"EAX": 0, "EBX": 0, "ECX": 0, "ESI": 0, "EDI": 0, "EBP": 0, "DS": 0, "ES": 0, "FS": 0, "GS": 0},
+    "1.1": {"CX": ((C - 1) << 8) | S},  # no reserved cylinder
+    "1.2": {"CF": 1, "AH": 1},  # chained to the BIOS: no such disk
+    "2.4": {"CF": 0, "AH": 0x30},  # last status is 41h's AH
+    "3.6": {"CF": 0, "AH": 0, "AL": 0, "SUM": Filler(1)},  # AL=0: nothing to do
+    "3.8": {"CF": 0, "AH": 0, "AL": 0x81, "SUM": Data(64, 129)},  # no 128-sector limit
+    "3.15": {"CF": 0, "AH": 0},  # 04h verify added (SeaBIOS)
+    "5.1": {"CX": 0x000D},
+    "5.2": {"CF": 1, "AH": 1},
+    "5.4": {"CF": 0, "IF": 1},  # IF set on return from disk calls
+    "6.5": {"CF": 1, "AH": 1, "SUM": Filler(1)},  # count 80h-FEh invalid
+    "6.6": {"AH": 4, "COUNT": 0},
+    "6.7": {"AH": 4, "COUNT": 0},
+    "6.8": {"CF": 1, "AH": 1, "SUM": Filler(1)},  # DAP smaller than 16 bytes
+    "6.10": {"CF": 0, "AH": 0, "COUNT": 0xFF, "SUM": Data(400, 2)},  # long count
+    "6.11": {"CF": 0, "AH": 0, "COUNT": 1, "FLAT": Data(201, 1)},  # 64-bit flat buffer
+    "6.15": {"CF": 1, "AH": 1},  # 44h verify: unsupported
+    "7.2": {"FLAGS": 0x0003},
+    "7.3": {"FLAGS": 0x0003, "DPTE": 0xFFFFFFFF},
+    "7.4": {"FLAGS": 0x0003, "DPTE": 0xFFFFFFFF, "WRITTEN": 0x1E, "KEY": 0xCCCC},  # no device path for NBD
+    "7.5": {"FLAGS": 0x0003, "DPTE": 0xFFFFFFFF, "WRITTEN": 0x1E, "KEY": 0xCCCC},
+    "8.1": {"CX": DISK_SECTORS >> 16, "DX": DISK_SECTORS & 0xFFFF},  # the exact sector count
+    "9.1": {"CF": 1, "AH": 1, "WRITTEN": 0},  # 4Bh fails on a hard disk (GRUB)
+    "12.09": {"CF": 1, "AH": 1},
+    "12.0C": {"CF": 0, "AH": 0},
+    "12.0D": {"CF": 0, "AH": 0},
+    "12.10": {"CF": 0, "AH": 0},
+    "12.11": {"CF": 0, "AH": 0},
+    "12.14": {"CF": 0, "AH": 0},
+    "12.45": {"CF": 1, "AH": 1},
+    "12.49": {"CF": 1, "AH": 1},
+    "12.4E": {"CF": 1, "AH": 1},
+}
+
+
+def _resolve(value, image: bytes):
+    if isinstance(value, Data):
+        return checksum(image[value.lba * SECTOR : (value.lba + value.count) * SECTOR])
+    if isinstance(value, Filler):
+        return checksum(bytes([FILLER]) * SECTOR * value.count)
+    return value
+
+
+def expected(image_path: Path, bios: str, only_common: bool = False) -> dict[str, dict]:
+    """Merged expectations for `bios` ("seabios" or "nbdboot"), checksums computed from the image as built."""
+    specific = {"seabios": SEABIOS, "nbdboot": NBDBOOT}[bios]
+    image = Path(image_path).read_bytes()
+    merged: dict[str, dict] = {}
+    for table in (COMMON,) if only_common else (COMMON, specific):
+        for case, fields in table.items():
+            merged.setdefault(case, {}).update({k: _resolve(v, image) for k, v in fields.items()})
+    return merged
+
+
+def mismatches(results: dict[str, dict[str, int]], expect: dict[str, dict]) -> list[str]:
+    """Human-readable differences between reported results and expectations (empty when all match)."""
+    problems = []
+    for case, fields in expect.items():
+        got = results.get(case)
+        if got is None:
+            problems.append(f"{case}: not reported")
+            continue
+        for key, want in fields.items():
+            if key not in got:
+                problems.append(f"{case} {key}: not reported")
+            elif callable(want):
+                if not want(got[key]):
+                    problems.append(f"{case} {key}={got[key]:X}: not acceptable")
+            elif got[key] != want:
+                problems.append(f"{case} {key}={got[key]:X}, expected {want:X}")
+    return problems
