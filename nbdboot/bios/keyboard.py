@@ -17,6 +17,10 @@ import collections
 
 from nbdboot.machine.cpu import FLAG_IF, FLAG_ZF
 
+# A guest that has idled polling the keyboard this long (virtual seconds) is
+# reading it, not just checking for a boot-time hotkey (FreeDOS waits 2 s for F5/F8).
+POLLING_READS_AFTER = 2.5
+
 # Idle polls (int 16h 01h on an empty ring, interrupts on) within one timer tick
 # before the machine treats the guest as idle and skips to the next tick.
 IDLE_POLLS_PER_TICK = 64
@@ -51,11 +55,17 @@ class Keyboard:
             return max(self.next_time, self.m.clock.now)
         return float("inf")
 
+    def guest_waiting(self) -> None:
+        """The guest is waiting for input (blocking read, DOS idle call): scripted keys may flow."""
+        self.active = True
+
     def feed(self) -> None:
         """Called between slices: start the next due key on its way (IRQ1)."""
+        clock = self.m.clock
+        if not self.active and self.m.idle_since is not None and clock.now - self.m.idle_since >= POLLING_READS_AFTER:
+            self.active = True
         if not self.active or self.latched is not None:
             return
-        clock = self.m.clock
         while self.queue and self.queue[0][0] == "pause":
             if clock.now < self.next_time:
                 return
@@ -116,7 +126,7 @@ class Keyboard:
     def read(self) -> None:
         word = self._pop()
         if word is None:
-            self.active = True
+            self.guest_waiting()
             self.reads += 1
             self.m.wait_in_bios(rewind=2)
             return

@@ -66,6 +66,7 @@ class Machine:
         self.stop_reason: str | None = None
         self.waiting_in_bios = False   # a BIOS call is waiting with interrupts on
         self.halt_site = None
+        self.idle_since: float | None = None  # virtual time the guest started idling
         self.failure: NbdbootError | None = None
         self.slices = 0
         self.irq_count = collections.Counter()
@@ -131,6 +132,8 @@ class Machine:
                 self._record(intno, "bios", cs, eip - 2)
                 service()
                 return
+        if intno == 0x28:  # DOS idle call: DOS is waiting for console input
+            self.bios.keyboard.guest_waiting()
         software = self._is_software_int(base, eip, intno)
         self._record(intno, "int" if software else "exception", cs, eip)
         if not software and not protected and intno in CPU_EXCEPTIONS:
@@ -240,10 +243,15 @@ class Machine:
             if isinstance(failure, GuestCrash) and not failure.report:
                 failure.report = self.crash_report()
             raise failure
+        idle = self.stop_reason == "idle"
         if self.stop_reason is None:
-            self._check_halt()
+            idle = self._check_halt()
+        if not idle:
+            self.idle_since = None
+        elif self.idle_since is None:
+            self.idle_since = self.clock.now
 
-    def _check_halt(self) -> None:
+    def _check_halt(self) -> bool:
         """hlt ends emu_start with EIP after it; a slice that ran out of count can look
         the same, so a dead halt (IF=0) needs the same site twice in a row."""
         cpu = self.cpu
@@ -251,16 +259,17 @@ class Machine:
             pc = cpu.pc()
             if cpu.read8(pc - 1) != 0xF4:
                 self.halt_site = None
-                return
+                return False
         except UcError:
-            return
+            return False
         if cpu.get("eflags") & FLAG_IF:
             self.halt_site = None
             self.clock.skip_to(self.next_event())
-            return
+            return True
         if self.halt_site == pc:
             raise GuestCrash("halted with interrupts off and nothing to wake it", self.crash_report(pc - 1))
         self.halt_site = pc
+        return False
 
     def crash_report(self, at: int | None = None) -> str:
         from nbdboot.debug.crash import crash_report

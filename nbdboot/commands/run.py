@@ -1,0 +1,150 @@
+"""`nbdboot run`: boot a disk served over NBD in the emulated PC.
+
+The export is presented by the BIOS as drive 80h (hard disk, as iPXE's sanboot
+does) unless --drive says otherwise. --image FILE serves FILE with the embedded
+NBD server on loopback and boots it over TCP: the same path as a remote export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nbdboot.bios.int13 import looks_like_floppy
+from nbdboot.console.keys import parse_keys
+from nbdboot.console.output import HeadlessConsole, TerminalConsole
+from nbdboot.console.screen import screen_text
+from nbdboot.errors import EXIT_CODES_HELP, EXIT_EXPECT_FAILED, LocalIOError, UsageError
+from nbdboot.machine.machine import DEFAULT_MEMORY_MB, GuestCrash, Machine
+from nbdboot.machine.session import Session
+
+CONNECT_OPTIONS = dict(connect_timeout=10.0, timeout=30.0, retries=2, retry_delay=1.0)
+
+
+def parse_drive(text: str) -> int | str:
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a drive number: {text!r} (0x80, 0x00 or auto)") from None
+    if not 0 <= value <= 0xFF or value in (0x7F, 0xFF):
+        raise argparse.ArgumentTypeError(f"BIOS drive number out of range: {text}")
+    return value
+
+
+def _open_export(args):
+    """(device, server or None) for the chosen source."""
+    from nbdboot.disk.nbd import NbdDevice
+    from nbdboot.nbd.uri import parse_uri
+
+    sources = [bool(args.uri), bool(args.server), bool(args.image)]
+    if sum(sources) != 1:
+        raise UsageError("give exactly one of URI, --server HOST:PORT or --image FILE")
+    if args.export is not None and not args.server:
+        raise UsageError("--export goes with --server")
+    if args.image:
+        from nbdboot.disk.file import FileDevice
+        from nbdboot.nbd.server import NbdServer
+        import os
+        if not os.path.isfile(args.image):
+            raise LocalIOError(f"no such image file: {args.image}")
+        writable = os.access(args.image, os.W_OK)
+        local = FileDevice(args.image, read_only=not writable)
+        server = NbdServer(local, host="127.0.0.1", port=0)
+        try:
+            server.start()
+            return NbdDevice(server.uri, **CONNECT_OPTIONS), server, local
+        except BaseException:
+            server.stop()
+            local.close()
+            raise
+    if args.server:
+        uri = parse_uri(args.server)
+        if args.export is not None:
+            uri = uri.with_export(args.export)
+    else:
+        uri = parse_uri(args.uri)
+    return NbdDevice(uri, **CONNECT_OPTIONS), None, None
+
+
+def handler(args) -> int:
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    if not 1 <= args.memory <= 3072:
+        raise UsageError("--memory must be between 1 and 3072 MiB")
+    keys = parse_keys(args.keys) if args.keys else []
+    device, server, local = _open_export(args)
+    console = None
+    try:
+        drive = args.drive
+        if drive == "auto":
+            drive = 0x00 if looks_like_floppy(device) else 0x80
+        machine = Machine(memory_mb=args.memory)
+        machine.bios.disk.add_drive(drive, device)
+        machine.bios.keyboard.type_keys(keys)
+        live = not args.headless and sys.stdout.isatty() and sys.stdin.isatty()
+        console = TerminalConsole() if live else HeadlessConsole()
+        console.attach(machine)
+        machine.power_on(drive)
+        session = Session(machine, console, args.expect or [], args.timeout)
+        try:
+            outcome = session.run()
+        except GuestCrash as crash:
+            _finish(console, machine, args)
+            console = None
+            print(f"guest crash: {crash}\n{crash.report}", file=sys.stderr)
+            raise
+        except BaseException:
+            _finish(console, machine, args)
+            console = None
+            raise
+        _finish(console, machine, args)
+        console = None
+        if outcome.met or not args.expect:
+            return 0
+        print(f"nbdboot: timeout after {args.timeout:g}s waiting for {outcome.missing!r}", file=sys.stderr)
+        return EXIT_EXPECT_FAILED
+    finally:
+        if console is not None:
+            console.close()
+        device.close()
+        if server is not None:
+            server.stop()
+        if local is not None:
+            local.close()
+
+
+def _finish(console, machine, args) -> None:
+    console.finish(machine)
+    if args.screen_out:
+        try:
+            with open(args.screen_out, "w", encoding="utf-8") as f:
+                f.write(screen_text(machine.cpu))
+        except OSError as e:
+            raise LocalIOError(f"cannot write {args.screen_out}: {e.strerror}") from None
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "run", help="boot an NBD export (or a local image) in the emulated PC",
+        description=__doc__, epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("uri", nargs="?", metavar="URI", help="nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH")
+    p.add_argument("--server", metavar="HOST:PORT", help="NBD server to boot from")
+    p.add_argument("--export", metavar="NAME", help="export name on --server (default: the default export)")
+    p.add_argument("--image", metavar="FILE", help="serve FILE with the embedded NBD server and boot it")
+    p.add_argument("--drive", type=parse_drive, default=0x80, metavar="0x80|0x00|auto",
+                   help="BIOS drive number of the export (default 0x80; auto: floppy for a floppy-sized FAT image)")
+    p.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, metavar="MiB",
+                   help=f"extended memory above 1 MiB (default {DEFAULT_MEMORY_MB})")
+    p.add_argument("--expect", action="append", metavar="TEXT",
+                   help="exit 0 once TEXT is on screen (repeatable: in order)")
+    p.add_argument("--keys", metavar="TEXT",
+                   help="keystrokes typed once the guest waits for a key: text, \\n, {enter}, {esc}, "
+                        "{f1}..{f12}, {pause:SECONDS}")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="give up (exit 1 if an --expect is missing) after SECONDS")
+    p.add_argument("--screen-out", metavar="FILE", help="write the final 80x25 screen to FILE")
+    p.add_argument("--headless", action="store_true",
+                   help="stream guest text to stdout and print the final screen (default without a terminal)")
+    p.set_defaults(func=handler)

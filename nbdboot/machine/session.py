@@ -1,0 +1,82 @@
+"""Running a machine against expectations: texts to see, in order, before a deadline.
+
+The first expectation is met when its text is on screen. Each later one must be
+*new* after the previous match: printed by the guest since then (the teletype
+transcript), or on screen more times than when the previous one was met; so
+`--expect 'A:\\>' --keys 'ver\\n' --expect 'A:\\>'` waits for the second prompt.
+The screen is read between slices (4000 bytes of B800 are cheap; hooking screen
+writes would slow every store). The deadline is wall-clock time, so a guest
+spinning with interrupts off still ends.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from nbdboot.console.screen import CP437, screen_text
+
+SCREEN_CHECK_INTERVAL = 0.02  # seconds of wall time between screen checks
+
+
+@dataclass
+class Outcome:
+    met: bool                      # every expectation seen
+    timed_out: bool
+    seen: list[str] = field(default_factory=list)
+    missing: str | None = None     # first expectation not seen
+    seconds: float = 0.0
+
+
+class Session:
+    def __init__(self, machine, console, expects=(), timeout: float | None = None):
+        self.machine = machine
+        self.console = console
+        self.expects = list(expects)
+        self.timeout = timeout
+        self.transcript: list[str] = []
+        video = machine.bios.video
+        forward = video.on_output
+
+        def tap(ch: int) -> None:
+            if ch != 0x0D:
+                self.transcript.append(CP437[ch] if ch != 0x0A else "\n")
+            if forward:
+                forward(ch)
+
+        video.on_output = tap
+
+    def run(self) -> Outcome:
+        m = self.machine
+        start = time.monotonic()
+        deadline = None if self.timeout is None else start + self.timeout
+        pending = list(self.expects)
+        seen: list[str] = []
+        mark = 0            # transcript position after the last match
+        baseline = None     # screen text when the last match happened
+        next_check = 0.0
+        while True:
+            keys = self.console.keys()
+            if keys:
+                m.bios.keyboard.type_keys(keys, start_now=True)
+            m.run_slice()
+            now = time.monotonic()
+            if pending and (now >= next_check or m.waiting_in_bios):
+                next_check = now + SCREEN_CHECK_INTERVAL
+                text = screen_text(m.cpu)
+                want = pending[0]
+                if baseline is None:
+                    hit = want in text
+                else:
+                    new_output = "".join(self.transcript[mark:])
+                    hit = want in new_output or text.count(want) > baseline.count(want)
+                if hit:
+                    seen.append(pending.pop(0))
+                    mark = len(self.transcript)
+                    baseline = text
+                    if not pending:
+                        self.console.update(m)
+                        return Outcome(True, False, seen, None, now - start)
+            self.console.update(m)
+            if deadline is not None and now >= deadline:
+                return Outcome(not pending, True, seen, pending[0] if pending else None, now - start)
