@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from nbdboot.console.screen import CP437, screen_text
 
 SCREEN_CHECK_INTERVAL = 0.02  # seconds of wall time between screen checks
+# An idle guest's clock may run this far ahead of the wall clock (boot-time
+# waits end at once); beyond it the session sleeps instead of spinning the CPU.
+IDLE_SLACK = 10.0
 
 
 @dataclass
@@ -78,5 +81,9 @@ class Session:
                         self.console.update(m)
                         return Outcome(True, False, seen, None, now - start)
             self.console.update(m)
+            if m.idle_since is not None and not m.bios.keyboard.queue:
+                ahead = m.clock.now - (now - start) - IDLE_SLACK
+                if ahead > 0:
+                    time.sleep(min(ahead, 0.05))
             if deadline is not None and now >= deadline:
                 return Outcome(not pending, True, seen, pending[0] if pending else None, now - start)

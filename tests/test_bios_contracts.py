@@ -1,0 +1,284 @@
+"""BIOS contracts checked by NASM boot sectors running on the machine (port E9h reports)."""
+
+from __future__ import annotations
+
+import pytest
+
+from nbdboot.console.keys import parse_keys
+from nbdboot.machine.machine import GuestCrash
+from tests.bootsector import run_sector
+
+
+def test_boot_registers_and_int13_floppy_chs_read(tmp_path):
+    # DL = boot drive; int 13h 02h reads sector 2 (marked "S2") to 0:8000; CF clear, AH 0.
+    body = r"""
+        HEX16 dx
+        PUTC ' '
+        mov ax, 0201h
+        mov cx, 0002h
+        xor dh, dh
+        mov bx, 8000h
+        stc
+        int 13h
+        jc fail
+        HEX16 ax
+        PUTC ' '
+        mov ax, [8000h]
+        HEX16 ax
+        PRINT " DONE"
+        hlt
+fail:   PRINT "FAIL DONE"
+        hlt
+"""
+    extra = "db 'S2'\ntimes 1024 - ($ - $$) db 0\n"
+    _, out = run_sector(tmp_path, body, extra=extra)
+    assert out == "0000 0001 3253 DONE"  # DL=00; AH=00 AL=01; "S2" little-endian
+
+
+def test_int13_flags_returned_in_frame_and_unknown_function(tmp_path):
+    # 41h on a hard disk: CF=0, BX=AA55h, AH=30h. AH=50h (no such function): CF=1, AH=01h.
+    # A read past the last cylinder fails with CF=1 and the status is in 40:74.
+    body = r"""
+        mov ah, 41h
+        mov bx, 55AAh
+        mov dl, 80h
+        stc
+        int 13h
+        jc fail
+        HEX16 bx
+        PUTC ' '
+        HEX16 ax
+        PUTC ' '
+        mov ah, 50h
+        mov dl, 80h
+        clc
+        int 13h
+        jnc fail
+        HEX16 ax
+        PUTC ' '
+        mov ah, 08h
+        mov dl, 80h
+        int 13h
+        jc fail
+        HEX16 cx
+        PUTC ' '
+        HEX16 dx
+        PRINT " DONE"
+        hlt
+fail:   PRINT "FAIL DONE"
+        hlt
+"""
+    _, out = run_sector(tmp_path, body, drive=0x80, disk_size=16 * 1024 * 1024)
+    heads, spt = 255, 63
+    cyl = 16 * 1024 * 1024 // 512 // (heads * spt)  # 2
+    cx = ((cyl - 1) & 0xFF) << 8 | (((cyl - 1) >> 2) & 0xC0) | spt
+    assert out == f"AA55 30{out[7:9]} 01{out[12:14]} {cx:04X} {heads - 1:02X}01 DONE"
+
+
+def test_guest_int13_hook_chains_to_bios(tmp_path):
+    # DOS/MEMDISK style: a guest handler counts calls and chains with pushf + far call.
+    body = r"""
+        xor ax, ax
+        mov ds, ax
+        mov ax, [13h*4]
+        mov [old], ax
+        mov ax, [13h*4+2]
+        mov [old+2], ax
+        cli
+        mov word [13h*4], hook
+        mov word [13h*4+2], 0
+        sti
+        mov ax, 0201h
+        mov cx, 0001h
+        xor dh, dh
+        mov bx, 8000h
+        int 13h
+        jc fail
+        HEX16 [count]
+        PUTC ' '
+        HEX16 [8000h + 510]
+        PRINT " DONE"
+        hlt
+fail:   PRINT "FAIL DONE"
+        hlt
+hook:   inc word [cs:count]
+        pushf
+        call far [cs:old]
+        retf 2
+old:    dd 0
+count:  dw 0
+"""
+    _, out = run_sector(tmp_path, body)
+    assert out == "0001 AA55 DONE"
+
+
+def test_timer_ticks_drive_int1c_and_bda(tmp_path):
+    # Hook int 1Ch, idle with sti/hlt for 5 ticks: the hook and 40:6C both advance.
+    body = r"""
+        xor ax, ax
+        mov ds, ax
+        cli
+        mov word [1Ch*4], tick
+        mov word [1Ch*4+2], 0
+        sti
+        mov ax, [46Ch]
+        mov [start_ticks], ax
+idle:   hlt
+        cmp word [count], 5
+        jb idle
+        mov ax, [46Ch]
+        sub ax, [start_ticks]
+        HEX16 [count]
+        PUTC ' '
+        cmp ax, 5
+        jb fail
+        PRINT "OK DONE"
+        hlt
+fail:   PRINT "FAIL DONE"
+        hlt
+tick:   inc word [cs:count]
+        iret
+count:  dw 0
+start_ticks: dw 0
+"""
+    machine, out = run_sector(tmp_path, body)
+    assert out == "0005 OK DONE"
+    assert machine.irq_count[0] >= 5
+
+
+def test_int15_e820_map_and_a20(tmp_path):
+    body = r"""
+        xor ebx, ebx
+        xor ax, ax
+        mov es, ax
+next:   mov eax, 0E820h
+        mov edx, 534D4150h
+        mov ecx, 20
+        mov di, 9000h
+        int 15h
+        jc fail
+        mov ax, [9000h + 16]
+        HEX16 ax
+        PUTC ','
+        test ebx, ebx
+        jnz next
+        mov ax, 2402h
+        int 15h
+        jc fail
+        HEX16 ax
+        PRINT " DONE"
+        hlt
+fail:   PRINT "FAIL DONE"
+        hlt
+"""
+    _, out = run_sector(tmp_path, body)
+    assert out == "0001,0002,0002,0001,0001 DONE"
+
+
+def test_int16_blocking_read_gets_scripted_key_via_irq1(tmp_path):
+    # The scripted keys wait until the guest blocks in int 16h 00h, then come through IRQ1.
+    body = r"""
+        xor ax, ax
+        int 16h
+        HEX16 ax
+        PUTC ' '
+        mov ah, 10h
+        int 16h
+        HEX16 ax
+        mov ah, 01h
+        int 16h
+        jnz fail
+        PRINT " DONE"
+        hlt
+fail:   PRINT "FAIL DONE"
+        hlt
+"""
+    machine, out = run_sector(tmp_path, body, keys=parse_keys("a{enter}"))
+    assert out == "1E61 1C0D DONE"  # and the ring is empty afterwards (ZF=1)
+    assert machine.irq_count[1] == 2
+
+
+def test_int10_teletype_writes_video_memory(tmp_path):
+    body = r"""
+        mov ax, 0E48h
+        int 10h
+        mov al, 'i'
+        int 10h
+        mov ah, 03h
+        xor bh, bh
+        int 10h
+        HEX16 dx
+        PUTC ' '
+        push 0B800h
+        pop es
+        HEX16 [es:0]
+        PRINT " DONE"
+        hlt
+"""
+    machine, out = run_sector(tmp_path, body)
+    assert out == "0002 0748 DONE"
+
+
+def test_mbr_relocation_then_load_over_executed_code(tmp_path):
+    # The MBR pattern that breaks on stale translated code: copy to 0:0600, jump there,
+    # load sector 2 over 0:7C00 (where code already ran) and jump to it.
+    body = r"""
+        xor ax, ax
+        mov ds, ax
+        mov es, ax
+        mov si, 7C00h
+        mov di, 0600h
+        mov cx, 256
+        rep movsw
+        jmp 0:(relocated - 7C00h + 0600h)
+relocated:
+        mov ax, 0201h
+        mov cx, 0002h
+        xor dh, dh
+        mov bx, 7C00h
+        int 13h
+        jc fail2 - 7C00h + 0600h
+        jmp 0:7C00h
+fail2:  mov al, 'F'
+        out 0E9h, al
+        hlt
+"""
+    extra = r"""
+        ; sector 2, runs at 0:7C00
+        mov al, 'O'
+        out 0E9h, al
+        mov al, 'K'
+        out 0E9h, al
+        mov si, done_msg - 200h
+        mov cx, 5
+.p:     lodsb
+        out 0E9h, al
+        loop .p
+        hlt
+done_msg: db " DONE"
+        times 1024 - ($ - $$) db 0
+"""
+    _, out = run_sector(tmp_path, body, extra=extra)
+    assert out.endswith("OK DONE")
+
+
+def test_unhandled_invalid_opcode_is_a_crash_with_report(tmp_path):
+    body = r"""
+        PRINT "DONE"
+        ud2
+"""
+    with pytest.raises(GuestCrash) as info:
+        run_sector(tmp_path, body, until="never")
+    assert "invalid opcode" in str(info.value)
+    assert "ud2" in info.value.report and "CS:IP" in info.value.report
+
+
+def test_cli_hlt_is_a_crash(tmp_path):
+    body = r"""
+        cli
+        hlt
+        jmp start
+"""
+    with pytest.raises(GuestCrash) as info:
+        run_sector(tmp_path, body, until="never")
+    assert "halted with interrupts off" in str(info.value)
