@@ -6,7 +6,7 @@ import pytest
 
 from nbdboot.console.keys import parse_keys
 from nbdboot.machine.machine import GuestCrash
-from tests.bootsector import run_sector
+from nbdboot.debug.sectors import run_sector
 
 
 def test_boot_registers_and_int13_floppy_chs_read(tmp_path):

@@ -1,4 +1,4 @@
-"""Helpers for BIOS contract tests: NASM boot sectors that report through port E9h."""
+"""NASM boot sectors that report through port E9h: how BIOS contracts are tested and debugged."""
 
 from __future__ import annotations
 
