@@ -521,6 +521,7 @@ class NbdClient:
         self.max_retry_delay = max_retry_delay
         self.tls_certificates = tls_certificates
         self.reconnects = 0
+        self._strikes = 0    # connection failures since a command last completed
         self._cookie = 0
         self._link: _Link | None = None
         self._dead: NbdError | None = None
@@ -696,6 +697,7 @@ class NbdClient:
             t.finish(req)
             del self._order[req.cookie]
             self._finished[req.cookie] = req
+            self._strikes = 0
             return req
         head = bytes(prefix) + bytes(link.take(4))
         chunk = t.chunk(head)
@@ -719,6 +721,7 @@ class NbdClient:
         if t.end_chunk(chunk):
             del self._order[req.cookie]
             self._finished[req.cookie] = req
+            self._strikes = 0
             return req
         return None
 
@@ -795,9 +798,15 @@ class NbdClient:
                 self._die(e)
                 raise
             except NbdConnectionError as e:
+                self._strikes += 1
                 if not self.auto_reconnect or self._link is None:
                     self._die(e)
                     raise
+                if self._strikes > self.retries:
+                    # the server answers the reopen but never the command: stop re-sending
+                    err = NbdConnectionError(f"gave up after {self.retries} retries: {e}")
+                    self._die(err)
+                    raise err from None
                 self._recover(e)
                 if once:
                     return None
