@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
+from nbdboot.disk.dirty import dirty_extents
 from nbdboot.disk.store import StoreDevice, attach_copier, mark_clean_from_bitmap, open_device, open_store
 from nbdboot.errors import NbdbootError
 
@@ -88,6 +89,10 @@ def copy_to_target(source_spec: str, target_spec: str, *, map_path: str | None =
     def factory():
         return open_device(source_spec, read_only=True)
 
+    dirty = None
+    if since_bitmap:
+        # Before any other connection: qemu-nbd serves one client at a time unless -e N.
+        dirty = dirty_extents(source_spec, since_bitmap)
     source = factory()
     kw = {"block_size": block_size} if block_size else {}
     try:
@@ -97,8 +102,8 @@ def copy_to_target(source_spec: str, target_spec: str, *, map_path: str | None =
         source.close()
         raise
     try:
-        if since_bitmap and store.fresh_map:
-            mark_clean_from_bitmap(store, source_spec, since_bitmap)
+        if dirty is not None and store.fresh_map:
+            mark_clean_from_bitmap(store, dirty)
         copier = attach_copier(store, factory, connections=connections)
         copier.start()
         while not copier.wait(0.1):

@@ -654,14 +654,28 @@ def open_store(source: BlockDevice, target_spec: str, *, map_path: str | None = 
     """Source + TARGET + map as a StoreDevice; a new map when none exists (or resume=False)."""
     map_path = map_path or default_map_path(target_spec)
     fresh = not (resume and os.path.exists(map_path))
-    target = open_device(target_spec, create_size=source.size)
+    blockmap = None
+    if not fresh:
+        # Check the map before the target is touched (or created).
+        blockmap = BlockMap.open(map_path)
+        problem = None
+        if blockmap.is_overlay:
+            problem = f"{map_path} is an overlay, not a deploy map"
+        elif blockmap.size != source.size:
+            problem = (f"{map_path} was made for a {blockmap.size}-byte disk, "
+                       f"the source has {source.size}")
+        if problem:
+            blockmap.close()
+            raise BlockMapError(problem)
+    try:
+        target = open_device(target_spec, create_size=source.size)
+    except BaseException:
+        if blockmap:
+            blockmap.close()
+        raise
     try:
         if fresh:
             blockmap = BlockMap.create(map_path, source.size, block_size=block_size, source=source_spec)
-        else:
-            blockmap = BlockMap.open(map_path)
-            if blockmap.is_overlay:
-                raise BlockMapError(f"{map_path} is an overlay, not a deploy map")
         try:
             store = StoreDevice(source, target, blockmap, sync=sync, own_source=own_source)
         except BaseException:
@@ -674,25 +688,23 @@ def open_store(source: BlockDevice, target_spec: str, *, map_path: str | None = 
     return store
 
 
-def mark_clean_from_bitmap(store: StoreDevice, source_spec: str, bitmap: str) -> int:
-    """Mark blocks the dirty bitmap calls clean as local (the target already has them).
+def mark_clean_from_bitmap(store: StoreDevice, dirty) -> int:
+    """Mark the blocks outside `dirty` (Extents from dirty_extents) as local.
 
     Only for a fresh map: a restore onto the machine's own disk, where the
-    target holds the backup as of the bitmap's creation. Returns the bytes left
-    to copy.
+    target already holds the backup as of the bitmap's creation. Returns the
+    bytes left to copy.
     """
-    from nbdboot.disk.dirty import dirty_extents
-    size = store.size
-    dirty = bytearray(store.map.nblocks)
-    for ext in dirty_extents(source_spec, bitmap, store.size):
+    marks = bytearray(store.map.nblocks)
+    for ext in dirty:
         for k in store.map.block_range(ext.offset, ext.length):
-            dirty[k] = 1
-    clean = [k for k in range(store.map.nblocks) if not dirty[k]]
+            marks[k] = 1
+    clean = [k for k in range(store.map.nblocks) if not marks[k]]
     with store.lock:
         store.map.set_blocks(clean, COPIED, only_from=ABSENT)
         store.map.sync()
     store.stats.skipped_bytes = store.map.bytes_in(COPIED, COPIED_ZERO, GUEST, GUEST_ZERO)
-    return size - store.stats.skipped_bytes
+    return store.size - store.stats.skipped_bytes
 
 
 def open_guest_disk(source_factory, *, overlay: str | None = None, deploy_to: str | None = None,
@@ -702,6 +714,11 @@ def open_guest_disk(source_factory, *, overlay: str | None = None, deploy_to: st
     """The disk `nbdboot run` boots: the source alone, with an overlay, or while deploying."""
     if overlay and deploy_to:
         raise UsageError("--overlay and --deploy-to cannot be combined")
+    dirty = None
+    if since_bitmap and deploy_to:
+        # Before any other connection: qemu-nbd serves one client at a time unless -e N.
+        from nbdboot.disk.dirty import dirty_extents
+        dirty = dirty_extents(source_spec, since_bitmap)
     source = source_factory()
     try:
         if overlay:
@@ -715,8 +732,8 @@ def open_guest_disk(source_factory, *, overlay: str | None = None, deploy_to: st
         source.close()
         raise
     try:
-        if since_bitmap and store.fresh_map:
-            mark_clean_from_bitmap(store, source_spec, since_bitmap)
+        if dirty is not None and store.fresh_map:
+            mark_clean_from_bitmap(store, dirty)
         copier = attach_copier(store, source_factory, connections=connections)
         if start_copier:
             copier.start()

@@ -1,0 +1,178 @@
+"""Deploy and restore from real NBD servers (nbdkit, qemu-nbd) through the CLI and the engine."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import require_tool, wait_for_path
+from nbdboot.disk.deploy import copy_to_target
+from nbdboot.disk.file import FileDevice
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1 << 20
+
+
+def nbdboot(*args, timeout=300):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "nbdboot", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def copied_bytes(stderr: str) -> int:
+    m = re.search(r"copied .*?\((\d+) bytes\)", stderr)
+    assert m, stderr
+    return int(m.group(1))
+
+
+def same_data(a: Path, b: Path) -> None:
+    """a and b read the same, checked through their allocated ranges (holes read as zeroes)."""
+    da, db = FileDevice(a, read_only=True), FileDevice(b, read_only=True)
+    try:
+        assert da.size == db.size
+        for dev, other in ((da, db), (db, da)):
+            for e in dev.extents(0, dev.size):
+                if e.is_zero:
+                    continue
+                pos = e.offset
+                while pos < e.end:
+                    n = min(16 * MiB, e.end - pos)
+                    assert dev.pread(n, pos) == other.pread(n, pos), f"differ at {pos}"
+                    pos += n
+    finally:
+        da.close()
+        db.close()
+
+
+def test_sparse_8g_export_deploys_its_100m_of_data_not_8g(tmp_path, nbdkit):
+    src = tmp_path / "sparse.img"
+    rnd = random.Random(4)
+    with open(src, "wb") as f:
+        f.truncate(8 << 30)
+        for k in range(100):   # 100 MiB of data scattered over 8 GiB
+            f.seek(k * (80 * MiB) + rnd.randrange(0, 16) * MiB)
+            f.write(rnd.randbytes(MiB))
+    server = nbdkit("-r", "file", str(src))
+    res = nbdboot("deploy", server.uri, str(tmp_path / "t.img"))
+    assert res.returncode == 0, res.stderr
+    assert copied_bytes(res.stderr) == 100 * MiB
+    assert "skipped 7.9 GiB as holes/zeroes" in res.stderr
+    target = tmp_path / "t.img"
+    assert target.stat().st_size == 8 << 30
+    assert target.stat().st_blocks * 512 < 110 * MiB     # the target stayed sparse
+    same_data(src, target)
+
+
+def test_deploy_uses_several_connections_when_server_advertises_multi_conn(tmp_path, nbdkit):
+    src = tmp_path / "src.img"
+    src.write_bytes(random.Random(1).randbytes(64 * MiB))
+    log = tmp_path / "nbdkit.log"
+    server = nbdkit("-r", "--filter=log", "file", str(src), f"logfile={log}")
+    res = nbdboot("deploy", "--connections", "4", server.uri, str(tmp_path / "t.img"))
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "t.img").read_bytes() == src.read_bytes()
+    connects = log.read_text().count("Connect ")
+    # the guest-side source, 4 copier connections and the copier's block-status connection
+    assert connects >= 5, log.read_text()[:2000]
+
+
+def test_deploy_without_multi_conn_uses_one_copier_connection(tmp_path, nbdkit):
+    src = tmp_path / "src.img"
+    src.write_bytes(random.Random(2).randbytes(8 * MiB))
+    log = tmp_path / "nbdkit.log"
+    # nbdkit's multi-conn filter switches the flag off: a server that does not promise it.
+    server = nbdkit("-r", "--filter=log", "--filter=multi-conn", "file", str(src), f"logfile={log}",
+                    "multi-conn-mode=disable")
+    res = nbdboot("deploy", "--connections", "4", server.uri, str(tmp_path / "t.img"))
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "t.img").read_bytes() == src.read_bytes()
+    assert log.read_text().count("Connect ") == 2   # guest-side source + one copier
+
+
+def test_interrupted_nbd_deploy_resumes_where_it_stopped(tmp_path, nbdkit):
+    src = tmp_path / "src.img"
+    src.write_bytes(random.Random(3).randbytes(48 * MiB))
+    server = nbdkit("-r", "file", str(src))
+    target = str(tmp_path / "t.img")
+    first = copy_to_target(server.uri, target, connections=1, stop_after=8 * MiB)
+    assert 8 * MiB <= first.stats.copied_bytes < 48 * MiB
+    res = nbdboot("deploy", server.uri, target)
+    assert res.returncode == 0, res.stderr
+    second = copied_bytes(res.stderr)
+    assert first.stats.copied_bytes + second == 48 * MiB   # nothing copied twice
+    assert (tmp_path / "t.img").read_bytes() == src.read_bytes()
+
+
+def test_restore_since_bitmap_copies_only_dirty_blocks(tmp_path):
+    require_tool("qemu-nbd")
+    qcow = tmp_path / "backup.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow), "64M"], check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 8M", "-c", "write -P 0x22 32M 4M",
+                    str(qcow)], check=True, capture_output=True)
+    machine = tmp_path / "disk.raw"     # the machine's disk as of the last backup
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(qcow), str(machine)], check=True)
+    subprocess.run(["qemu-img", "bitmap", "--add", "--enable", str(qcow), "bitmap0"], check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x33 1M 100k", "-c", "write -P 0x44 40M 1M",
+                    "-c", "write -z 33M 512k", str(qcow)], check=True, capture_output=True)
+    wanted = tmp_path / "wanted.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(qcow), str(wanted)], check=True)
+    sock = tmp_path / "q.sock"
+    proc = subprocess.Popen(["qemu-nbd", "-t", "-e", "8", "-r", "-f", "qcow2", "-B", "bitmap0",
+                             "-k", str(sock), str(qcow)], stderr=subprocess.PIPE)
+    try:
+        wait_for_path(str(sock), proc)
+        uri = f"nbd+unix:///?socket={sock}"
+        res = nbdboot("restore", "--since-bitmap", "bitmap0", uri, str(machine))
+        assert res.returncode == 0, res.stderr
+        # dirty: 1M+100k (two 64 KiB blocks), 33M+512k, 40M+1M; the zeroed range counts as data
+        # in a dirty bitmap, and our copier asks block status about it: holes/zeroes skip.
+        dirty_total = 128 * 1024 + 512 * 1024 + MiB
+        assert copied_bytes(res.stderr) + _skipped_zero(res.stderr) == dirty_total
+        assert copied_bytes(res.stderr) < dirty_total + 1
+        assert machine.read_bytes() == wanted.read_bytes()
+        bad = nbdboot("restore", "--since-bitmap", "nope", uri, str(tmp_path / "other.raw"))
+        assert bad.returncode == 3 and "qemu:dirty-bitmap:nope" in bad.stderr
+        assert "Traceback" not in bad.stderr
+        assert not (tmp_path / "other.raw").exists()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _skipped_zero(stderr: str) -> int:
+    m = re.search(r"skipped ([\d.]+) (B|KiB|MiB|GiB) as holes", stderr)
+    assert m, stderr
+    return int(float(m.group(1)) * {"B": 1, "KiB": 1024, "MiB": MiB, "GiB": 1 << 30}[m.group(2)])
+
+
+def test_bad_inputs_give_one_line_and_exit_code(tmp_path, nbdkit):
+    src = tmp_path / "src.img"
+    src.write_bytes(bytes(MiB))
+    server = nbdkit("-r", "file", str(src))
+    res = nbdboot("deploy", server.uri, server.uri)
+    assert res.returncode == 2 and "--map" in res.stderr
+    res = nbdboot("deploy", f"nbd://127.0.0.1:{_dead_port()}", str(tmp_path / "x.img"))
+    assert res.returncode == 3 and "Traceback" not in res.stderr
+    assert not (tmp_path / "x.img").exists()
+    # a map made for another disk
+    (tmp_path / "big.img").write_bytes(bytes(2 * MiB))
+    assert nbdboot("deploy", str(tmp_path / "big.img"), str(tmp_path / "t.img")).returncode == 0
+    res = nbdboot("deploy", "--map", str(tmp_path / "t.img.nbdboot-map"), server.uri, str(tmp_path / "t2.img"))
+    assert res.returncode == 2 and "made for a 2097152-byte disk" in res.stderr
+    assert not (tmp_path / "t2.img").exists()
+    (tmp_path / "junk").write_bytes(b"hello" * 2000)
+    res = nbdboot("deploy", "--map", str(tmp_path / "junk"), server.uri, str(tmp_path / "t3.img"))
+    assert res.returncode == 2 and "not an nbdboot map" in res.stderr
+    res = nbdboot("deploy", "--connections", "0", server.uri, str(tmp_path / "t4.img"))
+    assert res.returncode == 2
+
+
+def _dead_port() -> int:
+    from conftest import free_port
+    return free_port()
