@@ -25,8 +25,10 @@ def handler(args) -> int:
         dropped = discard_overlay(args.file)
         print(f"nbdboot: discarded {human(dropped)} of guest writes", file=sys.stderr)
         return 0
-    # commit
+    # commit: check the overlay before connecting anywhere
     uri = args.to or overlay_info(args.file).source
+    if args.to:
+        overlay_info(args.file)
     if not uri:
         raise UsageError("the overlay does not record its export: give --to URI")
     dest = open_device(uri)

@@ -1,0 +1,137 @@
+"""Overlays over a read-only NBD export: writes stay local, reuse, info, commit, discard."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+from nbdboot.disk.nbd import NbdDevice
+from nbdboot.disk.overlay import overlay_info
+from nbdboot.disk.store import open_guest_disk
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1 << 20
+
+
+def nbdboot(*args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "nbdboot", *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def make_image(path: Path, size=16 * MiB) -> bytes:
+    rnd = random.Random(11)
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for k in range(0, size, 2 * MiB):
+            f.seek(k)
+            f.write(rnd.randbytes(MiB))
+    return path.read_bytes()
+
+
+def guest_session(uri: str, overlay: Path, model: bytearray, seed: int) -> None:
+    """Random guest writes and zeroes through an overlay, each checked against the model."""
+    rnd = random.Random(seed)
+    disk = open_guest_disk(lambda: NbdDevice(uri, read_only=True), overlay=str(overlay), source_spec=uri)
+    try:
+        assert disk.pread(len(model), 0) == bytes(model)   # earlier sessions' writes are there
+        for _ in range(60):
+            off = rnd.randrange(0, len(model) - 300000)
+            n = rnd.choice([512, 4096, 65536, 300000])
+            if rnd.random() < 0.2:
+                disk.zero(off, n)
+                model[off:off + n] = bytes(n)
+            else:
+                data = rnd.randbytes(n)
+                disk.pwrite(data, off)
+                model[off:off + n] = data
+        disk.flush()
+        assert disk.pread(len(model), 0) == bytes(model)
+    finally:
+        disk.close()
+
+
+def test_overlay_keeps_writes_local_and_reuses_them(tmp_path, nbdkit):
+    img = tmp_path / "export.img"
+    pristine = make_image(img)
+    server = nbdkit("-r", "file", str(img))     # read-only: a write to it would fail loudly
+    overlay = tmp_path / "machine.ovl"
+    model = bytearray(pristine)
+    guest_session(server.uri, overlay, model, 1)
+    guest_session(server.uri, overlay, model, 2)   # same overlay, next run: state carries over
+    assert img.read_bytes() == pristine
+    info = overlay_info(str(overlay))
+    assert 0 < info.guest_blocks < info.size // info.block_size
+    # sparse: the guest's blocks plus header, map and journal, not the whole disk
+    assert overlay.stat().st_blocks * 512 <= info.guest_blocks * info.block_size + 2 * MiB
+
+    info = nbdboot("overlay", "info", str(overlay))
+    assert info.returncode == 0, info.stderr
+    assert "guest blocks:" in info.stdout and server.uri in info.stdout
+
+
+def test_overlay_commit_pushes_guest_blocks_then_discard(tmp_path, nbdkit):
+    img = tmp_path / "export.img"
+    pristine = make_image(img)
+    ro = nbdkit("-r", "file", str(img))
+    overlay = tmp_path / "machine.ovl"
+    model = bytearray(pristine)
+    guest_session(ro.uri, overlay, model, 3)
+
+    res = nbdboot("overlay", "commit", str(overlay), "--to", ro.uri)
+    assert res.returncode != 0 and "read-only" in res.stderr and "Traceback" not in res.stderr
+
+    rw = nbdkit("file", str(img))
+    res = nbdboot("overlay", "commit", "--keep", str(overlay), "--to", rw.uri)
+    assert res.returncode == 0, res.stderr
+    assert img.read_bytes() == bytes(model)     # the export now holds the guest's disk
+
+    # Discard throws the guest's blocks away: the overlay reads as the export again.
+    img.write_bytes(pristine)
+    res = nbdboot("overlay", "discard", str(overlay))
+    assert res.returncode == 0, res.stderr
+    disk = open_guest_disk(lambda: NbdDevice(ro.uri, read_only=True), overlay=str(overlay))
+    try:
+        assert disk.pread(len(pristine), 0) == pristine
+        assert disk.map.count(3) == 0 and disk.map.count(4) == 0
+    finally:
+        disk.close()
+
+
+def test_commit_empties_overlay_by_default(tmp_path, nbdkit):
+    img = tmp_path / "export.img"
+    pristine = make_image(img, 4 * MiB)
+    rw = nbdkit("file", str(img))
+    overlay = tmp_path / "m.ovl"
+    model = bytearray(pristine)
+    guest_session(rw.uri, overlay, model, 5)
+    assert img.read_bytes() == pristine   # writable export, but the overlay kept the writes
+    res = nbdboot("overlay", "commit", str(overlay))    # --to defaults to the recorded source
+    assert res.returncode == 0, res.stderr
+    assert img.read_bytes() == bytes(model)
+    info = nbdboot("overlay", "info", str(overlay))
+    assert "0 written, 0 zeroed" in info.stdout
+
+
+def test_overlay_bad_files(tmp_path, nbdkit):
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"x" * 10000)
+    for action in ("info", "commit", "discard"):
+        res = nbdboot("overlay", action, str(junk), "--to", "nbd://127.0.0.1:1")
+        assert res.returncode == 2 and "not an nbdboot map" in res.stderr, res.stderr
+    res = nbdboot("overlay", "info", str(tmp_path / "missing"))
+    assert res.returncode == 6 and "Traceback" not in res.stderr
+    # An overlay made for a 16 MiB disk does not fit a 4 MiB export.
+    big = tmp_path / "big.img"
+    make_image(big)
+    small = tmp_path / "small.img"
+    make_image(small, 4 * MiB)
+    s_big = nbdkit("-r", "file", str(big))
+    s_small = nbdkit("file", str(small))
+    ovl = tmp_path / "o.ovl"
+    open_guest_disk(lambda: NbdDevice(s_big.uri, read_only=True), overlay=str(ovl)).close()
+    res = nbdboot("overlay", "commit", str(ovl), "--to", s_small.uri)
+    assert res.returncode == 2 and "16777216-byte disk" in res.stderr
