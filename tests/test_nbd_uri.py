@@ -50,13 +50,16 @@ def test_uri_error_is_a_usage_error():
     assert e.value.exit_code == 2
 
 
-@given(st.text(max_size=40), st.integers(1, 65535), st.booleans())
+_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="\0")  # encodable, no NUL
+
+
+@given(st.text(_chars, max_size=40), st.integers(1, 65535), st.booleans())
 def test_str_round_trip(export, port, tls):
     u = NbdUri(host="example.org", port=port, export=export, tls=tls)
     assert parse_uri(str(u)) == u
 
 
-@given(st.text(alphabet=st.characters(blacklist_characters="\0"), min_size=1, max_size=40), st.text(max_size=20))
+@given(st.text(_chars, min_size=1, max_size=40), st.text(_chars, max_size=20))
 def test_unix_round_trip(path, export):
     u = NbdUri(socket="/" + path, export=export)
     assert parse_uri(str(u)) == u

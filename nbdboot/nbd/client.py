@@ -861,6 +861,9 @@ class NbdClient:
                 last = e
                 self._link.close(False)
                 continue
+            except NbdProtocolError as e:
+                self._die(e)
+                raise
             return
         err = NbdConnectionError(f"gave up after {self.retries} reconnect attempts: {last}")
         self._link = None

@@ -2,7 +2,7 @@
 
 API
     server = NbdServer(exports, *, host="127.0.0.1", port=0, unix=None,
-                       read_only=False, structured=True)
+                       read_only=False, structured=True, handshake_timeout=30)
         exports: a BlockDevice (served as the default export "") or a dict
                  name -> BlockDevice; the first entry also answers to "".
     server.start() -> address    binds (port 0 picks a free one), serves in background threads
@@ -354,7 +354,11 @@ class _Conn:
 
     def run(self) -> None:
         try:
+            # A client that connects and says nothing must not hold a thread forever;
+            # once transmission starts, an idle client is normal (the guest may sit at a prompt).
+            self.sock.settimeout(self.server.handshake_timeout)
             self.handshake()
+            self.sock.settimeout(None)
             self.transmission()
         except (_Disconnect, OSError, NbdError):
             pass
@@ -367,13 +371,15 @@ class _Conn:
 
 class NbdServer:
     def __init__(self, exports: BlockDevice | dict[str, BlockDevice], *, host: str = "127.0.0.1",
-                 port: int = 0, unix: str | None = None, read_only: bool = False, structured: bool = True):
+                 port: int = 0, unix: str | None = None, read_only: bool = False, structured: bool = True,
+                 handshake_timeout: float = 30.0):
         self.exports = {"": exports} if isinstance(exports, BlockDevice) else dict(exports)
         if not self.exports:
             raise ValueError("no exports to serve")
         self.host, self.port, self.unix = host, port, unix
         self.read_only = read_only
         self.structured_ok = structured
+        self.handshake_timeout = handshake_timeout
         self.address = None
         self._listener: socket.socket | None = None
         self._conns: set[socket.socket] = set()
