@@ -336,3 +336,33 @@ def test_tls_required_but_server_has_none(nbdkit):
     srv = nbdkit("memory", "1M")
     with pytest.raises(NbdTLSError, match="STARTTLS"):
         NbdClient(f"nbds://127.0.0.1:{srv.port}/")
+
+
+def test_qemu_nbd_dirty_bitmap_context_beside_base_allocation(tmp_path):
+    require_tool("qemu-img")
+    require_tool("qemu-io")
+    img = tmp_path / "d.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(img), "4M"], check=True)
+    subprocess.run(["qemu-img", "bitmap", "--add", "--enable", str(img), "b0"], check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x11 64k 64k", str(img)], check=True,
+                   stdout=subprocess.DEVNULL)
+    sock = str(tmp_path / "d.sock")
+    proc = subprocess.Popen(["qemu-nbd", "-t", "-r", "-f", "qcow2", "-B", "b0", "-k", sock, str(img)],
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for_path(sock, proc)
+        uri = f"nbd+unix:///?socket={sock}"
+        assert "qemu:dirty-bitmap:b0" in list_meta_contexts(uri, ["qemu:"])
+        with NbdClient(uri, meta_contexts=("base:allocation", "qemu:dirty-bitmap:b0")) as c:
+            assert sorted(c.contexts.values()) == ["base:allocation", "qemu:dirty-bitmap:b0"]
+            got = c.block_status(0, 4 * MiB)
+            dirty, pos = [], 0
+            for n, flags in got["qemu:dirty-bitmap:b0"]:
+                if flags & 1:
+                    dirty.append((pos, n))
+                pos += n
+            assert dirty == [(65536, 65536)]
+            assert got["base:allocation"]
+    finally:
+        proc.terminate()
+        proc.wait(5)
