@@ -67,19 +67,21 @@ class Session:
             if pending and (now >= next_check or m.waiting_in_bios):
                 next_check = now + SCREEN_CHECK_INTERVAL
                 text = screen_text(m.cpu)
-                want = pending[0]
-                if baseline is None:
-                    hit = want in text
-                else:
-                    new_output = "".join(self.transcript[mark:])
-                    hit = want in new_output or text.count(want) > baseline.count(want)
-                if hit:
+                output = "".join(self.transcript)
+                while pending:
+                    want = pending[0]
+                    at = output.find(want, mark)
+                    if at >= 0:
+                        mark = at + len(want)
+                    elif want in text and (baseline is None or text.count(want) > baseline.count(want)):
+                        mark = len(output)
+                    else:
+                        break
                     seen.append(pending.pop(0))
-                    mark = len(self.transcript)
                     baseline = text
-                    if not pending:
-                        self.console.update(m)
-                        return Outcome(True, False, seen, None, now - start)
+                if not pending:
+                    self.console.update(m)
+                    return Outcome(True, False, seen, None, now - start)
             self.console.update(m)
             if m.idle_since is not None and not m.bios.keyboard.queue:
                 ahead = m.clock.now - (now - start) - IDLE_SLACK

@@ -1,0 +1,122 @@
+"""`nbdboot run` end to end: real nbdkit, the embedded server, typed commands, exit codes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from nbdboot.cli import main
+from tests.conftest import free_port
+
+PROMPT = "A:\\>"
+
+
+def run_cli(*argv, timeout=120):
+    return subprocess.run([sys.executable, "-m", "nbdboot", "run", *argv],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def freedos_copy(freedos_img, tmp_path):
+    path = tmp_path / "freedos.img"
+    shutil.copyfile(freedos_img, path)
+    return path
+
+
+def test_freedos_boots_from_nbdkit_as_floppy(nbdkit, freedos_img, tmp_path):
+    server = nbdkit("--filter=cow", "file", str(freedos_img))
+    screen = tmp_path / "screen.txt"
+    result = run_cli("--server", server.hostport, "--drive", "0x00", "--expect", PROMPT,
+                     "--timeout", "60", "--headless", "--screen-out", str(screen))
+    assert result.returncode == 0, result.stderr
+    assert "FreeDOS kernel" in result.stdout            # streamed while booting
+    assert "---- screen ----" in result.stdout           # final screen printed
+    assert screen.read_text().rstrip().endswith(PROMPT)
+
+
+def test_freedos_boots_through_uri_and_image(nbdkit, freedos_img, freedos_copy):
+    server = nbdkit("--filter=cow", "file", str(freedos_img))
+    assert main(["run", server.uri, "--drive", "0x00", "--expect", PROMPT, "--timeout", "60",
+                 "--headless"]) == 0
+    result = run_cli("--image", str(freedos_copy), "--drive", "auto", "--expect", PROMPT,
+                     "--timeout", "60", "--headless")
+    assert result.returncode == 0, result.stderr
+
+
+def test_typed_freedos_commands(freedos_copy, tmp_path, capsys):
+    screen = tmp_path / "screen.txt"
+    keys = "ver\\ndir\\nmem\\ntype autoexec.bat\\n"
+    code = main(["run", "--image", str(freedos_copy), "--drive", "0x00", "--headless",
+                 "--expect", PROMPT, "--keys", keys,
+                 "--expect", "FreeCom version",                 # ver
+                 "--expect", "bytes free",                      # dir
+                 "--expect", 'Bad command or filename - "MEM"',  # this floppy has no MEM.EXE
+                 "--expect", "ECHO Welcome to FreeDOS",         # type autoexec.bat
+                 "--expect", PROMPT, "--timeout", "60", "--screen-out", str(screen)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "COMMAND  COM" in out and "AUTOEXEC BAT" in out      # the dir listing
+    assert "set PATH=A:\\FDOS;A:\\GAMES" in out
+    assert screen.read_text().rstrip().endswith(PROMPT)
+
+
+def test_expectation_not_met_exits_1_with_screen(freedos_copy, capsys):
+    code = main(["run", "--image", str(freedos_copy), "--drive", "0x00", "--headless",
+                 "--expect", "no such text anywhere", "--timeout", "3"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "---- screen ----" in captured.out and PROMPT in captured.out
+    assert "no such text anywhere" in captured.err
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "exactly one of"),
+    (["--server", "127.0.0.1:1", "--image", "x.img"], "exactly one of"),
+    (["--image", "/nonexistent.img"], "no such image"),
+    (["--image", "IMG", "--keys", "{nosuchkey}"], "unknown key"),
+    (["--image", "IMG", "--memory", "0"], "--memory"),
+    (["--image", "IMG", "--timeout", "-1"], "--timeout"),
+])
+def test_bad_usage_is_one_line_and_distinct_code(argv, message, freedos_copy, capsys):
+    argv = [str(freedos_copy) if a == "IMG" else a for a in argv]
+    code = main(["run", *argv])
+    err = capsys.readouterr().err
+    assert code in (2, 6)
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_drive_option_is_usage_error():
+    result = run_cli("--image", "x.img", "--drive", "0x7f")
+    assert result.returncode == 2
+    assert "drive" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreachable_server_exits_3():
+    result = run_cli("--server", f"127.0.0.1:{free_port()}", "--timeout", "5", "--headless", timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_disk_without_boot_signature_exits_5(tmp_path):
+    blank = tmp_path / "blank.img"
+    blank.write_bytes(bytes(1024 * 1024))
+    result = run_cli("--image", str(blank), "--timeout", "10", "--headless")
+    assert result.returncode == 5
+    assert "boot signature" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_guest_crash_exits_4_with_report(tmp_path):
+    sector = bytearray(512)
+    sector[0:3] = b"\x0f\x0b\x90"      # ud2: invalid opcode, no handler installed
+    sector[510:512] = b"\x55\xaa"
+    image = tmp_path / "crash.img"
+    image.write_bytes(bytes(sector) + bytes(1024 * 1024 - 512))
+    result = run_cli("--image", str(image), "--timeout", "10", "--headless")
+    assert result.returncode == 4
+    assert "invalid opcode" in result.stderr
+    assert "CS:IP 0000:7c00" in result.stderr and "ud2" in result.stderr
+    assert "last interrupts" in result.stderr and "Traceback" not in result.stderr
