@@ -84,7 +84,9 @@ def open_device(spec: str, *, read_only: bool = False, create_size: int | None =
     from nbdboot.disk.file import FileDevice
     if create_size is not None and os.path.exists(spec):
         create_size = None
-    return FileDevice(spec, read_only=read_only, create_size=create_size)
+    dev = FileDevice(spec, read_only=read_only, create_size=create_size)
+    dev.flush_is_thread_safe = True   # fdatasync(2) may run beside other I/O on the fd
+    return dev
 
 
 @dataclass
@@ -266,12 +268,13 @@ class StoreDevice(BlockDevice):
         zend = zfirst + -(-zero_range[1] // self.block_size) if zero_range[1] else zfirst
         want = {i: (GUEST_ZERO if zfirst <= i < zend else GUEST) for i in blocks}
         changing = [i for i, s in want.items() if self.map.states[i] != s]
-        # Data first: flush before any map byte claims the block (power-loss ordering).
-        if changing or self.sync_policy == "each" or fua:
+        durable = self.sync_policy == "each" or fua
+        if durable:
+            # Data before map: after a power loss the map never claims data the disk lacks.
             self.target.flush()
         for i in changing:
             self.map.set_range(i, i + 1, want[i])
-        if self.sync_policy == "each" or fua:
+        if durable:
             if changing:
                 self.map.sync()
             self._last_sync = time.monotonic()
@@ -389,6 +392,9 @@ class Copier:
         self._last_commit = time.monotonic()
         self._threads: list[threading.Thread] = []
         self._reaper_thread: threading.Thread | None = None
+        self._commit_lock = threading.Lock()
+        # fdatasync on a file may run beside other I/O on it; an NBD target is one connection.
+        self._flush_unlocked = getattr(store.target, "flush_is_thread_safe", False)
         self._planner = None
         self._planner_src: BlockDevice | None = None
         self._sources: list[BlockDevice] = []
@@ -483,6 +489,7 @@ class Copier:
             return
         bs, states, store = self.map.block_size, self.map.states, self.store
         start = first * bs
+        due = False
         with store.lock:
             i = first
             while i < end:
@@ -503,26 +510,48 @@ class Copier:
                     self._pending[k] = COPIED_ZERO if is_zero else COPIED
                 self._pending_bytes += b - a
                 i = j
-            if (self._pending_bytes >= self.commit_bytes
-                    or time.monotonic() - self._last_commit >= self.commit_interval):
+            due = (self._pending_bytes >= self.commit_bytes
+                   or time.monotonic() - self._last_commit >= self.commit_interval)
+            if due and not self._flush_unlocked:
                 self._commit()
+        if due and self._flush_unlocked:
+            with self._commit_lock:
+                self._commit_unlocked()
 
     def _commit(self) -> None:
         """Flush the target, then let the map claim what the flush made durable. Holds store.lock."""
         if not self._pending:
             return
         self.store.target.flush()
+        self._mark(self._pending)
+        self._pending = {}
+        self._pending_bytes = 0
+        self._last_commit = time.monotonic()
+
+    def _commit_unlocked(self) -> None:
+        """_commit for a file target: fdatasync without holding the store lock.
+
+        A flush covers every write made before it, so blocks taken from
+        `pending` before the flush may be marked after it; the guest keeps
+        reading and writing meanwhile, and marking only touches ABSENT blocks.
+        """
+        with self.store.lock:
+            pending, self._pending = self._pending, {}
+            self._pending_bytes = 0
+            self._last_commit = time.monotonic()
+        if pending:
+            self.store.target.flush()
+            with self.store.lock:
+                self._mark(pending)
+
+    def _mark(self, pending: dict[int, int]) -> None:
         by_state: dict[int, list[int]] = {}
-        for k, s in self._pending.items():
+        for k, s in pending.items():
             by_state.setdefault(s, []).append(k)
         for s, blocks in by_state.items():
             self.map.set_blocks(blocks, s, only_from=ABSENT)
         self.map.sync()
-        self._pending.clear()
-        self._pending_bytes = 0
-        self._last_commit = time.monotonic()
 
-    # -- running ---------------------------------------------------------------------
     def _open_sources(self) -> None:
         first = self.source_factory()
         self._sources = [first]

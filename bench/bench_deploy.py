@@ -1,0 +1,123 @@
+"""Deploy throughput vs nbdcopy, and what the store costs the guest.
+
+deploy: an export of --data MiB of random data inside a --size sparse disk,
+served by `nbdkit -r file` over loopback TCP, copied to a local raw file by
+`nbdboot deploy` and by `nbdcopy` (both as commands, start-up included, target
+and map removed before each run), alternating, median of --repeat each. Ratio
+= nbdcopy's time / ours (goal >= 0.9). Our deploy fsyncs the target before the
+map records a block (crash safety); nbdcopy does not sync at all.
+
+guest I/O: 4 KiB random reads and writes, one at a time, in process, against
+the plain export (NbdDevice) and through an overlay (sync=each and periodic),
+and writes during a live deploy; ratio = plain time / store time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+
+from bench.common import alternate, env_note, median, nbdkit, print_table, python, require
+
+MiB = 1 << 20
+
+
+def make_export(path: str, size: int, data: int) -> None:
+    rnd = random.Random(1)
+    with open(path, "wb") as f:
+        f.truncate(size)
+        stride = size // (data // MiB)
+        for k in range(data // MiB):
+            f.seek(k * stride // MiB * MiB)
+            f.write(rnd.randbytes(MiB))
+
+
+def timed(cmd: list[str], cleanup: list[str]) -> float:
+    for p in cleanup:
+        if os.path.exists(p):
+            os.unlink(p)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def guest_io(uri: str, rw_uri: str, work: str, n: int) -> list[list]:
+    from nbdboot.disk.nbd import NbdDevice
+    from nbdboot.disk.store import open_guest_disk
+
+    def run(dev, op: str) -> float:
+        rnd = random.Random(op)   # reads hit other blocks than the writes: mostly remote
+        span = dev.size // 4096
+        buf = bytearray(4096)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            off = rnd.randrange(span) * 4096
+            if op == "read":
+                dev.pread_into(buf, off)
+            else:
+                dev.pwrite(buf, off)
+        dt = time.perf_counter() - t0
+        return n / dt
+
+    rows = []
+    base = {}
+    for op, u in (("read", uri), ("write", rw_uri)):
+        plain = NbdDevice(u)
+        base[op] = run(plain, op)
+        plain.close()
+    for label, kw in (("overlay sync=each", {"overlay": os.path.join(work, "o1"), "sync": "each"}),
+                      ("overlay sync=periodic", {"overlay": os.path.join(work, "o2"), "sync": "periodic"}),
+                      ("deploying sync=each", {"deploy_to": os.path.join(work, "d1"), "sync": "each"}),
+                      ("deploying sync=periodic", {"deploy_to": os.path.join(work, "d2"), "sync": "periodic"})):
+        dev = open_guest_disk(lambda: NbdDevice(uri, read_only=True), **kw)
+        try:
+            for op in ("write", "read"):   # reads after writes: a mix of local and remote blocks
+                ops = run(dev, op)
+                rows.append([label, op, f"{base[op]:.0f}", f"{ops:.0f}", f"{ops / base[op]:.2f}"])
+        finally:
+            dev.close()
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python3 -m bench deploy -- ", description=__doc__)
+    ap.add_argument("--size", type=int, default=4096, help="export size in MiB (default 4096)")
+    ap.add_argument("--data", type=int, default=512, help="MiB of data in it (default 512)")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--ops", type=int, default=2000, help="guest I/O operations per measurement")
+    ap.add_argument("--dir", default=None, help="work directory (default: a temporary one)")
+    args = ap.parse_args(argv)
+    require("nbdcopy")
+    print(f"# {env_note()}")
+    work = tempfile.mkdtemp(prefix="bench-deploy-", dir=args.dir)
+    try:
+        src = os.path.join(work, "export.img")
+        make_export(src, args.size * MiB, args.data * MiB)
+        ours_t = os.path.join(work, "ours.img")
+        theirs_t = os.path.join(work, "theirs.img")
+        with nbdkit("-r", "file", src) as uri:
+            times = alternate({
+                "nbdboot deploy": lambda: timed([python(), "-m", "nbdboot", "deploy", "-q", uri, ours_t],
+                                                [ours_t, ours_t + ".nbdboot-map"]),
+                "nbdcopy": lambda: timed(["nbdcopy", uri, theirs_t], [theirs_t]),
+            }, args.repeat)
+            ours, theirs = median(times["nbdboot deploy"]), median(times["nbdcopy"])
+            print(f"# deploy: {args.data} MiB of data in a {args.size} MiB export, median of {args.repeat}")
+            print_table(["tool", "median s", "MiB/s (data)", "runs"],
+                        [[k, f"{median(v):.3f}", f"{args.data / median(v):.0f}",
+                          " ".join(f"{x:.3f}" for x in v)] for k, v in times.items()])
+            print(f"deploy/nbdcopy throughput ratio: {theirs / ours:.2f} (goal >= 0.9)")
+            print(f"# guest 4 KiB random I/O, {args.ops} ops each, ops/s")
+            rw = os.path.join(work, "rw.img")
+            subprocess.run(["cp", "--sparse=always", src, rw], check=True)
+            with nbdkit("file", rw) as rw_uri:
+                print_table(["store", "op", "plain export", "through store", "ratio"],
+                            guest_io(uri, rw_uri, work, args.ops))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
