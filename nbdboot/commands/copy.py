@@ -55,8 +55,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("copy", help="copy between NBD exports and local files", description=__doc__)
     p.add_argument("source", metavar="SRC")
     p.add_argument("destination", metavar="DST")
-    p.add_argument("--request-size", type=int, default=1 << 20, metavar="BYTES",
-                   help="bytes per request (default 1 MiB; raised to the server's preferred size)")
+    p.add_argument("--request-size", type=int, default=2 << 20, metavar="BYTES",
+                   help="bytes per request (default 2 MiB; raised to the server's preferred size, "
+                        "lowered to its maximum)")
     p.add_argument("--requests", type=int, default=16, metavar="N", help="requests in flight (default 16)")
     p.add_argument("--no-extents", action="store_true", help="do not ask the source for its allocation map")
     p.add_argument("--no-sparse", action="store_true", help="write zeroes as data, never as holes")
