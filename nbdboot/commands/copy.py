@@ -35,12 +35,14 @@ class _Bar:
 def handler(args) -> int:
     if args.request_size < 4096 or args.request_size > 32 << 20 or args.request_size & (args.request_size - 1):
         raise UsageError("--request-size must be a power of two between 4096 and 33554432")
+    if args.sparse < 512 or args.sparse & (args.sparse - 1):
+        raise UsageError("--sparse must be a power of two of at least 512")
     if not 1 <= args.requests <= 1024:
         raise UsageError("--requests must be between 1 and 1024")
     bar = _Bar() if (args.progress or (args.progress is None and sys.stderr.isatty())) else None
     try:
         result = copy(args.source, args.destination, request_size=args.request_size, requests=args.requests,
-                      sparse=not args.no_sparse, extents=not args.no_extents, flush=args.flush, progress=bar)
+                      sparse=0 if args.no_sparse else args.sparse, extents=not args.no_extents, flush=args.flush, progress=bar)
     finally:
         if bar is not None:
             bar.finish()
@@ -61,6 +63,8 @@ def register(subparsers) -> None:
     p.add_argument("--requests", type=int, default=16, metavar="N", help="requests in flight (default 16)")
     p.add_argument("--no-extents", action="store_true", help="do not ask the source for its allocation map")
     p.add_argument("--no-sparse", action="store_true", help="write zeroes as data, never as holes")
+    p.add_argument("--sparse", type=int, default=65536, metavar="BYTES",
+                   help="granularity of zero detection in data blocks (default 65536)")
     p.add_argument("--flush", action="store_true", help="flush the destination at the end")
     p.add_argument("-p", "--progress", action="store_true", default=None, help="progress bar even when not a terminal")
     p.add_argument("-v", "--verbose", action="store_true", help="print a summary")

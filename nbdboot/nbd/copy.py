@@ -154,7 +154,7 @@ def open_destination(spec: str, size: int, **client_options):
 
 class Copier:
     def __init__(self, src, dst, *, request_size: int = 2 << 20, requests: int = 16,
-                 sparse: bool = True, extents: bool = True, flush: bool = False, progress=None):
+                 sparse: int = 65536, extents: bool = True, flush: bool = False, progress=None):
         self.src, self.dst = src, dst
         rs = request_size
         if isinstance(src, _NbdEnd):
@@ -174,6 +174,7 @@ class Copier:
         self._free = list(self._pool)
         self._reads: dict[int, memoryview] = {}     # src cookie -> pool buffer
         self._writes: dict[int, memoryview] = {}    # dst cookie -> pool buffer
+        self._users: dict[int, int] = {}            # id(pool buffer) -> writes still using it
 
     # -- plan -------------------------------------------------------------------------------
     def _plan(self):
@@ -234,23 +235,50 @@ class Copier:
         buf = self._writes.pop(cmd.cookie, None)
         cmd.check()
         if buf is not None:
+            self._release(buf)
+
+    def _release(self, buf: memoryview) -> None:
+        """One user of a pool buffer is done; the last one gives it back."""
+        key = id(buf)
+        self._users[key] -= 1
+        if not self._users[key]:
+            del self._users[key]
             self._free.append(buf)
+
+    def _runs(self, view: memoryview):
+        """Split a block into (start, end, is_zero) runs at `sparse`-byte granularity."""
+        n, g = len(view), self.sparse
+        if not g:
+            return [(0, n, False)]
+        runs: list[list] = []
+        for pos in range(0, n, g):
+            end = min(pos + g, n)
+            zero = _ZEROS.startswith(view[pos:end])  # memcmp, no copy
+            if runs and runs[-1][2] == zero:
+                runs[-1][1] = end
+            else:
+                runs.append([pos, end, zero])
+        return runs
 
     def _deliver(self, view: memoryview, offset: int, buf: memoryview) -> None:
         """A block of source data is in `view` (part of pool buffer `buf`)."""
-        n = len(view)
-        if self.sparse and _ZEROS.startswith(view):  # memcmp against zeros, no copy
-            self._free.append(buf)
-            self._zero(offset, n)
-            return
-        self.data_bytes += n
-        self.done_bytes += n
-        if isinstance(self.dst, _NbdEnd):
-            cmd = self.dst.c.aio_pwrite(view, offset)
-            self._writes[cmd.cookie] = buf
-        else:
-            self.dst.dev.pwrite(view, offset)
-            self._free.append(buf)
+        key = id(buf)
+        self._users[key] = 1  # held until every write below is done
+        nbd_dst = isinstance(self.dst, _NbdEnd)
+        for start, end, zero in self._runs(view):
+            if zero:
+                self._zero(offset + start, end - start)
+                continue
+            part = view[start:end]
+            self.data_bytes += len(part)
+            self.done_bytes += len(part)
+            if nbd_dst:
+                cmd = self.dst.c.aio_pwrite(part, offset + start)
+                self._users[key] += 1
+                self._writes[cmd.cookie] = buf
+            else:
+                self.dst.dev.pwrite(part, offset + start)
+        self._release(buf)
 
     # -- source ---------------------------------------------------------------------------------
     def _buffer(self) -> memoryview:
