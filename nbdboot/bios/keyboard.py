@@ -23,7 +23,7 @@ POLLING_READS_AFTER = 2.5
 
 # Idle polls (int 16h 01h on an empty ring, interrupts on) within one timer tick
 # before the machine treats the guest as idle and skips to the next tick.
-IDLE_POLLS_PER_TICK = 64
+IDLE_POLLS_PER_TICK = 8
 
 
 class Keyboard:

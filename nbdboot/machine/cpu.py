@@ -18,10 +18,16 @@ microcode would: push a frame and vector through the IVT (real mode) or the IDT
 
 from __future__ import annotations
 
+import ctypes
 import struct
 
-from unicorn import UC_ARCH_X86, UC_MODE_32, Uc
+from unicorn import UC_ARCH_X86, UC_MODE_32, Uc, UcError
 from unicorn import x86_const as X
+
+try:  # the binding's per-call overhead dominates BIOS traps; call the C API directly
+    from unicorn.unicorn_py3.unicorn import uclib as _uclib
+except ImportError:  # pragma: no cover - other binding layouts
+    _uclib = None
 
 FLAG_CF = 0x0001
 FLAG_PF = 0x0004
@@ -44,6 +50,10 @@ REG = {
 }
 
 
+_MASKS = {name: 0xFF if name[-1] in "lh" and len(name) == 2 else
+          0xFFFF if len(name) == 2 else 0xFFFFFFFF for name in REG}
+
+
 class CpuFault(Exception):
     """The CPU cannot continue (no handler for an exception, bad IDT...)."""
 
@@ -53,6 +63,15 @@ class Cpu:
         self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
         self.uc.mem_map(0, memory_size)
         self.memory_size = memory_size
+        self._fast = _uclib is not None
+        if self._fast:
+            self._uch = self.uc._uch
+            self._val = ctypes.c_uint64()
+            self._ref = ctypes.byref(self._val)
+            self._c_reg_read = _uclib.uc_reg_read
+            self._c_reg_write = _uclib.uc_reg_write
+            self._c_mem_read = _uclib.uc_mem_read
+            self._buf = ctypes.create_string_buffer(8)
         self.reset()
 
     # -- state -------------------------------------------------------------------
@@ -71,14 +90,21 @@ class Cpu:
         return self.uc.reg_read(reg)
 
     def get(self, name: str) -> int:
+        if self._fast:
+            self._c_reg_read(self._uch, REG[name], self._ref)
+            return self._val.value & _MASKS[name]
         return self.uc.reg_read(REG[name])
 
     def set(self, name: str, value: int) -> None:
+        if self._fast:
+            self._val.value = value & 0xFFFFFFFF
+            self._c_reg_write(self._uch, REG[name], self._ref)
+            return
         self.uc.reg_write(REG[name], value)
 
     @property
     def protected(self) -> bool:
-        return bool(self.uc.reg_read(X.UC_X86_REG_CR0) & 1)
+        return bool(self.get("cr0") & 1)
 
     def seg_base(self, selector: int) -> int:
         if not self.protected:
@@ -119,14 +145,21 @@ class Cpu:
         self.uc.mem_write(addr, bytes(data))
         self.uc.ctl_remove_cache(addr, addr + len(data))
 
+    def _small_read(self, addr: int, size: int) -> bytes:
+        if self._fast:
+            if self._c_mem_read(self._uch, addr, self._buf, size):
+                raise UcError(6)  # UC_ERR_READ_UNMAPPED
+            return self._buf.raw[:size]
+        return bytes(self.uc.mem_read(addr, size))
+
     def read8(self, addr: int) -> int:
-        return self.uc.mem_read(addr, 1)[0]
+        return self._small_read(addr, 1)[0]
 
     def read16(self, addr: int) -> int:
-        return struct.unpack("<H", self.uc.mem_read(addr, 2))[0]
+        return int.from_bytes(self._small_read(addr, 2), "little")
 
     def read32(self, addr: int) -> int:
-        return struct.unpack("<I", self.uc.mem_read(addr, 4))[0]
+        return int.from_bytes(self._small_read(addr, 4), "little")
 
     def write8(self, addr: int, value: int) -> None:
         self.write(addr, bytes((value & 0xFF,)))
@@ -152,7 +185,7 @@ class Cpu:
     def _write_flags_live(self, value: int, running: bool) -> None:
         if running:
             value &= ~ARITH_FLAGS
-        self.uc.reg_write(X.UC_X86_REG_EFLAGS, value)
+        self.set("eflags", value)
 
     def push16(self, value: int) -> None:
         sp = (self.get("sp") - 2) & 0xFFFF
@@ -160,15 +193,23 @@ class Cpu:
         self.write16(((self.get("ss") & 0xFFFF) << 4) + sp, value)
 
     def ivt_entry(self, vector: int) -> tuple[int, int]:
-        off, seg = struct.unpack("<HH", self.read(vector * 4, 4))
-        return seg, off
+        entry = self.read32(vector * 4)
+        return entry >> 16, entry & 0xFFFF
 
-    def deliver_real(self, vector: int, return_ip: int, running: bool) -> None:
+    def deliver_real(self, vector: int, return_ip: int, running: bool, cs: int | None = None) -> None:
         """What a real-mode `int` does: push FLAGS, CS, IP; clear IF/TF; load IVT[vector]."""
-        flags = self.uc.reg_read(X.UC_X86_REG_EFLAGS)
-        self.push16(flags)
-        self.push16(self.get("cs"))
-        self.push16(return_ip)
+        flags = self.get("eflags")
+        if cs is None:
+            cs = self.get("cs")
+        sp = (self.get("sp") - 6) & 0xFFFF
+        frame = struct.pack("<HHH", return_ip & 0xFFFF, cs, flags & 0xFFFF)
+        ss_base = self.get("ss") << 4
+        if sp <= 0xFFFA:
+            self.write(ss_base + sp, frame)
+        else:  # the frame wraps around the top of the stack segment
+            for i in range(6):
+                self.write(ss_base + ((sp + i) & 0xFFFF), frame[i:i + 1])
+        self.set("sp", sp)
         seg, off = self.ivt_entry(vector)
         self._write_flags_live(flags & ~(FLAG_IF | FLAG_TF), running)
         self.set("cs", seg)

@@ -37,6 +37,8 @@ EXTENDED_BASE = 0x100000
 DEFAULT_MEMORY_MB = 64
 SLICE = 400_000
 CPU_EXCEPTIONS = range(0, 0x08)
+# What an idle loop calls besides the keyboard: time, DOS idle, network idle, timer IRQs.
+IDLE_LOOP_VECTORS = frozenset((0x08, 0x16, 0x1A, 0x1C, 0x28, 0x2A))
 
 
 class GuestCrash(NbdbootError):
@@ -61,7 +63,7 @@ class Machine:
         self.ports = Ports(self.clock, self.pic, self.pit, self.cmos, debug_out=debug_out)
         self.pit.on_channel0_change = self._reschedule_timer
         self.next_irq0 = self.pit.period()
-        self.traps: dict[int, callable] = {}
+        self.traps: dict[int, tuple] = {}  # linear address -> (vector, service)
         self.history = collections.deque(maxlen=32)  # (vector, cs, ip, ax, kind)
         self.stop_reason: str | None = None
         self.waiting_in_bios = False   # a BIOS call is waiting with interrupts on
@@ -83,8 +85,9 @@ class Machine:
 
     # -- setup ---------------------------------------------------------------------
     def add_trap(self, offset: int, service) -> None:
-        """Serve `int` instructions executed at F000:offset with `service()`."""
-        self.traps[rom.ROM_BASE + offset] = service
+        """Serve the `int` instruction at F000:offset with `service()`."""
+        vector = self.cpu.read8(rom.ROM_BASE + offset + 1)
+        self.traps[rom.ROM_BASE + offset] = (vector, service)
 
     def power_on(self, boot_drive: int) -> None:
         """POST (IVT, BDA, EBDA, screen) and start at the reset vector, which boots via int 19h."""
@@ -124,18 +127,21 @@ class Machine:
         eip = cpu.get("eip")
         cs = cpu.get("cs")
         protected = cpu.protected
-        base = cpu.seg_base(cs)
-        site = base + eip - 2
         if not protected:
-            service = self.traps.get(site)
-            if service is not None and cpu.read8(site + 1) == intno and cpu.read8(site) == 0xCD:
-                self._record(intno, "bios", cs, eip - 2)
-                service()
+            trap = self.traps.get((cs << 4) + eip - 2)
+            if trap is not None and trap[0] == intno:
+                self.history.append((intno, "bios", cs, eip - 2, cpu.get("eax")))
+                trap[1]()
                 return
+            base = cs << 4
+        else:
+            base = cpu.seg_base(cs)
         if intno == 0x28:  # DOS idle call: DOS is waiting for console input
             self.bios.keyboard.guest_waiting()
+        elif intno not in IDLE_LOOP_VECTORS:
+            self.bios.keyboard.polls = 0  # working, not idling (DOS polls for ^C on every call)
         software = self._is_software_int(base, eip, intno)
-        self._record(intno, "int" if software else "exception", cs, eip)
+        self.history.append((intno, "int" if software else "exception", cs, eip, cpu.get("eax")))
         if not software and not protected and intno in CPU_EXCEPTIONS:
             seg, off = cpu.ivt_entry(intno)
             if (seg << 4) + off == rom.ROM_BASE + rom.stub(intno):
@@ -147,7 +153,7 @@ class Machine:
             if protected:
                 cpu.deliver_protected(intno, eip, running=True)
             else:
-                cpu.deliver_real(intno, eip & 0xFFFF, running=True)
+                cpu.deliver_real(intno, eip & 0xFFFF, running=True, cs=cs)
         except CpuFault as e:
             self._fail(GuestCrash(f"triple fault: {e}"))
 
