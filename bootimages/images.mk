@@ -18,7 +18,7 @@ BI_HDD_SIZE    := 32M
 
 BI_LADDER := $(BI_BUILD)/l2-syslinux.img $(BI_BUILD)/l3-chain-freedos.img $(BI_BUILD)/l4-memdisk.img \
              $(BI_BUILD)/l5-isolinux.iso $(BI_BUILD)/l6-grub.iso
-BI_CONFORMANCE := $(BI_BUILD)/conformance.img
+BI_CONFORMANCE := $(BI_BUILD)/conformance.img $(BI_BUILD)/readparams.img
 BI_BENCH := $(BI_BUILD)/bench-ext127.img $(BI_BUILD)/bench-chs1.img
 
 .PHONY: ladder-images conformance-images bench-images boot-images clean-boot-images
@@ -97,7 +97,8 @@ $(BI_BUILD)/bench-%.bin: $(BI_SRC)/bench/%.asm $(wildcard $(BI_SRC)/conformance/
 
 # Conformance disk: 20 cylinders x 16 heads x 63 sectors (10160640 bytes), a geometry QEMU, SeaBIOS and an
 # iPXE-style partition-table guess all agree on.
-$(BI_BUILD)/conformance.img: $(BI_BUILD)/conformance.bin $(BI_SRC)/conformance/mkdata.py
+$(BI_BUILD)/conformance.img $(BI_BUILD)/readparams.img: $(BI_BUILD)/%.img: $(BI_BUILD)/%.bin \
+		$(BI_SRC)/conformance/mkdata.py
 	python3 $(BI_SRC)/conformance/mkdata.py $< $@ 20160
 
 # Bench disks: 64 MiB of data behind the program plus the program itself.

@@ -18,6 +18,7 @@ IMAGES = {
     "l5-isolinux": "l5-isolinux.iso",
     "l6-grub": "l6-grub.iso",
     "conformance": "conformance.img",
+    "readparams": "readparams.img",
     "bench-ext127": "bench-ext127.img",
     "bench-chs1": "bench-chs1.img",
 }

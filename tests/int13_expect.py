@@ -198,3 +198,64 @@ def mismatches(results: dict[str, dict[str, int]], expect: dict[str, dict]) -> l
             elif got[key] != want:
                 problems.append(f"{case} {key}={got[key]:X}, expected {want:X}")
     return problems
+
+
+# ---- bootimages/conformance/readparams.asm: parameter-driven reads for property tests ----------------------------
+
+PARAM_LBA = 7  # the parameter sector inside readparams.img
+MAX_READS = 31
+
+
+class ReadOp:
+    """One read for readparams.asm: AH=02h with CHS (c, h, s) or AH=42h with an LBA, into segment:offset."""
+
+    def __init__(self, count: int, segment: int, offset: int, *, lba: int | None = None,
+                 chs: tuple[int, int, int] | None = None, dap_size: int = 0x10):
+        if (lba is None) == (chs is None):
+            raise ValueError("give exactly one of lba= (AH=42h) or chs= (AH=02h)")
+        self.count, self.segment, self.offset, self.lba, self.chs, self.dap_size = (
+            count, segment, offset, lba, chs, dap_size)
+
+    def __repr__(self) -> str:
+        where = f"lba={self.lba}" if self.chs is None else f"chs={self.chs}"
+        return f"ReadOp({self.count}, {self.segment:#x}, {self.offset:#x}, {where})"
+
+    @property
+    def linear(self) -> int:
+        return self.segment * 16 + self.offset
+
+    def first_lba(self, heads: int = H, spt: int = S) -> int:
+        if self.lba is not None:
+            return self.lba
+        c, h, s = self.chs
+        return (c * heads + h) * spt + s - 1
+
+    def encode(self) -> bytes:
+        if self.chs is not None:
+            c, h, s = self.chs
+            cx = ((c & 0xFF) << 8) | ((c >> 8) << 6) | s
+            return bytes([0x02, self.count]) + self.offset.to_bytes(2, "little") + \
+                self.segment.to_bytes(2, "little") + cx.to_bytes(2, "little") + bytes([h, 0]) + bytes(6)
+        return bytes([0x42, self.count]) + self.offset.to_bytes(2, "little") + self.segment.to_bytes(2, "little") + \
+            bytes(3) + bytes([self.dap_size]) + self.lba.to_bytes(4, "little") + bytes(2)
+
+
+def param_sector(reads: list[ReadOp]) -> bytes:
+    if len(reads) > MAX_READS:
+        raise ValueError(f"at most {MAX_READS} reads per run")
+    return b"".join(r.encode() for r in reads).ljust(SECTOR, b"\0")
+
+
+def with_params(image: bytes, reads: list[ReadOp]) -> bytes:
+    """The readparams image with its parameter sector replaced."""
+    start = PARAM_LBA * SECTOR
+    return image[:start] + param_sector(reads) + image[start + SECTOR :]
+
+
+def read_expectation(image: bytes, reads: list[ReadOp]) -> dict[str, dict]:
+    """What a successful run of `reads` reports: CF=0, AH=0 and the checksum of the sectors read, per entry."""
+    expect = {}
+    for n, r in enumerate(reads):
+        lba = r.first_lba()
+        expect[f"P.{n:02X}"] = {"CF": 0, "AH": 0, "SUM": checksum(image[lba * SECTOR : (lba + r.count) * SECTOR])}
+    return expect

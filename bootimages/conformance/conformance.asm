@@ -20,10 +20,6 @@ BUF_SEG   equ BUF >> 4
 FILLER    equ 0CCh              ; buffers are filled with this before each read
 drive     equ 0570h             ; the boot drive (byte), kept outside the program so sector 0 stays as on disk
 
-DISK_SECTORS equ 20160
-GEOM_C    equ 20
-GEOM_H    equ 16
-GEOM_S    equ 63
 
 start:
         ; The registers exactly as the BIOS handed over, before anything touches them.
@@ -72,13 +68,7 @@ start:
 
 load_failed: db "T 0.0 LOADFAIL=1", 10, 0
 
-        times 1BEh - ($ - $$) db 0
-        ; One partition: LBA 63 to the end, end CHS 19/15/63 so both BIOSes see 20/16/63.
-        db 00h, 1, 1, 0                 ; inactive; start CHS 0/1/1
-        db 0DAh, GEOM_H - 1, GEOM_S | (((GEOM_C - 1) >> 8) << 6), (GEOM_C - 1) & 0FFh
-        dd 63, DISK_SECTORS - 63
-        times 3 * 16 db 0
-        dw 0AA55h
+%include "geometry.inc"
 
 %include "report.inc"
 
