@@ -32,21 +32,21 @@ class Progress:
         self.interval = interval if not self.tty else 0.2
         self.quiet = quiet
         self.start = time.monotonic()
-        self.last = 0.0
+        self.last: float | None = None   # the first update always shows
         self.first_done: int | None = None
 
     def update(self, done: int, total: int, stats, *, force: bool = False) -> None:
         now = time.monotonic()
-        if self.quiet or (not force and now - self.last < self.interval):
+        if self.quiet or (not force and self.last is not None and now - self.last < self.interval):
             return
         self.last = now
         if self.first_done is None:
             self.first_done = done
         elapsed = max(now - self.start, 1e-6)
-        moved = stats.copied_bytes + stats.zero_bytes
-        rate = moved / elapsed
+        rate = stats.copied_bytes / elapsed            # data moved, what the network does
+        progress_rate = (done - self.first_done) / elapsed   # incl. zeroes, what the ETA needs
         left = total - done
-        eta = left / rate if rate > 0 else float("inf")
+        eta = 0.0 if not left else (left / progress_rate if progress_rate > 0 else float("inf"))
         pct = 100.0 * done / total if total else 100.0
         eta_s = "--:--" if eta == float("inf") else f"{int(eta) // 60:02d}:{int(eta) % 60:02d}"
         if self.tty:
