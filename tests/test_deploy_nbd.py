@@ -176,3 +176,38 @@ def test_bad_inputs_give_one_line_and_exit_code(tmp_path, nbdkit):
 def _dead_port() -> int:
     from conftest import free_port
     return free_port()
+
+
+def test_live_deploy_over_nbd_with_guest_io_then_target_alone(tmp_path, nbdkit):
+    from nbdboot.disk.nbd import NbdDevice
+    from nbdboot.disk.store import open_guest_disk
+
+    src = tmp_path / "src.img"
+    rnd = random.Random(8)
+    with open(src, "wb") as f:
+        f.truncate(64 * MiB)
+        for k in range(0, 64 * MiB, 3 * MiB):
+            f.seek(k)
+            f.write(rnd.randbytes(MiB))
+    model = bytearray(src.read_bytes())
+    server = nbdkit("-r", "file", str(src))
+    target = tmp_path / "disk.raw"
+    disk = open_guest_disk(lambda: NbdDevice(server.uri, read_only=True), deploy_to=str(target),
+                           sync="periodic", source_spec=server.uri)
+    try:
+        copier = disk.copier
+        for _ in range(300):   # the guest works while the copier runs
+            off = rnd.randrange(0, 64 * MiB - 70000)
+            n = rnd.choice([512, 4096, 70000])
+            if rnd.random() < 0.5:
+                data = rnd.randbytes(n)
+                disk.pwrite(data, off)
+                model[off:off + n] = data
+            else:
+                assert disk.pread(n, off) == bytes(model[off:off + n])
+        assert copier.wait(60) and copier.error is None and copier.done
+        assert disk.pread(64 * MiB, 0) == bytes(model)
+        assert disk._source_closed          # served from TARGET alone now
+    finally:
+        disk.close()
+    assert src.read_bytes() != bytes(model) and target.read_bytes() == bytes(model)
