@@ -72,6 +72,11 @@ class Cpu:
             self._c_reg_write = _uclib.uc_reg_write
             self._c_mem_read = _uclib.uc_mem_read
             self._buf = ctypes.create_string_buffer(8)
+            self._c_mem_write = _uclib.uc_mem_write
+            self._c_ctl = _uclib.uc_ctl
+            from unicorn import unicorn_const as uc_const
+            # uc_ctl(UC_CTL_TB_REMOVE_CACHE, write, 2 args), encoded as the binding does
+            self._remove_cache_code = (uc_const.UC_CTL_IO_WRITE << 30) | (2 << 26) | uc_const.UC_CTL_TB_REMOVE_CACHE
         self.reset()
 
     # -- state -------------------------------------------------------------------
@@ -139,11 +144,20 @@ class Cpu:
     def read(self, addr: int, size: int) -> bytes:
         return bytes(self.uc.mem_read(addr, size))
 
-    def write(self, addr: int, data) -> None:
+    def write(self, addr: int, data, code: bool = True) -> None:
+        """Write guest memory; `code=False` for data no code can live in (interrupt frames)."""
         if not data:
             return
-        self.uc.mem_write(addr, bytes(data))
-        self.uc.ctl_remove_cache(addr, addr + len(data))
+        data = bytes(data)
+        if not self._fast:
+            self.uc.mem_write(addr, data)
+            if code:
+                self.uc.ctl_remove_cache(addr, addr + len(data))
+            return
+        if self._c_mem_write(self._uch, addr, data, len(data)):
+            raise UcError(7)  # UC_ERR_WRITE_UNMAPPED
+        if code:
+            self._c_ctl(self._uch, self._remove_cache_code, ctypes.c_uint64(addr), ctypes.c_uint64(addr + len(data)))
 
     def _small_read(self, addr: int, size: int) -> bytes:
         if self._fast:
@@ -196,8 +210,10 @@ class Cpu:
         entry = self.read32(vector * 4)
         return entry >> 16, entry & 0xFFFF
 
-    def deliver_real(self, vector: int, return_ip: int, running: bool, cs: int | None = None) -> None:
-        """What a real-mode `int` does: push FLAGS, CS, IP; clear IF/TF; load IVT[vector]."""
+    def deliver_real(self, vector: int, return_ip: int, running: bool, cs: int | None = None,
+                     target: tuple[int, int] | None = None) -> None:
+        """What a real-mode `int` does: push FLAGS, CS, IP; clear IF/TF; load IVT[vector]
+        (or `target`, the segment:offset already read from it)."""
         flags = self.get("eflags")
         if cs is None:
             cs = self.get("cs")
@@ -205,12 +221,12 @@ class Cpu:
         frame = struct.pack("<HHH", return_ip & 0xFFFF, cs, flags & 0xFFFF)
         ss_base = self.get("ss") << 4
         if sp <= 0xFFFA:
-            self.write(ss_base + sp, frame)
+            self.write(ss_base + sp, frame, code=False)
         else:  # the frame wraps around the top of the stack segment
             for i in range(6):
                 self.write(ss_base + ((sp + i) & 0xFFFF), frame[i:i + 1])
         self.set("sp", sp)
-        seg, off = self.ivt_entry(vector)
+        seg, off = target or self.ivt_entry(vector)
         self._write_flags_live(flags & ~(FLAG_IF | FLAG_TF), running)
         self.set("cs", seg)
         self.set("eip", off)

@@ -141,6 +141,15 @@ class Machine:
         elif intno not in IDLE_LOOP_VECTORS:
             self.bios.keyboard.polls = 0  # working, not idling (DOS polls for ^C on every call)
         software = self._is_software_int(base, eip, intno)
+        if software and not protected:
+            seg, off = cpu.ivt_entry(intno)
+            if seg == rom.ROM_SEGMENT and off == rom.stub(intno):
+                # IVT still points at our stub: serve now and land on the stub's iret,
+                # saving the second trap. The frame and its FLAGS are as in the stub.
+                self.history.append((intno, "bios", cs, eip, cpu.get("eax")))
+                cpu.deliver_real(intno, eip & 0xFFFF, running=True, cs=cs, target=(seg, off + 2))
+                self.traps[rom.ROM_BASE + off][1]()
+                return
         self.history.append((intno, "int" if software else "exception", cs, eip, cpu.get("eax")))
         if not software and not protected and intno in CPU_EXCEPTIONS:
             seg, off = cpu.ivt_entry(intno)
