@@ -64,6 +64,7 @@ from nbdboot.nbd.errors import (
 from nbdboot.nbd.uri import NbdUri, parse_uri
 
 _RX_SIZE = 256 * 1024
+_OUTQ_MAX = 256          # queued request headers (7 KiB) before we send without waiting
 _ZEROS = bytes(1 << 20)
 
 
@@ -527,6 +528,7 @@ class NbdClient:
         self._dead: NbdError | None = None
         self._order: dict[int, Command] = {}   # every unanswered command, in send order
         self._finished: dict[int, Command] = {}  # answered, not yet handed out by next_completed()
+        self._outq: list = []                    # request headers not sent yet
         self._link, self.export = self._open()
         self._tracker = self._new_tracker()
 
@@ -627,10 +629,21 @@ class NbdClient:
         self._tracker.add(c)
         self._order[c.cookie] = c
         head = P.encode_request(c.cmd, c.cookie, c.offset, c.length, c.flags)
-        # After a reconnect _recover() has re-sent it with the rest: nothing more to do.
-        self._guarded(lambda: self._link.send(head, c.data if c.data is not None else b"",
-                                              on_readable=self._read_one), once=True)
+        # Requests without payload wait in _outq until we are about to block on a
+        # reply (or it fills up): one send for a burst of requests, not one each.
+        self._outq.append(head)
+        if c.data is not None:
+            self._outq.append(c.data)
+        elif len(self._outq) < _OUTQ_MAX:
+            return c
+        self._flush()
         return c
+
+    def _flush(self) -> None:
+        if self._outq:
+            parts, self._outq = self._outq, []
+            # After a reconnect _recover() has re-sent everything: nothing more to do.
+            self._guarded(lambda: self._link.send(*parts, on_readable=self._read_one), once=True)
 
     def aio_pread(self, buf, offset: int, df: bool = False) -> Command:
         view = memoryview(buf).cast("B")
@@ -689,6 +702,9 @@ class NbdClient:
     def _read_one(self) -> Command | None:
         """Read one reply (or chunk) from the wire; the command it finished, if any."""
         link, t = self._link, self._tracker
+        if self._outq and link.end - link.start < P.REPLY_PREFIX_SIZE:
+            parts, self._outq = self._outq, []   # about to block: the server needs these first
+            link.send(*parts, on_readable=self._read_one)
         prefix = link.take(P.REPLY_PREFIX_SIZE)
         if t.reply_kind(prefix) == P.SIMPLE_REPLY_MAGIC:
             req, n = t.simple_reply(prefix)
@@ -813,6 +829,7 @@ class NbdClient:
 
     def _die(self, why: NbdError) -> None:
         self._dead = why
+        self._outq = []
         for c in list(self._order.values()):
             if not c.done:
                 c.error = c.error or ENOTCONN
@@ -850,6 +867,7 @@ class NbdClient:
                 raise err
             self._link, self.export = link, info
             self._tracker = self._new_tracker()
+            self._outq = []  # everything unanswered is re-sent below
             self.reconnects += 1
             try:
                 for c in list(self._order.values()):
