@@ -19,7 +19,7 @@ BI_HDD_SIZE    := 32M
 BI_LADDER := $(BI_BUILD)/l2-syslinux.img $(BI_BUILD)/l3-chain-freedos.img $(BI_BUILD)/l4-memdisk.img \
              $(BI_BUILD)/l5-isolinux.iso $(BI_BUILD)/l6-grub.iso
 BI_CONFORMANCE := $(BI_BUILD)/conformance.img $(BI_BUILD)/readparams.img
-BI_BENCH := $(BI_BUILD)/bench-ext127.img $(BI_BUILD)/bench-chs1.img
+BI_BENCH := $(BI_BUILD)/bench-ext127.img $(BI_BUILD)/bench-ext1.img
 
 .PHONY: ladder-images conformance-images bench-images boot-images clean-boot-images
 ladder-images: $(BI_LADDER)
@@ -92,8 +92,8 @@ $(BI_BUILD)/l6-grub.iso: $(BI_SRC)/ladder/l6-grub/grub.cfg | $(BI_BUILD)
 $(BI_BUILD)/%.bin: $(BI_SRC)/conformance/%.asm $(wildcard $(BI_SRC)/conformance/*.inc) | $(BI_BUILD)
 	$(NASM) -f bin -I $(BI_SRC)/conformance/ -o $@ $<
 
-$(BI_BUILD)/bench-%.bin: $(BI_SRC)/bench/%.asm $(wildcard $(BI_SRC)/conformance/*.inc) | $(BI_BUILD)
-	$(NASM) -f bin -I $(BI_SRC)/conformance/ -o $@ $<
+$(BI_BUILD)/bench-%.bin: $(BI_SRC)/bench/%.asm $(BI_SRC)/bench/bench.inc $(BI_SRC)/conformance/report.inc | $(BI_BUILD)
+	$(NASM) -f bin -I $(BI_SRC)/conformance/ -I $(BI_SRC)/bench/ -o $@ $<
 
 # Conformance disk: 20 cylinders x 16 heads x 63 sectors (10160640 bytes), a geometry QEMU, SeaBIOS and an
 # iPXE-style partition-table guess all agree on.
@@ -101,6 +101,6 @@ $(BI_BUILD)/conformance.img $(BI_BUILD)/readparams.img: $(BI_BUILD)/%.img: $(BI_
 		$(BI_SRC)/conformance/mkdata.py
 	python3 $(BI_SRC)/conformance/mkdata.py $< $@ 20160
 
-# Bench disks: 64 MiB of data behind the program plus the program itself.
+# Bench disks: the program, then 64 MiB from LBA 2048 on (sparse: the bench counts bytes, not content).
 $(BI_BUILD)/bench-%.img: $(BI_BUILD)/bench-%.bin $(BI_SRC)/conformance/mkdata.py
 	python3 $(BI_SRC)/conformance/mkdata.py $< $@ 133120 --zero

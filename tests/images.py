@@ -20,7 +20,7 @@ IMAGES = {
     "conformance": "conformance.img",
     "readparams": "readparams.img",
     "bench-ext127": "bench-ext127.img",
-    "bench-chs1": "bench-chs1.img",
+    "bench-ext1": "bench-ext1.img",
 }
 
 

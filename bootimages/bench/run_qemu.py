@@ -1,0 +1,79 @@
+"""Run the int 13h bench sectors under QEMU+SeaBIOS from a real nbdkit and print MB/s and calls/s.
+
+usage: python3 bootimages/bench/run_qemu.py [--runs N] [ext127] [ext1]
+
+The figures come from the guest's own BIOS tick count (18.2 Hz, started on a tick edge), so QEMU's start-up and
+POST are not in them; the wall time to the result line is printed beside them. Medians of N runs. This is the
+anchor nbdboot's bench compares against (the same sector, image and server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import qemuref  # noqa: E402
+from conftest import free_port, wait_for_port  # noqa: E402
+
+TICK_HZ = 1193182 / 65536
+SECTOR = 512
+
+
+def build(name: str) -> Path:
+    target = f"bootimages/build/bench-{name}.img"
+    subprocess.run(["make", "-s", target], cwd=ROOT, check=True)
+    return ROOT / target
+
+
+def run_once(image: Path) -> dict:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["nbdkit", "-f", "--exit-with-parent", "-r", "-i", "127.0.0.1", "-p", str(port), "file", str(image)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc)
+        result = qemuref.boot(f"nbd://127.0.0.1:{port}", [], readonly=True, expect_debug="END bench", timeout=300)
+    finally:
+        proc.terminate()
+        proc.wait(5)
+    if not result.matched or "B.1" not in result.results:
+        raise SystemExit(f"bench did not finish:\n{result.debug}")
+    r = result.results["B.1"]
+    if r["ERRORS"]:
+        raise SystemExit(f"bench read failed with status {r['STATUS']:02X} after {r['CALLS']} calls")
+    seconds = r["TICKS"] / TICK_HZ
+    return {
+        "calls": r["CALLS"],
+        "bytes": r["SECTORS"] * SECTOR,
+        "seconds": seconds,
+        "wall": result.elapsed,
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("benches", nargs="*", default=["ext127", "ext1"])
+    args = parser.parse_args(argv)
+    for name in args.benches:
+        image = build(name)
+        runs = [run_once(image) for _ in range(args.runs)]
+        seconds = statistics.median(r["seconds"] for r in runs)
+        wall = statistics.median(r["wall"] for r in runs)
+        calls, nbytes = runs[0]["calls"], runs[0]["bytes"]
+        print(
+            f"{name}: {nbytes / 2**20:.0f} MiB in {calls} calls, guest {seconds:.2f} s (median of {args.runs}), "
+            f"{nbytes / 1e6 / seconds:.2f} MB/s, {calls / seconds:.0f} calls/s; wall to result {wall:.2f} s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
