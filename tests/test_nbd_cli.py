@@ -165,3 +165,11 @@ def test_copy_from_failing_server_reports_nbd_error(nbdkit):
     srv = nbdkit("--filter=error", "pattern", "4M", "error=EIO", "error-pread-rate=100%")
     r = nbdboot("copy", srv.uri, "null:", check=False)
     assert r.returncode == 3 and "EIO" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_copy_progress_bar_on_request(nbdkit):
+    srv = nbdkit("pattern", "4M")
+    r = nbdboot("copy", "-p", srv.uri, "null:")
+    assert "100.0%" in r.stderr and "[####" in r.stderr
+    quiet = nbdboot("copy", srv.uri, "null:")   # not a terminal: no bar
+    assert quiet.stderr == ""

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
-import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import Server, free_port, require_tool, wait_for_path, wait_for_port
 from nbdboot.disk.base import EXTENT_ZERO
@@ -366,3 +368,62 @@ def test_qemu_nbd_dirty_bitmap_context_beside_base_allocation(tmp_path):
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def test_ipv6_loopback(tmp_path):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this kernel")
+    dev = FileDevice(tmp_path / "v6.img", create_size=MiB)
+    try:
+        srv = NbdServer(dev, host="::1")
+        try:
+            srv.start()
+        except OSError:
+            pytest.skip("::1 is not configured")
+        with srv, NbdClient(f"nbd://[::1]:{srv.address[1]}/") as c:
+            c.pwrite(b"six" * 100, 0)
+            assert c.pread(300, 0) == b"six" * 100
+        assert srv.uri.startswith("nbd://[::1]:")
+    finally:
+        dev.close()
+
+
+block_ops = st.lists(st.tuples(st.sampled_from(["write", "read", "zero"]),
+                               st.integers(0, 2 * MiB - 1), st.integers(1, 300_000)), min_size=1, max_size=12)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=block_ops, minimum=st.sampled_from([512, 4096]))
+def test_nbd_device_matches_a_model_under_strict_block_sizes(nbdkit_strict, ops, minimum):
+    """Arbitrary offsets and lengths through NbdDevice reach a server that errors on any
+    misaligned or oversized request; the result always matches a bytearray model."""
+    uri = nbdkit_strict(minimum)
+    model = bytearray(2 * MiB)
+    with NbdDevice(uri, request_size=128 * 1024) as dev:
+        dev.zero(0, dev.size)
+        assert dev.min_block == minimum and dev.max_block == 256 * 1024
+        for op, off, n in ops:
+            n = min(n, dev.size - off)
+            if op == "write":
+                data = os.urandom(n)
+                dev.pwrite(data, off)
+                model[off:off + n] = data
+            elif op == "zero":
+                dev.zero(off, n)
+                model[off:off + n] = bytes(n)
+            else:
+                assert dev.pread(n, off) == bytes(model[off:off + n])
+        assert dev.pread(dev.size, 0) == bytes(model)
+
+
+@pytest.fixture
+def nbdkit_strict(nbdkit):
+    servers = {}
+
+    def get(minimum):
+        if minimum not in servers:
+            servers[minimum] = nbdkit("--filter=blocksize-policy", "memory", "2M",
+                                      f"blocksize-minimum={minimum}", "blocksize-preferred=65536",
+                                      "blocksize-maximum=262144", "blocksize-error-policy=error").uri
+        return servers[minimum]
+    return get
