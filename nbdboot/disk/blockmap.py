@@ -239,10 +239,17 @@ class BlockMap:
         return changed
 
     def set_blocks(self, indices, state: int, *, only_from: int | None = None) -> list[int]:
-        changed = []
+        """set_range over runs of consecutive indices: one write per run, not per block."""
+        changed: list[int] = []
+        order = sorted(indices)
         with self.lock:
-            for i in sorted(indices):
-                changed += self.set_range(i, i + 1, state, only_from=only_from)
+            k = 0
+            while k < len(order):
+                m = k + 1
+                while m < len(order) and order[m] == order[m - 1] + 1:
+                    m += 1
+                changed += self.set_range(order[k], order[m - 1] + 1, state, only_from=only_from)
+                k = m
         return changed
 
     def reset(self) -> None:
