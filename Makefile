@@ -23,3 +23,17 @@ clean:
 
 # Boot images built from Debian packages and our NASM sources (ladder, conformance, bench).
 -include bootimages/images.mk
+
+# The BIOS ROM (committed, so running needs no nasm) and the demo image.
+firmware: firmware/bios.bin
+firmware/bios.bin: firmware/bios.asm
+	$(NASM) -f bin -o $@ $<
+
+bootimages/demo.img: bootimages/demo-mbr.asm bootimages/demo-stage2.asm
+	mkdir -p build
+	$(NASM) -f bin -o build/demo-stage2.bin bootimages/demo-stage2.asm
+	$(NASM) -f bin -i build/ -o $@ bootimages/demo-mbr.asm
+
+# Boots the committed demo image through the embedded NBD server (pip packages only).
+demo:
+	$(PYTHON) -m nbdboot run --image bootimages/demo.img --expect "demo complete" --timeout 30 --headless

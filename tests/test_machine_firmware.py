@@ -1,0 +1,51 @@
+"""The committed ROM and demo image match their NASM sources; the ROM layout is what the machine expects."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nbdboot.machine import rom
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def nasm() -> str:
+    path = shutil.which("nasm")
+    if not path:
+        pytest.skip("nasm is not installed")
+    return path
+
+
+def test_committed_bios_matches_source(tmp_path):
+    out = tmp_path / "bios.bin"
+    subprocess.run([nasm(), "-f", "bin", "-o", str(out), str(ROOT / "firmware" / "bios.asm")], check=True)
+    assert out.read_bytes() == (ROOT / "firmware" / "bios.bin").read_bytes(), \
+        "firmware/bios.bin is stale: run `make firmware`"
+
+
+def test_committed_demo_image_matches_source(tmp_path):
+    stage2 = tmp_path / "demo-stage2.bin"
+    image = tmp_path / "demo.img"
+    subprocess.run([nasm(), "-f", "bin", "-o", str(stage2), str(ROOT / "bootimages" / "demo-stage2.asm")], check=True)
+    subprocess.run([nasm(), "-f", "bin", "-i", f"{tmp_path}/", "-o", str(image),
+                    str(ROOT / "bootimages" / "demo-mbr.asm")], check=True)
+    assert image.read_bytes() == (ROOT / "bootimages" / "demo.img").read_bytes(), \
+        "bootimages/demo.img is stale: run `make bootimages/demo.img`"
+
+
+def test_rom_layout():
+    image = rom.load_image()
+    assert len(image) == 0x10000
+    for vector in (0x00, 0x10, 0x13, 0x16, 0x19, 0xFF):   # int n; iret; nop
+        assert image[rom.stub(vector):rom.stub(vector) + 4] == bytes((0xCD, vector, 0xCF, 0x90))
+    assert image[rom.IRQ0:rom.IRQ0 + 4] == b"\xcd\x08\xcd\x1c"     # trap, then int 1Ch through the IVT
+    assert image[rom.IRQ1:rom.IRQ1 + 2] == b"\xcd\x09"
+    assert image[rom.RESET_VECTOR] == 0xEA                          # jmp far F000:E05B
+    assert image[rom.RESET_VECTOR + 1:rom.RESET_VECTOR + 5] == b"\x5b\xe0\x00\xf0"
+    assert image[0xFFF5:0xFFFD] == b"11/24/26" and image[0xFFFE] == 0xFC
+    assert image[rom.DISKETTE_PARAMS + 3] == 2 and image[rom.DISKETTE_PARAMS + 4] == 18
+    assert image[rom.CONFIG_TABLE:rom.CONFIG_TABLE + 3] == b"\x08\x00\xfc"
