@@ -211,3 +211,21 @@ def test_live_deploy_over_nbd_with_guest_io_then_target_alone(tmp_path, nbdkit):
     finally:
         disk.close()
     assert src.read_bytes() != bytes(model) and target.read_bytes() == bytes(model)
+
+
+def test_deploy_to_an_nbd_target(tmp_path, nbdkit):
+    src = tmp_path / "src.img"
+    rnd = random.Random(12)
+    with open(src, "wb") as f:
+        f.truncate(32 * MiB)
+        for k in range(0, 32 * MiB, 4 * MiB):
+            f.seek(k)
+            f.write(rnd.randbytes(MiB))
+    dst = tmp_path / "dst.img"
+    dst.write_bytes(b"\xee" * (32 * MiB))     # old contents: the holes must be zeroed, not skipped
+    source = nbdkit("-r", "file", str(src))
+    target = nbdkit("file", str(dst))
+    res = nbdboot("deploy", "--map", str(tmp_path / "dst.map"), source.uri, target.uri)
+    assert res.returncode == 0, res.stderr
+    assert copied_bytes(res.stderr) == 8 * MiB
+    assert dst.read_bytes() == src.read_bytes()
