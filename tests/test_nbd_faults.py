@@ -10,6 +10,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import free_port, wait_for_port
 from nbdboot.disk.nbd import NbdDevice
@@ -21,6 +23,7 @@ from nbdboot.nbd.errors import (
     NbdChangedError,
     NbdCommandError,
     NbdConnectionError,
+    NbdError,
     NbdProtocolError,
     NbdTimeoutError,
 )
@@ -337,5 +340,30 @@ def test_stall_after_negotiation_times_out_without_reconnect():
         with pytest.raises(NbdTimeoutError):
             c.pread(512, 0)
         assert time.monotonic() - t0 < 3
+    finally:
+        srv.close()
+
+
+@settings(max_examples=25, deadline=None)
+@given(junk=st.binary(min_size=1, max_size=200), structured=st.booleans(), cmd=st.sampled_from(["read", "write", "bs"]))
+def test_random_replies_give_typed_errors_never_anything_else(junk, structured, cmd):
+    """Whatever a server answers, the client raises one of our typed errors (or,
+    by luck, succeeds), within its timeout, and never writes outside the buffer."""
+    srv = FakeServer(lambda *a: junk, structured=structured,
+                     flags=P.TFLAG_HAS_FLAGS | P.TFLAG_SEND_FLUSH)
+    try:
+        c = NbdClient(srv.uri, reconnect=False, timeout=0.2)
+        outer = bytearray(b"\xaa" * 1536)
+        try:
+            if cmd == "read":
+                c.pread_into(memoryview(outer)[512:1024], 4096)
+            elif cmd == "write":
+                c.pwrite(b"w" * 512, 4096)
+            elif c.can_block_status:
+                c.block_status(0, 65536)
+        except (NbdError, NbdCommandError):
+            pass
+        assert outer[:512] == b"\xaa" * 512 and outer[1024:] == b"\xaa" * 512
+        c.close()
     finally:
         srv.close()
