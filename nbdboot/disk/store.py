@@ -96,6 +96,7 @@ class StoreStats:
     guest_bytes: int = 0       # bytes the guest wrote or zeroed
     fill_bytes: int = 0        # source bytes read to complete a partly written block
     skipped_bytes: int = 0     # already local when this run started, or clean in the bitmap
+    fetched_bytes: int = 0     # kept from guest reads of the source, not copied again
 
 
 class StoreDevice(BlockDevice):
@@ -181,6 +182,8 @@ class StoreDevice(BlockDevice):
             else:
                 # A block may turn local meanwhile; the source still has the same bytes.
                 self.source.pread_into(part, pos)
+                if self.copier is not None:
+                    self.copier.keep_fetched(part, pos)
             pos = run_end
 
     # -- writes ------------------------------------------------------------------
@@ -493,11 +496,11 @@ class Copier:
         with store.lock:
             i = first
             while i < end:
-                if states[i] != ABSENT:
+                if states[i] != ABSENT or i in self._pending:
                     i += 1
                     continue
                 j = i
-                while j < end and states[j] == ABSENT:
+                while j < end and states[j] == ABSENT and j not in self._pending:
                     j += 1
                 a, b = i * bs, min(j * bs, self.map.size)
                 if is_zero:
@@ -517,6 +520,27 @@ class Copier:
         if due and self._flush_unlocked:
             with self._commit_lock:
                 self._commit_unlocked()
+
+    def keep_fetched(self, data: memoryview, offset: int) -> None:
+        """Store the whole blocks of a guest read from the source, as if copied: no second fetch.
+
+        Same rules as _store: only ABSENT blocks, under the store lock, marked after a flush.
+        """
+        bs, states, size = self.map.block_size, self.map.states, self.map.size
+        end = offset + len(data)
+        first = -(-offset // bs)
+        last = end // bs if end < size else self.map.nblocks
+        if first >= last:
+            return
+        with self.store.lock:
+            for k in range(first, last):
+                if states[k] != ABSENT or k in self._pending:
+                    continue
+                a, b = k * bs, min((k + 1) * bs, size)
+                self.store.target.pwrite(data[a - offset:b - offset], a)
+                self._pending[k] = COPIED
+                self._pending_bytes += b - a
+                self.stats.fetched_bytes += b - a
 
     def _commit(self) -> None:
         """Flush the target, then let the map claim what the flush made durable. Holds store.lock."""
