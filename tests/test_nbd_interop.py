@@ -18,7 +18,7 @@ from nbdboot.disk.file import FileDevice
 from nbdboot.disk.nbd import NbdDevice
 from nbdboot.nbd import protocol as P
 from nbdboot.nbd.client import NbdClient, list_exports, list_meta_contexts
-from nbdboot.nbd.errors import NbdNegotiationError, NbdTLSError
+from nbdboot.nbd.errors import NbdConnectionError, NbdNegotiationError, NbdTLSError
 from nbdboot.nbd.server import NbdServer
 
 MiB = 1 << 20
@@ -314,6 +314,11 @@ def pki(tmp_path_factory):
     run("--generate-privkey", "--key-type=ecdsa", "--outfile", "server-key.pem")
     run("--generate-certificate", "--load-ca-certificate", "ca-cert.pem", "--load-ca-privkey", "ca-key.pem",
         "--load-privkey", "server-key.pem", "--template", "server.info", "--outfile", "server-cert.pem")
+    (d / "client.info").write_text("cn = nbdboot client\ntls_www_client\nencryption_key\nsigning_key\n"
+                                   "expiration_days = 2\n")
+    run("--generate-privkey", "--key-type=ecdsa", "--outfile", "client-key.pem")
+    run("--generate-certificate", "--load-ca-certificate", "ca-cert.pem", "--load-ca-privkey", "ca-key.pem",
+        "--load-privkey", "client-key.pem", "--template", "client.info", "--outfile", "client-cert.pem")
     os.chmod(d / "server-key.pem", 0o600)
     return d
 
@@ -427,3 +432,35 @@ def nbdkit_strict(nbdkit):
                                       "blocksize-maximum=262144", "blocksize-error-policy=error").uri
         return servers[minimum]
     return get
+
+
+def test_tls_qemu_nbd(pki, tmp_path):
+    require_tool("qemu-nbd")
+    img = tmp_path / "tls.img"
+    with open(img, "wb") as f:
+        f.truncate(8 * MiB)
+    port = free_port()
+    proc = subprocess.Popen(["qemu-nbd", "-t", "-f", "raw", "-b", "127.0.0.1", "-p", str(port), "-x", "disk",
+                             "--object", f"tls-creds-x509,id=tls0,dir={pki},endpoint=server,verify-peer=off",
+                             "--tls-creds", "tls0", str(img)], stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, proc)
+        exercise(f"nbds://127.0.0.1:{port}/disk?tls-certificates={pki}", size=8 * MiB)
+        with pytest.raises(NbdNegotiationError, match="TLS required"):
+            NbdClient(f"nbd://127.0.0.1:{port}/disk")
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_tls_client_certificate_when_the_server_verifies_peers(nbdkit, pki, tmp_path):
+    srv = nbdkit("--tls=require", f"--tls-certificates={pki}", "--tls-verify-peer", "memory", "1M")
+    with NbdClient(f"nbds://127.0.0.1:{srv.port}/?tls-certificates={pki}") as c:
+        c.pwrite(b"cert" * 128, 0)
+        assert c.pread(512, 0) == b"cert" * 128
+    # the CA alone (no client certificate) is not enough for this server
+    ca_only = tmp_path / "ca-only"
+    ca_only.mkdir()
+    (ca_only / "ca-cert.pem").write_bytes((pki / "ca-cert.pem").read_bytes())
+    with pytest.raises((NbdTLSError, NbdConnectionError)):
+        NbdClient(f"nbds://127.0.0.1:{srv.port}/?tls-certificates={ca_only}", reconnect=False)
