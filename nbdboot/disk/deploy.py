@@ -67,9 +67,10 @@ class Progress:
 
 def summary(stats, elapsed: float) -> str:
     rate = stats.copied_bytes / elapsed if elapsed > 0 else 0.0
+    kept = f"{human(stats.fetched_bytes)} kept from guest reads, " if stats.fetched_bytes else ""
     return (f"copied {human(stats.copied_bytes)} ({stats.copied_bytes} bytes) in {elapsed:.2f}s "
             f"({human(rate)}/s), skipped {human(stats.zero_bytes)} as holes/zeroes, "
-            f"{human(stats.skipped_bytes)} already local, "
+            f"{human(stats.skipped_bytes)} already local, {kept}"
             f"{human(stats.guest_bytes)} written by the guest")
 
 
