@@ -282,3 +282,68 @@ def test_cli_hlt_is_a_crash(tmp_path):
     with pytest.raises(GuestCrash) as info:
         run_sector(tmp_path, body, until="never")
     assert "halted with interrupts off" in str(info.value)
+
+
+def test_timer_irq_reaches_protected_mode_guest_through_idt(tmp_path):
+    # SYSLINUX-style: 32-bit PM with interrupts on, idling with sti; hlt. IRQ0 must
+    # arrive through the guest's IDT (vector 08h, PIC not reprogrammed).
+    body = r"""
+        cli
+        xor ax, ax
+        mov ds, ax
+        lgdt [gdt_desc]
+        lidt [idt_desc]
+        mov eax, cr0
+        or al, 1
+        mov cr0, eax
+        jmp 08h:pm32
+        bits 32
+pm32:   mov ax, 10h
+        mov ds, ax
+        mov es, ax
+        mov ss, ax
+        mov esp, 7000h
+        mov eax, irq0
+        mov [idt + 8 * 8], ax
+        shr eax, 16
+        mov [idt + 8 * 8 + 6], ax
+        sti
+.idle:  hlt
+        cmp dword [count], 3
+        jb .idle
+        mov al, 'P'
+        out 0E9h, al
+        mov al, 'M'
+        out 0E9h, al
+        mov al, '0'
+        add al, [count]
+        out 0E9h, al
+        mov esi, done_msg
+        mov ecx, 5
+.p:     lodsb
+        out 0E9h, al
+        loop .p
+.end:   hlt
+        jmp .end
+irq0:   inc dword [count]
+        push eax
+        mov al, 20h
+        out 20h, al
+        pop eax
+        iret
+count:  dd 0
+done_msg: db " DONE"
+        align 8
+gdt:    dq 0
+        dq 00CF9A000000FFFFh
+        dq 00CF92000000FFFFh
+gdt_desc: dw 23
+        dd gdt
+idt:    times 9 dq 00008E0000080000h   ; 32-bit interrupt gates, selector 08h, offset patched
+idt_desc: dw 9 * 8 - 1
+        dd idt
+        bits 16
+"""
+    machine, out = run_sector(tmp_path, body)
+    assert out.endswith("PM3 DONE")
+    assert machine.cpu.protected
