@@ -125,14 +125,15 @@ SEABIOS: dict[str, dict] = {
     "12.4E": {"CF": 0, "AH": 0},
 }
 
-# iPXE's answers, with nbdboot's decisions where it adds SeaBIOS's functions (issue 4: 04h, 0Ch, 0Dh, 10h, 11h, 14h).
+# iPXE's answers, with nbdboot's decisions where issue 4 takes SeaBIOS's side: CHS argument checks, and the functions
+# 04h, 0Ch, 0Dh, 10h, 11h, 14h. docs/int13.md marks which of these are decided and which are to be confirmed.
 NBDBOOT: dict[str, dict] = {
     "10.1": {"EAX": 0, "EBX": 0, "ECX": 0, "ESI": 0, "EDI": 0, "EBP": 0, "DS": 0, "ES": 0, "FS": 0, "GS": 0},
     "1.1": {"CX": ((C - 1) << 8) | S},  # no reserved cylinder
     "1.2": {"CF": 1, "AH": 1},  # chained to the BIOS: no such disk
     "2.4": {"CF": 0, "AH": 0x30},  # last status is 41h's AH
-    "3.6": {"CF": 0, "AH": 0, "AL": 0, "SUM": Filler(1)},  # AL=0: nothing to do
-    "3.8": {"CF": 0, "AH": 0, "AL": 0x81, "SUM": Data(64, 129)},  # no 128-sector limit
+    "3.6": {"CF": 1, "AH": 1, "SUM": Filler(1)},  # issue 4: CHS with SeaBIOS's argument checks (iPXE: no check)
+    "3.8": {"CF": 1, "AH": 1, "SUM": Filler(129)},  # likewise AL > 128
     "3.15": {"CF": 0, "AH": 0},  # 04h verify added (SeaBIOS)
     "5.1": {"CX": 0x000D},
     "5.2": {"CF": 1, "AH": 1},
