@@ -101,6 +101,9 @@ $(BI_BUILD)/conformance.img $(BI_BUILD)/readparams.img: $(BI_BUILD)/%.img: $(BI_
 		$(BI_SRC)/conformance/mkdata.py
 	python3 $(BI_SRC)/conformance/mkdata.py $< $@ 20160
 
+# Keep the flat binaries: the emulator's tests may load them directly.
+.SECONDARY: $(BI_BENCH:.img=.bin) $(BI_CONFORMANCE:.img=.bin)
+
 # Bench disks: the program, then 64 MiB from LBA 2048 on (sparse: the bench counts bytes, not content).
 $(BI_BUILD)/bench-%.img: $(BI_BUILD)/bench-%.bin $(BI_SRC)/conformance/mkdata.py
 	python3 $(BI_SRC)/conformance/mkdata.py $< $@ 133120 --zero
