@@ -120,3 +120,18 @@ def test_guest_crash_exits_4_with_report(tmp_path):
     assert "invalid opcode" in result.stderr
     assert "CS:IP 0000:7c00" in result.stderr and "ud2" in result.stderr
     assert "last interrupts" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_server_lost_mid_boot_exits_3(nbdkit, freedos_img):
+    import threading
+    server = nbdkit("--filter=delay", "--filter=cow", "file", str(freedos_img), "rdelay=30ms")
+    killer = threading.Timer(2.0, server.stop)
+    killer.start()
+    try:
+        result = run_cli("--server", server.hostport, "--drive", "0x00", "--expect", PROMPT,
+                         "--timeout", "60", "--headless")
+    finally:
+        killer.cancel()
+    assert result.returncode == 3, result.stderr
+    assert "---- screen ----" in result.stdout        # what the guest had shown is still printed
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

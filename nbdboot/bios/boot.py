@@ -101,7 +101,10 @@ class Boot:
         try:
             sector = drive.device.pread(512, 0)
         except DiskError as e:
-            self.m._fail(BootFailed(f"cannot read the boot sector: {e}"))
+            if getattr(e, "exit_code", None):  # the server failed, not the disk: an NBD error
+                self.m._fail(e)
+            else:
+                self.m._fail(BootFailed(f"cannot read the boot sector: {e}"))
             return
         if sector[510:512] != b"\x55\xaa":
             self.m._fail(BootFailed(f"drive {self.boot_drive:#04x} has no boot signature (55AA)"))

@@ -69,7 +69,7 @@ class Machine:
         self.waiting_in_bios = False   # a BIOS call is waiting with interrupts on
         self.halt_site = None
         self.idle_since: float | None = None  # virtual time the guest started idling
-        self.failure: NbdbootError | None = None
+        self.failure: Exception | None = None
         self.slices = 0
         self.irq_count = collections.Counter()
         self.cpu.write(rom.ROM_BASE, rom.load_image())
@@ -179,7 +179,8 @@ class Machine:
         self.history.append((vector, kind, cpu.get("cs") if cs is None else cs,
                              cpu.get("eip") if ip is None else ip, cpu.get("eax")))
 
-    def _fail(self, error: NbdbootError) -> None:
+    def _fail(self, error: Exception) -> None:
+        """End the run with `error` (it carries the exit code) once the CPU stops."""
         if self.failure is None:
             self.failure = error
         self.stop("failed")
