@@ -6,7 +6,9 @@ served by `nbdkit -r file` over loopback TCP, copied to a local raw file by
 and map removed before each run), alternating, median of --repeat each. Ratio
 = nbdcopy's time / ours (goal >= 0.9). Our deploy fsyncs the target before the
 map records a block (crash safety) and at the end; nbdcopy does not sync at
-all, so a second anchor runs `nbdcopy` then `sync -d TARGET`.
+all, so a second anchor runs `nbdcopy` then `sync -d TARGET`. A third line
+times the same copy_to_target() inside this process, to show how much of the
+gap is the interpreter's start-up rather than the copy.
 
 guest I/O: 4 KiB random reads and writes, one at a time, in process, against
 the plain export (NbdDevice) and through an overlay (sync=each and periodic),
@@ -44,6 +46,16 @@ def timed(cmd: list[str], cleanup: list[str]) -> float:
             os.unlink(p)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def in_process(uri: str, target: str) -> float:
+    from nbdboot.disk.deploy import copy_to_target
+    for p in (target, target + ".nbdboot-map"):
+        if os.path.exists(p):
+            os.unlink(p)
+    t0 = time.perf_counter()
+    copy_to_target(uri, target)
     return time.perf_counter() - t0
 
 
@@ -106,6 +118,7 @@ def main(argv: list[str]) -> int:
                 "nbdboot deploy": lambda: timed([python(), "-m", "nbdboot", "deploy", "-q", uri, ours_t],
                                                 [ours_t, ours_t + ".nbdboot-map"]),
                 "nbdcopy": lambda: timed(["nbdcopy", uri, theirs_t], [theirs_t]),
+                "deploy in-process": lambda: in_process(uri, ours_t),
                 "nbdcopy + sync": lambda: timed(["sh", "-c", f"nbdcopy '{uri}' '{theirs_t}' && sync -d '{theirs_t}'"],
                                                 [theirs_t]),
             }, args.repeat)
@@ -117,6 +130,9 @@ def main(argv: list[str]) -> int:
                           " ".join(f"{x:.3f}" for x in v)] for k, v in times.items()])
             print(f"deploy/nbdcopy throughput ratio: {theirs / ours:.2f} (goal >= 0.9)")
             print(f"deploy/(nbdcopy + sync) ratio: {synced / ours:.2f} (both end with the data on disk)")
+            inproc = median(times["deploy in-process"])
+            print(f"in-process deploy/nbdcopy ratio: {theirs / inproc:.2f} "
+                  f"(without Python start-up, {ours - inproc:.2f}s of the command's time)")
             print(f"# guest 4 KiB random I/O, {args.ops} ops each, ops/s")
             rw = os.path.join(work, "rw.img")
             subprocess.run(["cp", "--sparse=always", src, rw], check=True)

@@ -119,7 +119,8 @@ def copy_to_target(source_spec: str, target_spec: str, *, map_path: str | None =
         if copier.error is not None:
             err = copier.error
             exc = CopyFailed(f"copy stopped: {err} (run again to resume)")
-            exc.exit_code = getattr(err, "exit_code", 3 if "://" in source_spec else 6)
+            # NBD failures carry their exit code; anything else went wrong locally.
+            exc.exit_code = getattr(err, "exit_code", None) or 6
             raise exc
     finally:
         store.close()

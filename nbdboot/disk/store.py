@@ -44,6 +44,7 @@ never overwritten or demoted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -53,6 +54,7 @@ from nbdboot.disk.base import (
     EXTENT_HOLE,
     EXTENT_ZERO,
     BlockDevice,
+    DiskIOError,
     Extent,
 )
 from nbdboot.disk.blockmap import (
@@ -97,6 +99,15 @@ class StoreStats:
     fill_bytes: int = 0        # source bytes read to complete a partly written block
     skipped_bytes: int = 0     # already local when this run started, or clean in the bitmap
     fetched_bytes: int = 0     # kept from guest reads of the source, not copied again
+
+
+@contextlib.contextmanager
+def _local_errors():
+    """The guest sees a disk error (int 13h status), not an OSError from the overlay or target."""
+    try:
+        yield
+    except (OSError, LocalIOError) as e:
+        raise DiskIOError(f"local store: {e}") from e
 
 
 class StoreDevice(BlockDevice):
@@ -177,7 +188,7 @@ class StoreDevice(BlockDevice):
             run_end = min(run_end, end)
             part = view[pos - offset:run_end - offset]
             if local:
-                with self.lock:
+                with self.lock, _local_errors():
                     self.target.pread_into(part, pos)
             else:
                 # A block may turn local meanwhile; the source still has the same bytes.
@@ -193,7 +204,7 @@ class StoreDevice(BlockDevice):
         if not len(view):
             return
         self._maybe_drop_source()
-        with self.lock:
+        with self.lock, _local_errors():
             self.map.journal_write(JOURNAL_WRITE, offset, len(view), view, sync=self.sync_policy == "each")
             self._apply_write(view, offset, fua)
 
@@ -212,7 +223,7 @@ class StoreDevice(BlockDevice):
         if not length:
             return
         self._maybe_drop_source()
-        with self.lock:
+        with self.lock, _local_errors():
             self.map.journal_write(JOURNAL_ZERO, offset, length, sync=self.sync_policy == "each")
             self._apply_zero(offset, length)
 
@@ -296,7 +307,7 @@ class StoreDevice(BlockDevice):
 
     # -- durability ----------------------------------------------------------------
     def flush(self) -> None:
-        with self.lock:
+        with self.lock, _local_errors():
             self.target.flush()
             self.map.sync()
             self._last_sync = time.monotonic()
