@@ -35,7 +35,7 @@ EBDA_SEGMENT = 0x9FC0
 VIDEO_TEXT = 0xB8000
 EXTENDED_BASE = 0x100000
 DEFAULT_MEMORY_MB = 64
-SLICE = 400_000
+SLICE = 1_000_000  # instructions between timer/keyboard/screen checks (~20 ms)
 CPU_EXCEPTIONS = range(0, 0x08)
 # What an idle loop calls besides the keyboard: time, DOS idle, network idle, timer IRQs.
 IDLE_LOOP_VECTORS = frozenset((0x08, 0x16, 0x1A, 0x1C, 0x28, 0x2A))
@@ -168,7 +168,7 @@ class Machine:
 
     def _is_software_int(self, base: int, eip: int, intno: int) -> bool:
         try:
-            if self.cpu.read(base + eip - 2, 2) == bytes((0xCD, intno)):
+            if self.cpu.read16(base + eip - 2) == 0xCD | (intno << 8):
                 return True
             return intno in (3, 4) and self.cpu.read8(base + eip - 1) in (0xCC, 0xCE)
         except UcError:
