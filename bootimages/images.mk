@@ -18,7 +18,7 @@ BI_HDD_SIZE    := 32M
 
 BI_LADDER := $(BI_BUILD)/l2-syslinux.img $(BI_BUILD)/l3-chain-freedos.img $(BI_BUILD)/l4-memdisk.img \
              $(BI_BUILD)/l5-isolinux.iso $(BI_BUILD)/l6-grub.iso
-BI_CONFORMANCE := $(BI_BUILD)/conformance.img $(BI_BUILD)/readparams.img
+BI_CONFORMANCE := $(BI_BUILD)/conformance.img $(BI_BUILD)/readparams.img $(BI_BUILD)/cdconf.iso
 BI_BENCH := $(BI_BUILD)/bench-ext127.img $(BI_BUILD)/bench-ext1.img
 
 .PHONY: ladder-images conformance-images bench-images boot-images clean-boot-images
@@ -101,8 +101,17 @@ $(BI_BUILD)/conformance.img $(BI_BUILD)/readparams.img: $(BI_BUILD)/%.img: $(BI_
 		$(BI_SRC)/conformance/mkdata.py
 	python3 $(BI_SRC)/conformance/mkdata.py $< $@ 20160
 
+# The CD conformance program as the no-emulation El Torito boot image of a small ISO 9660 CD.
+$(BI_BUILD)/cdconf.iso: $(BI_BUILD)/cdconf.bin
+	rm -rf $@.d && mkdir -p $@.d
+	cp $< $@.d/cdconf.bin
+	xorriso -as mkisofs -quiet -o $@.tmp -V NBDBOOT_CDCONF -b cdconf.bin -c boot.cat -no-emul-boot \
+		-boot-load-size 8 $@.d >$@.log 2>&1 || { cat $@.log; exit 1; }
+	rm -rf $@.d $@.log
+	mv $@.tmp $@
+
 # Keep the flat binaries: the emulator's tests may load them directly.
-.SECONDARY: $(BI_BENCH:.img=.bin) $(BI_CONFORMANCE:.img=.bin)
+.SECONDARY: $(BI_BENCH:.img=.bin) $(BI_BUILD)/conformance.bin $(BI_BUILD)/readparams.bin $(BI_BUILD)/cdconf.bin
 
 # Bench disks: the program, then 64 MiB from LBA 2048 on (sparse: the bench counts bytes, not content).
 $(BI_BUILD)/bench-%.img: $(BI_BUILD)/bench-%.bin $(BI_SRC)/conformance/mkdata.py

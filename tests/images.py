@@ -19,6 +19,7 @@ IMAGES = {
     "l6-grub": "l6-grub.iso",
     "conformance": "conformance.img",
     "readparams": "readparams.img",
+    "cdconf": "cdconf.iso",
     "bench-ext127": "bench-ext127.img",
     "bench-ext1": "bench-ext1.img",
 }

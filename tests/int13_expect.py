@@ -163,7 +163,61 @@ NBDBOOT: dict[str, dict] = {
 }
 
 
+# ---- bootimages/conformance/cdconf.asm: the CD cases, from cdconf.iso (2048-byte sectors) ------------------------
+
+CD_SECTOR = 2048
+
+
+def cd_data(lba: int, count: int = 1) -> Data:
+    return Data(lba * 4, count * 4)
+
+
+class Catalog:
+    """The checksum of the El Torito boot catalog's first sector (its LBA read from the boot record at LBA 17)."""
+
+
+CD_COMMON: dict[str, dict] = {
+    "9.10": {"DS": 0, "ES": 0},
+    "9.11": {"CF": 0, "AH": 0, "PSIZE": 0x13, "PMEDIA": 0},
+    "9.12": {"CF": 0, "AH": 0, "PSIZE": 0x13, "PMEDIA": 0},
+    "9.13": {"CF": 0, "AH": 0x30, "BX": 0xAA55},
+    "9.14": {"CF": 0, "AH": 0, "COUNT": 1, "SUM": cd_data(16), "AFTER": Filler(1)},
+    "9.15": {"CF": 0, "AH": 0, "SIZE": 0x1A, "BPS": CD_SECTOR},
+    "9.17": {"CF": 1, "AH": 1},
+    "9.18": {"CF": 1, "AH": 1},
+    "9.20": {"CF": 0, "AH": 0},
+}
+
+CD_SEABIOS: dict[str, dict] = {
+    "9.10": {"EAX": 0xAA55, "EDX": 0xE0, "CS": 0},  # CDs are E0h+n, entered at 0000:7C00
+    "9.11": {"PDRIVE": 0xE0, "PLBA": lambda v: v > 17, "PLOADSEG": 0x07C0, "PCOUNT": 8},  # the real boot entry
+    "9.12": {"PDRIVE": 0xE0},  # 4Bh answers for any DL
+    "9.13": {"CX": 0x0007},
+    "9.15": {"FLAGS": 0x0074, "SECTORS": 0xFFFFFFFF},  # removable: no sector count
+    "9.16": {"CF": 1, "AH": 1, "SUM": Filler(4)},  # no 4Dh
+    "9.19": {"CF": 0, "AH": 1},  # no change-line, no size
+}
+
+CD_NBDBOOT: dict[str, dict] = {
+    "9.10": {"EAX": 0, "EDX": 0x80, "CS": 0x07C0},  # the SAN drive number; El Torito entered at 07C0:0000
+    "9.11": {"PDRIVE": 0x80, "PLBA": 0, "PLOADSEG": 0, "PCOUNT": 0},  # iPXE fills only size, media, drive
+    "9.12": {"PDRIVE": 0x80},  # DL=7Fh claimed by the CD
+    "9.13": {"CX": 0x000D},
+    "9.15": {"FLAGS": 0x0003, "SECTORS": lambda v: v > 16},  # the 2048-byte sector count
+    "9.16": {"CF": 0, "AH": 0, "SUM": Catalog()},
+    "9.19": {"CF": 0, "AH": 3},
+}
+
+PROGRAMS = {
+    "conformance": (COMMON, SEABIOS, NBDBOOT),
+    "cdconf": (CD_COMMON, CD_SEABIOS, CD_NBDBOOT),
+}
+
+
 def _resolve(value, image: bytes):
+    if isinstance(value, Catalog):
+        lba = int.from_bytes(image[17 * CD_SECTOR + 0x47 : 17 * CD_SECTOR + 0x4B], "little")
+        return checksum(image[lba * CD_SECTOR : (lba + 1) * CD_SECTOR])
     if isinstance(value, Data):
         return checksum(image[value.lba * SECTOR : (value.lba + value.count) * SECTOR])
     if isinstance(value, Filler):
@@ -171,12 +225,14 @@ def _resolve(value, image: bytes):
     return value
 
 
-def expected(image_path: Path, bios: str, only_common: bool = False) -> dict[str, dict]:
-    """Merged expectations for `bios` ("seabios" or "nbdboot"), checksums computed from the image as built."""
-    specific = {"seabios": SEABIOS, "nbdboot": NBDBOOT}[bios]
+def expected(image_path: Path, bios: str, only_common: bool = False, program: str = "conformance") -> dict[str, dict]:
+    """Merged expectations of `program` ("conformance" or "cdconf") for `bios` ("seabios" or "nbdboot"),
+    checksums computed from the image as built."""
+    common, seabios, nbdboot = PROGRAMS[program]
+    specific = {"seabios": seabios, "nbdboot": nbdboot}[bios]
     image = Path(image_path).read_bytes()
     merged: dict[str, dict] = {}
-    for table in (COMMON,) if only_common else (COMMON, specific):
+    for table in (common,) if only_common else (common, specific):
         for case, fields in table.items():
             merged.setdefault(case, {}).update({k: _resolve(v, image) for k, v in fields.items()})
     return merged

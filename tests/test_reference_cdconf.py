@@ -1,0 +1,66 @@
+"""The CD conformance program (El Torito no-emulation boot image) under QEMU+SeaBIOS from a real nbdkit."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+import int13_expect as ie
+import qemuref
+from conftest import Server, free_port, require_tool, wait_for_port
+from images import image
+
+
+@pytest.fixture(scope="module")
+def cd_run():
+    require_tool("nbdkit")
+    iso = image("cdconf")
+    port = free_port()
+    proc = subprocess.Popen(
+        ["nbdkit", "-f", "--exit-with-parent", "-r", "-i", "127.0.0.1", "-p", str(port), "file", str(iso)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    server = Server(proc, f"nbd://127.0.0.1:{port}", port=port)
+    try:
+        wait_for_port(port, proc)
+        result = qemuref.boot(server.uri, ["CD conformance: done"], media="cd", readonly=True,
+                              expect_debug="END cdconf", timeout=60)
+    finally:
+        server.stop()
+    assert result.matched, f"{result.debug}\n{result.text()}"
+    return iso, result
+
+
+def test_every_cd_case_is_reported(cd_run):
+    _, result = cd_run
+    cases = set(ie.CD_COMMON) | set(ie.CD_SEABIOS) | set(ie.CD_NBDBOOT)
+    assert sorted(cases - set(result.results)) == []
+
+
+def test_seabios_agrees_where_the_references_agree(cd_run):
+    iso, result = cd_run
+    problems = ie.mismatches(result.results, ie.expected(iso, "seabios", only_common=True, program="cdconf"))
+    assert not problems, "\n".join(problems)
+
+
+def test_seabios_specific_cd_answers(cd_run):
+    iso, result = cd_run
+    problems = ie.mismatches(result.results, ie.expected(iso, "seabios", program="cdconf"))
+    assert not problems, "\n".join(problems)
+
+
+def test_packet_lba_is_the_boot_image(cd_run):
+    # SeaBIOS reports the boot image's LBA in the 4B01h packet; it must be where the catalog says the image is.
+    iso, result = cd_run
+    data = iso.read_bytes()
+    catalog_lba = int.from_bytes(data[17 * 2048 + 0x47 : 17 * 2048 + 0x4B], "little")
+    boot_lba = int.from_bytes(data[catalog_lba * 2048 + 32 + 8 : catalog_lba * 2048 + 32 + 12], "little")
+    assert result.results["9.11"]["PLBA"] == boot_lba
+    assert data[boot_lba * 2048 : boot_lba * 2048 + 4096] == image("cdconf").parent.joinpath("cdconf.bin").read_bytes()
+
+
+def test_nbdboot_cd_expectations_name_real_fields(cd_run):
+    _, result = cd_run
+    for case, fields in ie.CD_NBDBOOT.items():
+        assert set(fields) <= set(result.results[case]), case
