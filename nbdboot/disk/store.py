@@ -26,7 +26,10 @@ API for `nbdboot run` (and the deploy/restore/overlay commands):
 `source_factory()` opens a new connection to the source each call (the copier
 takes its own, several when the server advertises multi-conn); open_device(spec)
 turns a URI or path into a BlockDevice. With neither overlay nor deploy_to the
-source itself is returned. `sync`:
+source itself is returned. `source_spec` is the source's URI: recorded in a new
+overlay (the default for `overlay commit`) and needed by since_bitmap, which
+asks that URI for qemu:dirty-bitmap:NAME (restore: `--restore-from URI --to
+TARGET` is deploy_to=TARGET with the backup as source). `sync`:
 
   "each"      a guest write is durable (data fsync, then map fsync) before it
               is acknowledged;
