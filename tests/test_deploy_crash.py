@@ -166,6 +166,67 @@ def test_kill9_during_cli_deploy_resumes_to_identical_target(tmp_path):
     assert "copied" in res.stderr
 
 
+def overlay_driver(src: str, overlay: str, seed: int, ack_log: str, sync: str) -> None:
+    from nbdboot.disk.file import FileDevice
+    from nbdboot.disk.store import open_guest_disk
+
+    dev = open_guest_disk(lambda: FileDevice(src, read_only=True), overlay=overlay, sync=sync)
+    with open(ack_log, "rb") as f:
+        start = len(f.read().splitlines())
+    fd = os.open(ack_log, os.O_WRONLY | os.O_APPEND)
+    for i, (off, data) in enumerate(guest_writes(seed)):
+        if i >= start:
+            dev.pwrite(data, off)
+            os.write(fd, b"%d\n" % i)
+    dev.close()
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kills=st.lists(st.tuples(st.integers(0, NWRITES - 1), st.floats(0, 0.02)), min_size=1, max_size=3),
+       sync=st.sampled_from(["each", "periodic"]))
+def test_kill9_during_overlay_writes_keeps_a_prefix(tmp_path_factory, kills, sync):
+    from nbdboot.disk.file import FileDevice
+    from nbdboot.disk.overlay import open_overlay
+
+    tmp = tmp_path_factory.mktemp("ovl")
+    source = make_source(tmp / "src.img")
+    writes = guest_writes(5)
+    (tmp / "acks").write_bytes(b"")
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent.parent))
+    cmd = [sys.executable, str(HERE), "overlay-driver", str(tmp / "src.img"), str(tmp / "m.ovl"), "5",
+           str(tmp / "acks"), sync]
+    for after, delay in sorted(kills):
+        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and acked(tmp) < after and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait(10)
+        # What a reopened overlay shows must be the source plus the acked prefix (or one more).
+        if not (tmp / "m.ovl").exists():
+            assert acked(tmp) == 0   # killed before the overlay was made: nothing to lose
+            continue
+        shutil.copy(tmp / "m.ovl", tmp / "probe.ovl")
+        dev = open_overlay(FileDevice(tmp / "src.img", read_only=True), str(tmp / "probe.ovl"))
+        got = dev.pread(SIZE, 0)
+        dev.close()
+        n = acked(tmp)
+        assert got == apply(source, writes[:n]) or (n < NWRITES and got == apply(source, writes[:n + 1]))
+    res = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr.decode()
+    dev = open_overlay(FileDevice(tmp / "src.img", read_only=True), str(tmp / "m.ovl"))
+    try:
+        assert dev.pread(SIZE, 0) == apply(source, writes)
+    finally:
+        dev.close()
+    assert (tmp / "src.img").read_bytes() == source
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "overlay-driver":
+    sys.path.insert(0, str(HERE.parent.parent))
+    overlay_driver(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6])
+
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "driver":
     _, _, src, target, seed, ack_log, sync, finish = sys.argv
     sys.path.insert(0, str(HERE.parent.parent))
