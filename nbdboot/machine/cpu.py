@@ -54,6 +54,41 @@ _MASKS = {name: 0xFF if name[-1] in "lh" and len(name) == 2 else
           0xFFFF if len(name) == 2 else 0xFFFFFFFF for name in REG}
 
 
+class RegBatch:
+    """A fixed list of registers read or written in one call into Unicorn
+    (interrupt delivery runs thousands of times per boot; per-register calls dominate it)."""
+
+    def __init__(self, cpu: "Cpu", names: tuple[str, ...]):
+        self.cpu = cpu
+        self.names = names
+        self.masks = [_MASKS[name] for name in names]
+        n = len(names)
+        if cpu._fast:
+            self._n = n
+            self._ids = (ctypes.c_int * n)(*[REG[name] for name in names])
+            self._vals = (ctypes.c_uint64 * n)()
+            base = ctypes.addressof(self._vals)
+            self._ptrs = (ctypes.c_void_p * n)(*[base + 8 * i for i in range(n)])
+            self._c_read = _uclib.uc_reg_read_batch
+            self._c_write = _uclib.uc_reg_write_batch
+
+    def read(self) -> list[int]:
+        if not self.cpu._fast:
+            return [self.cpu.get(name) for name in self.names]
+        self._c_read(self.cpu._uch, self._ids, self._ptrs, self._n)
+        return [value & mask for value, mask in zip(self._vals, self.masks)]
+
+    def write(self, *values: int) -> None:
+        if not self.cpu._fast:
+            for name, value in zip(self.names, values):
+                self.cpu.set(name, value)
+            return
+        vals = self._vals
+        for i, value in enumerate(values):
+            vals[i] = value & 0xFFFFFFFF
+        self._c_write(self.cpu._uch, self._ids, self._ptrs, self._n)
+
+
 class CpuFault(Exception):
     """The CPU cannot continue (no handler for an exception, bad IDT...)."""
 
@@ -77,6 +112,8 @@ class Cpu:
             from unicorn import unicorn_const as uc_const
             # uc_ctl(UC_CTL_TB_REMOVE_CACHE, write, 2 args), encoded as the binding does
             self._remove_cache_code = (uc_const.UC_CTL_IO_WRITE << 30) | (2 << 26) | uc_const.UC_CTL_TB_REMOVE_CACHE
+        self.interrupt_regs = RegBatch(self, ("eip", "cs", "cr0", "eax", "eflags", "sp", "ss"))
+        self._entry_regs = RegBatch(self, ("sp", "eflags", "cs", "eip"))
         self.reset()
 
     # -- state -------------------------------------------------------------------
@@ -263,6 +300,19 @@ class Cpu:
         self._write_flags_live(new_flags, running)
         self.set("cs", selector)
         self.set("eip", offset if gate32 else offset & 0xFFFF)
+
+    def enter_real(self, return_ip: int, cs: int, flags: int, sp: int, ss: int, seg: int, off: int) -> None:
+        """deliver_real for the interrupt hook, from registers the hook already read:
+        push the frame, clear IF/TF (and, while running, the arithmetic flags), jump to seg:off."""
+        sp = (sp - 6) & 0xFFFF
+        frame = struct.pack("<HHH", return_ip & 0xFFFF, cs, flags & 0xFFFF)
+        ss_base = ss << 4
+        if sp <= 0xFFFA:
+            self.write(ss_base + sp, frame, code=False)
+        else:
+            for i in range(6):
+                self.write(ss_base + ((sp + i) & 0xFFFF), frame[i:i + 1])
+        self._entry_regs.write(sp, flags & ~(FLAG_IF | FLAG_TF | ARITH_FLAGS), seg, off)
 
     def deliver(self, vector: int, return_ip: int, running: bool) -> None:
         if self.protected:

@@ -37,6 +37,8 @@ EXTENDED_BASE = 0x100000
 DEFAULT_MEMORY_MB = 64
 SLICE = 1_000_000  # instructions between timer/keyboard/screen checks (~20 ms)
 CPU_EXCEPTIONS = range(0, 0x08)
+EXCEPTION_NAMES = {0: "divide error", 1: "debug trap", 3: "breakpoint", 4: "overflow",
+                   5: "bound range", 6: "invalid opcode", 7: "no math coprocessor"}
 # What an idle loop calls besides the keyboard: time, DOS idle, network idle, timer IRQs.
 IDLE_LOOP_VECTORS = frozenset((0x08, 0x16, 0x1A, 0x1C, 0x28, 0x2A))
 
@@ -124,45 +126,49 @@ class Machine:
 
     def _on_interrupt(self, uc, intno, _user):
         cpu = self.cpu
-        eip = cpu.get("eip")
-        cs = cpu.get("cs")
-        protected = cpu.protected
-        if not protected:
+        eip, cs, cr0, eax, flags, sp, ss = cpu.interrupt_regs.read()
+        if not cr0 & 1:
             trap = self.traps.get((cs << 4) + eip - 2)
             if trap is not None and trap[0] == intno:
-                self.history.append((intno, "bios", cs, eip - 2, cpu.get("eax")))
+                self.history.append((intno, "bios", cs, eip - 2, eax))
                 trap[1]()
                 return
-            base = cs << 4
-        else:
-            base = cpu.seg_base(cs)
+        self._note_guest_int(intno)
+        if cr0 & 1:
+            self._interrupt_protected(intno, cs, eip, eax)
+            return
+        if self._is_software_int(cs << 4, eip, intno):
+            entry = cpu.read32(intno * 4)
+            seg, off = entry >> 16, entry & 0xFFFF
+            if seg == rom.ROM_SEGMENT and off == rom.stub(intno):
+                # IVT still points at our stub: serve now and land on the stub's iret,
+                # saving the second trap. The frame and its FLAGS are as in the stub.
+                self.history.append((intno, "bios", cs, eip, eax))
+                cpu.enter_real(eip, cs, flags, sp, ss, seg, off + 2)
+                self.traps[rom.ROM_BASE + off][1]()
+            else:
+                self.history.append((intno, "int", cs, eip, eax))
+                cpu.enter_real(eip, cs, flags, sp, ss, seg, off)
+            return
+        self.history.append((intno, "exception", cs, eip, eax))
+        if intno in CPU_EXCEPTIONS:
+            seg, off = cpu.ivt_entry(intno)
+            if (seg << 4) + off == rom.ROM_BASE + rom.stub(intno):
+                self._fail(GuestCrash(f"unhandled CPU exception {intno:#04x} ({EXCEPTION_NAMES.get(intno, '?')})"))
+                return
+        cpu.deliver_real(intno, eip & 0xFFFF, running=True, cs=cs)
+
+    def _note_guest_int(self, intno: int) -> None:
         if intno == 0x28:  # DOS idle call: DOS is waiting for console input
             self.bios.keyboard.guest_waiting()
         elif intno not in IDLE_LOOP_VECTORS:
             self.bios.keyboard.polls = 0  # working, not idling (DOS polls for ^C on every call)
-        software = self._is_software_int(base, eip, intno)
-        if software and not protected:
-            seg, off = cpu.ivt_entry(intno)
-            if seg == rom.ROM_SEGMENT and off == rom.stub(intno):
-                # IVT still points at our stub: serve now and land on the stub's iret,
-                # saving the second trap. The frame and its FLAGS are as in the stub.
-                self.history.append((intno, "bios", cs, eip, cpu.get("eax")))
-                cpu.deliver_real(intno, eip & 0xFFFF, running=True, cs=cs, target=(seg, off + 2))
-                self.traps[rom.ROM_BASE + off][1]()
-                return
-        self.history.append((intno, "int" if software else "exception", cs, eip, cpu.get("eax")))
-        if not software and not protected and intno in CPU_EXCEPTIONS:
-            seg, off = cpu.ivt_entry(intno)
-            if (seg << 4) + off == rom.ROM_BASE + rom.stub(intno):
-                names = {0: "divide error", 1: "debug trap", 3: "breakpoint", 4: "overflow",
-                         5: "bound range", 6: "invalid opcode", 7: "no math coprocessor"}
-                self._fail(GuestCrash(f"unhandled CPU exception {intno:#04x} ({names.get(intno, '?')})"))
-                return
+
+    def _interrupt_protected(self, intno: int, cs: int, eip: int, eax: int) -> None:
+        software = self._is_software_int(self.cpu.seg_base(cs), eip, intno)
+        self.history.append((intno, "int" if software else "exception", cs, eip, eax))
         try:
-            if protected:
-                cpu.deliver_protected(intno, eip, running=True)
-            else:
-                cpu.deliver_real(intno, eip & 0xFFFF, running=True, cs=cs)
+            self.cpu.deliver_protected(intno, eip, running=True)
         except CpuFault as e:
             self._fail(GuestCrash(f"triple fault: {e}"))
 
