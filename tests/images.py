@@ -20,6 +20,8 @@ IMAGES = {
     "conformance": "conformance.img",
     "readparams": "readparams.img",
     "cdconf": "cdconf.iso",
+    "fdconf1440": "fdconf1440.img",
+    "fdconf360": "fdconf360.img",
     "bench-ext127": "bench-ext127.img",
     "bench-ext1": "bench-ext1.img",
 }

@@ -208,9 +208,61 @@ CD_NBDBOOT: dict[str, dict] = {
     "9.19": {"CF": 0, "AH": 3},
 }
 
+# ---- bootimages/conformance/fdconf.asm: the floppy cases, on a 1.44M and a 360K floppy ---------------------------
+
+FD_COMMON_1440: dict[str, dict] = {
+    "8.10": {"EDX": 0},
+    "8.11": {"CF": 0, "AH": 0, "BX": 0x0004, "CX": (79 << 8) | 18, "DX": 0x0101},  # 1.44M, 80/2/18, one floppy
+    "8.12": {"SPT": 18},
+    "8.13": {"CF": 0, "AH": 1},  # floppy without change-line reporting
+    "8.14": {"CF": 1, "AH": 1},  # no EDD on floppies
+    "8.15": {"CF": 1, "AH": 1},
+    "8.18": {"CF": 0, "AH": 0, "SUM": Data(2879, 1)},
+    "8.19": {"CF": 1, "AH": 1},
+    "8.20": {"CF": 0, "AH": 0, "AL": 2, "SUM": Data(17, 2)},  # across a head
+    "8.21": {"CF": 0, "AH": 0, "SUM": Data(36, 1), "SPT": 18, "HEADS": 2, "CYLS": 80},
+}
+
+FD_SEABIOS_1440: dict[str, dict] = {
+    "8.10": {"EAX": 0xAA55},
+    "8.12": {"WRITABLE": 0},  # the INT 1Eh table is in the read-only BIOS segment
+    "8.16": {"CF": 1, "AH": 1},  # no 48h for floppies
+    "8.17": {"CF": 1, "AH": 6},  # change line: always "changed"
+}
+
+FD_NBDBOOT_1440: dict[str, dict] = {
+    "8.10": {"EAX": 0},
+    "8.12": {"WRITABLE": 0xFF},  # FreeDOS patches byte 4 of the INT 1Eh table: it must be RAM
+    "8.16": {"CF": 0, "AH": 0},  # iPXE allows 48h on floppies
+    "8.17": {"CF": 1, "AH": 6},  # issue 4: 16h for floppies as SeaBIOS
+}
+
+# QEMU puts a 360K image in a 1.2M drive: SeaBIOS reports the drive's 80/2/15 while the controller reads the
+# medium's 40/2/9, so only the first cylinders agree. nbdboot must report 40/2/9 (iPXE's table lacks 360K).
+FD_COMMON_360: dict[str, dict] = {
+    "8.10": {"EDX": 0},
+    "8.14": {"CF": 1, "AH": 1},
+    "8.15": {"CF": 1, "AH": 1},
+    "8.21": {"CF": 0, "AH": 0, "SUM": Data(18, 1)},
+}
+
+FD_SEABIOS_360: dict[str, dict] = {
+    "8.11": {"CF": 0, "AH": 0, "BX": 0x0002, "CX": (79 << 8) | 15, "DX": 0x0101},
+    "8.18": {"CF": 1, "AH": 0x20},
+}
+
+FD_NBDBOOT_360: dict[str, dict] = {
+    "8.11": {"CF": 0, "AH": 0, "BX": 0x0001, "CX": (39 << 8) | 9, "DX": 0x0101},
+    "8.18": {"CF": 0, "AH": 0, "SUM": Data(719, 1)},
+    "8.20": {"CF": 0, "AH": 0, "AL": 2, "SUM": Data(8, 2)},
+    "8.21": {"SPT": 9, "HEADS": 2, "CYLS": 40},
+}
+
 PROGRAMS = {
     "conformance": (COMMON, SEABIOS, NBDBOOT),
     "cdconf": (CD_COMMON, CD_SEABIOS, CD_NBDBOOT),
+    "fdconf1440": (FD_COMMON_1440, FD_SEABIOS_1440, FD_NBDBOOT_1440),
+    "fdconf360": (FD_COMMON_360, FD_SEABIOS_360, FD_NBDBOOT_360),
 }
 
 
@@ -226,7 +278,7 @@ def _resolve(value, image: bytes):
 
 
 def expected(image_path: Path, bios: str, only_common: bool = False, program: str = "conformance") -> dict[str, dict]:
-    """Merged expectations of `program` ("conformance" or "cdconf") for `bios` ("seabios" or "nbdboot"),
+    """Merged expectations of `program` (a key of PROGRAMS) for `bios` ("seabios" or "nbdboot"),
     checksums computed from the image as built."""
     common, seabios, nbdboot = PROGRAMS[program]
     specific = {"seabios": seabios, "nbdboot": nbdboot}[bios]
