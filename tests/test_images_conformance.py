@@ -52,3 +52,19 @@ def test_bench_disks_hold_64_mib_after_lba_2048(name):
     path = image(name)
     assert path.stat().st_size == (2048 + 131072) * SECTOR
     assert path.read_bytes()[510:512] == b"\x55\xaa"
+
+
+@pytest.mark.parametrize("name, sectors", [("fdconf1440", 2880), ("fdconf360", 720)])
+def test_floppy_images(name, sectors):
+    data = image(name).read_bytes()
+    assert len(data) == sectors * SECTOR and data[510:512] == b"\x55\xaa"
+    assert struct.unpack_from("<I", data, 8 * SECTOR)[0] == 8  # data sectors start after the 8-sector program
+
+
+def test_cd_image_boots_the_program_without_emulation():
+    data = image("cdconf").read_bytes()
+    catalog_lba = struct.unpack_from("<I", data, 17 * 2048 + 0x47)[0]
+    entry = data[catalog_lba * 2048 + 32 : catalog_lba * 2048 + 64]
+    indicator, media, load_segment, _, _, count, lba = struct.unpack_from("<BBHBBHI", entry)
+    assert (indicator, media, load_segment, count) == (0x88, 0, 0, 8)
+    assert data[lba * 2048 : lba * 2048 + 4096] == (image("cdconf").parent / "cdconf.bin").read_bytes()
