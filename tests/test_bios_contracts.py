@@ -347,3 +347,31 @@ idt_desc: dw 9 * 8 - 1
     machine, out = run_sector(tmp_path, body)
     assert out.endswith("PM3 DONE")
     assert machine.cpu.protected
+
+
+def test_fetch_from_unmapped_memory_is_a_crash(tmp_path):
+    # 32-bit PM jump far beyond RAM (16 MiB machine): Unicorn stops, the run ends with a report.
+    body = r"""
+        PRINT "DONE"
+        cli
+        xor ax, ax
+        mov ds, ax
+        lgdt [gdt_desc]
+        mov eax, cr0
+        or al, 1
+        mov cr0, eax
+        jmp 08h:pm32
+        bits 32
+pm32:   mov eax, 80000000h
+        jmp eax
+        align 8
+gdt:    dq 0
+        dq 00CF9A000000FFFFh
+gdt_desc: dw 15
+        dd gdt
+        bits 16
+"""
+    with pytest.raises(GuestCrash) as info:
+        run_sector(tmp_path, body, until="never")
+    assert "CPU stopped" in str(info.value) and "FETCH_UNMAPPED" in str(info.value)
+    assert "protected mode" in info.value.report
