@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import subprocess
 from pathlib import Path
@@ -34,7 +35,11 @@ def image(name: str) -> Path:
     if name not in IMAGES:
         raise KeyError(f"unknown boot image {name!r}; known: {', '.join(IMAGES)}")
     target = f"bootimages/build/{IMAGES[name]}"
-    proc = subprocess.run(["make", "-s", target], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    BUILD.mkdir(parents=True, exist_ok=True)
+    # Parallel test processes share bootimages/build/: one make at a time.
+    with open(BUILD / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run(["make", "-s", target], cwd=ROOT, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         pytest.fail(f"make {target} failed:\n{proc.stdout}{proc.stderr}")
     return ROOT / target

@@ -59,9 +59,18 @@ class Qmp:
     """Minimal QMP client over a unix socket: one command at a time, events skipped."""
 
     def __init__(self, path: str, timeout: float = 10.0):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        deadline = time.monotonic() + timeout
+        while True:  # QEMU creates the socket file a moment before it listens on it
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.connect(path)
+                break
+            except ConnectionRefusedError:
+                self.sock.close()
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
         self.buf = b""
         self._message()  # greeting
         self.execute("qmp_capabilities")
