@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from conftest import require_tool, wait_for_path
 from nbdboot.disk.deploy import copy_to_target

@@ -218,7 +218,7 @@ class StoreDevice(BlockDevice):
                 self._write_partial(start, view[start - offset:start - offset + length])
         if body[1]:
             self.target.pwrite(view[body[0] - offset:body[0] - offset + body[1]], body[0])
-        self._commit_guest(offset, len(view), GUEST, fua)
+        self._commit_guest(offset, len(view), fua)
         self.stats.guest_bytes += len(view)
 
     def zero(self, offset: int, length: int, may_trim: bool = True, fast: bool = False) -> None:
@@ -237,7 +237,7 @@ class StoreDevice(BlockDevice):
                 self._write_partial(start, memoryview(_ZEROES)[:n] if n <= len(_ZEROES) else bytes(n))
         if body[1]:
             self._zero_target(*body)
-        self._commit_guest(offset, length, GUEST, False, zero_range=body)
+        self._commit_guest(offset, length, False, zero_range=body)
         self.stats.guest_bytes += length
 
     def trim(self, offset: int, length: int) -> None:
@@ -278,7 +278,7 @@ class StoreDevice(BlockDevice):
         else:
             self.target.pwrite(piece, start)
 
-    def _commit_guest(self, offset: int, length: int, state: int, fua: bool, zero_range=(0, 0)) -> None:
+    def _commit_guest(self, offset: int, length: int, fua: bool, zero_range=(0, 0)) -> None:
         """Make the map say GUEST for the touched blocks, in the order the sync policy needs."""
         blocks = self.map.block_range(offset, length)
         zfirst = zero_range[0] // self.block_size
