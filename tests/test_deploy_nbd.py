@@ -228,3 +228,30 @@ def test_deploy_to_an_nbd_target(tmp_path, nbdkit):
     assert res.returncode == 0, res.stderr
     assert copied_bytes(res.stderr) == 8 * MiB
     assert dst.read_bytes() == src.read_bytes()
+
+
+def test_deploy_to_a_block_device(tmp_path):
+    """A loop device as TARGET: old contents are overwritten, holes become zeroes."""
+    import pytest
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a loop device")
+    backing = tmp_path / "backing.img"
+    backing.write_bytes(b"\xee" * (40 * MiB))
+    res = subprocess.run(["losetup", "-f", "--show", str(backing)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"no loop device: {res.stderr.strip()}")
+    dev = res.stdout.strip()
+    try:
+        src = tmp_path / "src.img"
+        with open(src, "wb") as f:
+            f.truncate(32 * MiB)
+            f.seek(8 * MiB)
+            f.write(random.Random(6).randbytes(4 * MiB))
+        out = nbdboot("deploy", "--map", str(tmp_path / "dev.map"), str(src), dev)
+        assert out.returncode == 0, out.stderr
+        assert copied_bytes(out.stderr) == 4 * MiB
+        with open(dev, "rb") as f:
+            assert f.read(32 * MiB) == src.read_bytes()
+            assert f.read(MiB) == b"\xee" * MiB     # past the source's end: untouched
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)

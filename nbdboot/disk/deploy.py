@@ -34,11 +34,15 @@ class Progress:
         self.start = time.monotonic()
         self.last: float | None = None   # the first update always shows
         self.first_done: int | None = None
+        self.shown: int | None = None   # `done` of the last line shown
 
     def update(self, done: int, total: int, stats, *, force: bool = False) -> None:
         now = time.monotonic()
         if self.quiet or (not force and self.last is not None and now - self.last < self.interval):
             return
+        if force and not self.tty and done == self.shown:
+            return   # the closing update would repeat the last line
+        self.shown = done
         self.last = now
         if self.first_done is None:
             self.first_done = done
