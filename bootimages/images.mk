@@ -19,7 +19,7 @@ BI_HDD_SIZE    := 32M
 BI_LADDER := $(BI_BUILD)/l2-syslinux.img $(BI_BUILD)/l3-chain-freedos.img $(BI_BUILD)/l4-memdisk.img \
              $(BI_BUILD)/l5-isolinux.iso $(BI_BUILD)/l6-grub.iso
 BI_CONFORMANCE := $(BI_BUILD)/conformance.img $(BI_BUILD)/readparams.img $(BI_BUILD)/cdconf.iso \
-                  $(BI_BUILD)/fdconf1440.img $(BI_BUILD)/fdconf360.img
+                  $(BI_BUILD)/fdconf1440.img $(BI_BUILD)/fdconf360.img $(BI_BUILD)/geometry.bin
 BI_BENCH := $(BI_BUILD)/bench-ext127.img $(BI_BUILD)/bench-ext1.img
 
 .PHONY: ladder-images conformance-images bench-images boot-images clean-boot-images
@@ -119,7 +119,7 @@ $(BI_BUILD)/cdconf.iso: $(BI_BUILD)/cdconf.bin
 
 # Keep the flat binaries: the emulator's tests may load them directly.
 .SECONDARY: $(BI_BENCH:.img=.bin) $(BI_BUILD)/conformance.bin $(BI_BUILD)/readparams.bin $(BI_BUILD)/cdconf.bin \
-	$(BI_BUILD)/fdconf.bin
+	$(BI_BUILD)/fdconf.bin $(BI_BUILD)/geometry.bin
 
 # Bench disks: the program, then 64 MiB from LBA 2048 on (sparse: the bench counts bytes, not content).
 $(BI_BUILD)/bench-%.img: $(BI_BUILD)/bench-%.bin $(BI_SRC)/conformance/mkdata.py

@@ -368,3 +368,70 @@ def read_expectation(image: bytes, reads: list[ReadOp]) -> dict[str, dict]:
         lba = r.first_lba()
         expect[f"P.{n:02X}"] = {"CF": 0, "AH": 0, "SUM": checksum(image[lba * SECTOR : (lba + r.count) * SECTOR])}
     return expect
+
+
+# ---- bootimages/conformance/geometry.asm: AH=08h/15h/48h for disks a test lays out ------------------------------
+
+MAX_CHS_SECTORS = 1024 * 240 * 63  # iPXE's INT13_MAX_CHS_SECTORS: above it CHS is not "valid" in 48h
+
+
+def chs_address(lba: int, heads: int, spt: int) -> tuple[int, int, int]:
+    """(cylinder, head, sector) of an LBA, saturated at 1023/heads-1/spt as partitioning tools write it."""
+    c, rest = divmod(lba, heads * spt)
+    h, s = divmod(rest, spt)
+    if c > 1023:
+        return 1023, heads - 1, spt
+    return c, h, s + 1
+
+
+def partition_entry(start: int, count: int, heads: int, spt: int, ptype: int = 0x83, active: bool = False) -> bytes:
+    def packed(c, h, s):
+        return bytes([h, s | ((c >> 8) << 6), c & 0xFF])
+
+    return (bytes([0x80 if active else 0]) + packed(*chs_address(start, heads, spt)) + bytes([ptype])
+            + packed(*chs_address(start + count - 1, heads, spt)) + start.to_bytes(4, "little")
+            + count.to_bytes(4, "little"))
+
+
+def geometry_disk(path: Path, program: bytes, sectors: int, entries: list[bytes]) -> bytes:
+    """Writes a sparse disk of `sectors` sectors: the geometry program with `entries` as its partition table.
+    Returns the MBR."""
+    mbr = bytearray(program[:SECTOR])
+    table = b"".join(entries).ljust(64, b"\0")
+    mbr[0x1BE:0x1FE] = table
+    with open(path, "wb") as f:
+        f.write(bytes(mbr) + program[SECTOR:])
+        f.truncate(sectors * SECTOR)
+    return bytes(mbr)
+
+
+def ipxe_geometry(mbr: bytes, sectors: int) -> tuple[int, int, int]:
+    """iPXE's guess (int13_guess_geometry_hdd, reference section 2.5): per used partition, sectors per track from a
+    start in cylinder 0 at a head other than 0, then heads and sectors raised to the partition's end CHS; 255/63
+    by default; cylinders from the 32-bit capacity, at most 1024."""
+    heads = spt = 0
+    for i in range(4):
+        e = mbr[0x1BE + 16 * i : 0x1CE + 16 * i]
+        if e[4] == 0:
+            continue
+        start_head, start_sector, start_cyl = e[1], e[2] & 0x3F, e[3] | ((e[2] & 0xC0) << 2)
+        start_lba = int.from_bytes(e[8:12], "little")
+        if start_cyl == 0 and start_head != 0:  # iPXE assigns here (not max), then raises from the end CHS
+            spt = (start_lba + 1 - start_sector) // start_head
+        end_head, end_sector = e[5], e[6] & 0x3F
+        heads, spt = max(heads, end_head + 1), max(spt, end_sector)
+    heads, spt = heads or 255, spt or 63
+    capacity32 = min(sectors, 0xFFFFFFFF)
+    return min(capacity32 // (heads * spt), 1024), heads, spt
+
+
+def geometry_expectation_nbdboot(mbr: bytes, sectors: int) -> dict[str, dict]:
+    c, h, s = ipxe_geometry(mbr, sectors)
+    capacity32 = min(sectors, 0xFFFFFFFF)
+    flags = 0x01 | (0x02 if c < 1024 and sectors <= MAX_CHS_SECTORS else 0)
+    return {
+        "G.1": {"CF": 0, "AH": 0, "CX": (((c - 1) & 0xFF) << 8) | (((c - 1) >> 8) << 6) | s, "DX": ((h - 1) << 8) | 1},
+        "G.2": {"CF": 0, "AH": 3, "CX": capacity32 >> 16, "DX": capacity32 & 0xFFFF},
+        "G.3": {"CF": 0, "AH": 0, "FLAGS": flags, "CYL": c, "HEADS": h, "SPT": s,
+                "SECTORS": sectors & 0xFFFFFFFF, "SECTORSHI": sectors >> 32},
+    }
