@@ -14,7 +14,15 @@ import pytest
 import int13_expect
 import qemuref
 from conftest import Server, free_port, require_tool, wait_for_port
-from images import image
+from images import ROOT, image
+
+BAD_SECTORS_MAP = ROOT / "bootimages" / "conformance" / "badsectors.map"
+
+
+def conformance_server_args(img) -> list[str]:
+    """nbdkit arguments serving conformance.img as the program expects: copy-on-write, so its write cases leave
+    the built image alone, and LBA 700-703 failing with EIO (ddrescue filter), for the I/O error cases."""
+    return ["--filter=cow", "--filter=ddrescue", "file", str(img), f"ddrescue-mapfile={BAD_SECTORS_MAP}"]
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +30,8 @@ def seabios_run():
     require_tool("nbdkit")
     img = image("conformance")
     port = free_port()
-    # Copy-on-write: the program's write cases must not change the built image.
     proc = subprocess.Popen(
-        ["nbdkit", "-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", str(port), "--filter=cow", "file", str(img)],
+        ["nbdkit", "-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", str(port), *conformance_server_args(img)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     server = Server(proc, f"nbd://127.0.0.1:{port}", port=port)

@@ -4,7 +4,8 @@
 ;
 ; Disk layout (bootimages/conformance/mkdata.py): this program from LBA 0, data sectors after it whose content is
 ; a function of their LBA. 20 x 16 x 63 = 20160 sectors, one partition whose end CHS states that geometry.
-; Writes go to LBA 126 (CHS 0/2/1) and 500 only: serve the image copy-on-write.
+; Writes go to LBA 126 (CHS 0/2/1) and 500 only: serve the image copy-on-write. LBA 700-703 must fail with EIO:
+; serve through nbdkit's ddrescue filter with badsectors.map (tests/test_reference_conformance.py shows how).
 
         cpu 386
         bits 16
@@ -363,6 +364,17 @@ main:
         HEX "AL", 8, byte [r_eax]
         ENDL
 
+        ; 3.16 a CHS read of c0 h11 s8 = LBA 700, which the server fails with EIO (badsectors.map); 3.17 AH=01h
+        ; right after it.
+        CHS_CASE "3.16", 1, 0008h, 11, 1
+        mov dl, [drive]
+        mov ah, 01h
+        CALL13
+        T "3.17"
+        STATUS
+        HEX "BDA74", 8, byte [474h]
+        ENDL
+
         ; 5.x AH=41h.
         mov dl, [drive]
         mov ah, 41h
@@ -525,6 +537,9 @@ main:
         ; 6.15 AH=44h verify, 6.16 AH=47h seek.
         EXT_CASE "6.15", 206, 1, 10h, 1, 44h
         EXT_CASE "6.16", 206, 1, 10h, 1, 47h
+
+        ; 6.17 AH=42h over the failing sectors 699-702: the DAP count afterwards says what the BIOS claims.
+        EXT_CASE "6.17", 699, 4, 10h, 1, 42h
 
         ; 7.x AH=48h with caller buffer sizes 18h, 1Ah, 1Eh, 42h, 4Ah.
 %macro EDD_CASE 2                       ; id, buffer size
