@@ -45,6 +45,7 @@ COMMON: dict[str, dict] = {
     "10.1": {"EDX": lambda v: v & 0xFF == 0x80, "CS": 0, "SIG": 0xAA55, "HDCOUNT": lambda v: v >= 1},
     "1.1": {"CF": 0, "AH": 0, "AL": 0, "DX": 0x0F01},
     "1.3": {"CF": 1},
+    "1.4": {"CF": 0, "AH": 0},
     "2.1": {"CF": 0, "AH": 0},
     "2.2": {"CF": 0, "AH": 0, "BDA74": 0},
     "2.3": {"CF": 1, "AH": 1, "BDA74": 1},
@@ -97,6 +98,7 @@ SEABIOS: dict[str, dict] = {
     "1.1": {"CX": ((C - 2) << 8) | S},  # one cylinder reserved
     "1.2": {"CF": 1, "AH": 1, "DL": 0x81},  # absent drive; DL untouched
     "1.3": {"AH": 1},
+    "1.4": {"DL": 0, "HDCOUNT": 0},  # reports and keeps the clobbered count
     "2.4": {"CF": 0, "AH": 0},
     "3.6": {"CF": 1, "AH": 1, "AL": 0, "SUM": Filler(1)},
     "3.8": {"CF": 1, "AH": 1, "AL": 0x81, "SUM": Filler(129)},
@@ -137,6 +139,7 @@ NBDBOOT: dict[str, dict] = {
     "10.1": {"EAX": 0, "EBX": 0, "ECX": 0, "ESI": 0, "EDI": 0, "EBP": 0, "DS": 0, "ES": 0, "FS": 0, "GS": 0},
     "1.1": {"CX": ((C - 1) << 8) | S},  # no reserved cylinder
     "1.2": {"CF": 1, "AH": 1},  # chained to the BIOS: no such disk
+    "1.4": {"DL": 1, "HDCOUNT": 1},  # int13_check_num_drives() re-syncs 40:75 on every call
     "2.4": {"CF": 0, "AH": 0x30},  # last status is 41h's AH
     "3.6": {"CF": 1, "AH": 1, "SUM": Filler(1)},  # issue 4: CHS with SeaBIOS's argument checks (iPXE: no check)
     "3.8": {"CF": 1, "AH": 1, "SUM": Filler(129)},  # likewise AL > 128

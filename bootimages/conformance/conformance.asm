@@ -236,6 +236,23 @@ main:
         STATUS
         ENDL
 
+        ; 1.4 40:75 clobbered to 0 (an AMI BIOS did; bootmgr then finds no disk), then AH=08h: who repairs it?
+        mov al, [475h]
+        mov [r_ebp+3], al
+        mov byte [475h], 0
+        mov dl, [drive]
+        mov ah, 08h
+        CALL13
+        mov al, [475h]
+        mov ah, [r_ebp+3]
+        mov [475h], ah
+        mov [r_ebp+2], al
+        T "1.4"
+        STATUS
+        HEX "DL", 8, byte [r_edx]
+        HEX "HDCOUNT", 8, byte [r_ebp+2]
+        ENDL
+
         ; 2.1 AH=00h reset.
         mov dl, [drive]
         xor ah, ah
