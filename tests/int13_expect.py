@@ -91,6 +91,8 @@ COMMON: dict[str, dict] = {
     "12.60": {"CF": 1, "AH": 1},
     "11.1": {"EAX": not_(0)},
     "11.2": {"CF": 0, "EAX": 0x534D4150, "ECX": 20, "BASE": 0, "TYPE": 1},
+    "11.3": {"A20": 1, "TIMEOUT": 0},  # the Windows MBR's 8042 A20 sequence works and never stalls
+    "11.4": {"ZF": 1},  # no key waiting
 }
 
 SEABIOS: dict[str, dict] = {

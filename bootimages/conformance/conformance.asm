@@ -702,6 +702,37 @@ main:
         HEX "TYPE", 32, dword [PKT+16]
         ENDL
 
+        ; 11.3 the Windows MBR's A20 sequence through the 8042 (D1h to 64h, DFh to 60h, FFh to 64h, polling the
+        ; input-buffer-full bit with a bound), after switching fast A20 off: does A20 end up on, and no hang?
+        in al, 92h
+        and al, 0FCh
+        out 92h, al
+        call kbc_wait
+        mov al, 0D1h
+        out 64h, al
+        call kbc_wait
+        mov al, 0DFh
+        out 60h, al
+        call kbc_wait
+        mov al, 0FFh
+        out 64h, al
+        call kbc_wait
+        mov [r_ebp], cx                 ; polls left on the last wait (0 = timed out)
+        call a20_on
+        mov [r_ebp+2], al
+        T "11.3"
+        HEX "A20", 8, byte [r_ebp+2]
+        BIT "TIMEOUT", word [r_ebp], 15   ; bit 15 of the remaining count is never set unless the wait ran out
+        ENDL
+
+        ; 11.4 INT 16h AH=01h with no key pressed: ZF=1.
+        mov ah, 01h
+        int 16h
+        call snap
+        T "11.4"
+        BIT "ZF", word [r_flags], 6
+        ENDL
+
         mov si, bye
         call puts
         mov si, screen_done
@@ -714,6 +745,37 @@ main:
         jmp .say
 .halt:  hlt
         jmp .halt
+
+; kbc_wait: polls port 64h until the input buffer is empty (bit 1 clear), at most 8000h times. CX = polls left
+; (FFFFh after a timeout, whose bit 15 is set; 7FFFh or less otherwise).
+kbc_wait:
+        mov cx, 7FFFh
+.poll:  in al, 64h
+        test al, 2
+        jz .done
+        loop .poll
+        dec cx
+.done:  ret
+
+; a20_on: AL = 1 if A20 is enabled (0000:0600 and FFFF:0610 are different memory), else 0.
+a20_on:
+        push ds
+        push es
+        xor ax, ax
+        mov ds, ax
+        dec ax
+        mov es, ax
+        mov al, [0600h]
+        push ax
+        mov byte [0600h], 00h
+        mov byte [es:0610h], 0FFh
+        cmp byte [0600h], 0FFh
+        pop ax
+        mov [0600h], al
+        setne al
+        pop es
+        pop ds
+        ret
 
 hello:       db "BEGIN conformance 1", 10, 0
 bye:         db "END conformance", 10, 0
