@@ -746,7 +746,7 @@ main:
 .halt:  hlt
         jmp .halt
 
-; kbc_wait: polls port 64h until the input buffer is empty (bit 1 clear), at most 8000h times. CX = polls left
+; kbc_wait: polls port 64h until the input buffer is empty (bit 1 clear), at most 7FFFh times. CX = polls left
 ; (FFFFh after a timeout, whose bit 15 is set; 7FFFh or less otherwise).
 kbc_wait:
         mov cx, 7FFFh
