@@ -144,6 +144,7 @@ class StoreDevice(BlockDevice):
         self._source_closed = False
         self._closed = False
         self.replayed: tuple[int, int] | None = None
+        self.last_guest_io = 0.0   # the copier backs off while the guest is busy
 
         self.size = source.size
         self.read_only = False
@@ -180,6 +181,7 @@ class StoreDevice(BlockDevice):
     def pread_into(self, buf, offset: int) -> None:
         view = memoryview(buf).cast("B")
         self.check_range(offset, len(view))
+        self.last_guest_io = time.monotonic()
         self._maybe_drop_source()
         states, bs = self.map.states, self.block_size
         pos, end = offset, offset + len(view)
@@ -206,6 +208,7 @@ class StoreDevice(BlockDevice):
         self.check_range(offset, len(view))
         if not len(view):
             return
+        self.last_guest_io = time.monotonic()
         self._maybe_drop_source()
         with self.lock, _local_errors():
             self.map.journal_write(JOURNAL_WRITE, offset, len(view), view, sync=self.sync_policy == "each")
@@ -399,6 +402,8 @@ class Copier:
         self.chunk = max(bs, chunk // bs * bs)
         self.commit_bytes = commit_bytes
         self.commit_interval = commit_interval
+        self.guest_busy_window = 0.1   # seconds since the guest's last I/O that count as busy
+        self.yield_to_guest = 0.01     # pause per piece while the guest is busy
         self.stats = store.stats
         self.error: BaseException | None = None
         self.done = False
@@ -644,6 +649,10 @@ class Copier:
     def _worker(self, src: BlockDevice) -> None:
         try:
             while not self._stop.is_set():
+                if time.monotonic() - self.store.last_guest_io < self.guest_busy_window:
+                    # The guest is booting or working: give it the CPU, the lock and the
+                    # disk for a moment between pieces, so the copy never starves it.
+                    self._stop.wait(self.yield_to_guest)
                 item = self._next_item()
                 if item is None:
                     return
