@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import strategies as st
+
 from qemuref import checksum
 
 SECTOR = 512
@@ -367,6 +369,32 @@ def param_sector(reads: list[ReadOp]) -> bytes:
     if len(reads) > MAX_READS:
         raise ValueError(f"at most {MAX_READS} reads per run")
     return b"".join(r.encode() for r in reads).ljust(SECTOR, b"\0")
+
+
+READ_LOW, READ_HIGH = 0x10000, 0x90000  # free conventional memory: above the stack and program, below the EBDA
+
+
+@st.composite
+def read_ops(draw, high_memory: bool = False):
+    """A random read both BIOSes accept: 1-127 sectors inside the disk, CHS or LBA, buffer in free conventional
+    memory; with high_memory, one in ten in the high memory area (FFFF:xxxx; not for SeaBIOS, see the tests)."""
+    count = draw(st.integers(1, 127))
+    if high_memory and draw(st.integers(0, 9)) == 0:  # FFFF:xxxx, A20 on
+        segment = 0xFFFF
+        offset = draw(st.integers(0x10, 0x10000 - count * SECTOR))
+    else:
+        linear = draw(st.integers(READ_LOW, READ_HIGH - count * SECTOR))
+        top = min(0xFFFF, linear)
+        offset = (draw(st.integers(0, top)) & ~0xF) | (linear & 0xF)
+        if offset > top:
+            offset -= 16
+        segment = (linear - offset) // 16
+    first = draw(st.integers(PARAM_LBA + 1, DISK_SECTORS - count))
+    if draw(st.booleans()):
+        return ReadOp(count, segment, offset, lba=first)
+    c, rest = divmod(first, H * S)
+    h, s = divmod(rest, S)
+    return ReadOp(count, segment, offset, chs=(c, h, s + 1))
 
 
 def with_params(image: bytes, reads: list[ReadOp]) -> bytes:
