@@ -19,7 +19,8 @@ BI_HDD_SIZE    := 32M
 BI_LADDER := $(BI_BUILD)/l2-syslinux.img $(BI_BUILD)/l3-chain-freedos.img $(BI_BUILD)/l4-memdisk.img \
              $(BI_BUILD)/l5-isolinux.iso $(BI_BUILD)/l6-grub.iso
 BI_CONFORMANCE := $(BI_BUILD)/conformance.img $(BI_BUILD)/readparams.img $(BI_BUILD)/cdconf.iso \
-                  $(BI_BUILD)/fdconf1440.img $(BI_BUILD)/fdconf360.img $(BI_BUILD)/geometry.bin
+                  $(BI_BUILD)/fdconf1440.img $(BI_BUILD)/fdconf360.img $(BI_BUILD)/geometry.bin \
+                  $(BI_BUILD)/drives.img
 BI_BENCH := $(BI_BUILD)/bench-ext127.img $(BI_BUILD)/bench-ext1.img
 
 .PHONY: ladder-images conformance-images bench-images boot-images clean-boot-images
@@ -102,6 +103,10 @@ $(BI_BUILD)/conformance.img $(BI_BUILD)/readparams.img: $(BI_BUILD)/%.img: $(BI_
 		$(BI_SRC)/conformance/mkdata.py
 	python3 $(BI_SRC)/conformance/mkdata.py $< $@ 20160
 
+# The two-disk program on a small disk of its own (20 x 16 x 63 like the conformance disk, no partition).
+$(BI_BUILD)/drives.img: $(BI_BUILD)/drives.bin $(BI_SRC)/conformance/mkdata.py
+	python3 $(BI_SRC)/conformance/mkdata.py $< $@ 20160
+
 # The floppy conformance program on a 1.44M and a 360K floppy (sector counts 2880 and 720).
 $(BI_BUILD)/fdconf1440.img: $(BI_BUILD)/fdconf.bin $(BI_SRC)/conformance/mkdata.py
 	python3 $(BI_SRC)/conformance/mkdata.py $< $@ 2880
@@ -119,7 +124,7 @@ $(BI_BUILD)/cdconf.iso: $(BI_BUILD)/cdconf.bin
 
 # Keep the flat binaries: the emulator's tests may load them directly.
 .SECONDARY: $(BI_BENCH:.img=.bin) $(BI_BUILD)/conformance.bin $(BI_BUILD)/readparams.bin $(BI_BUILD)/cdconf.bin \
-	$(BI_BUILD)/fdconf.bin $(BI_BUILD)/geometry.bin
+	$(BI_BUILD)/fdconf.bin $(BI_BUILD)/geometry.bin $(BI_BUILD)/drives.bin
 
 # Bench disks: the program, then 64 MiB from LBA 2048 on (sparse: the bench counts bytes, not content).
 $(BI_BUILD)/bench-%.img: $(BI_BUILD)/bench-%.bin $(BI_SRC)/conformance/mkdata.py

@@ -23,6 +23,7 @@ IMAGES = {
     "cdconf": "cdconf.iso",
     "fdconf1440": "fdconf1440.img",
     "fdconf360": "fdconf360.img",
+    "drives": "drives.img",
     "geometry": "geometry.bin",  # a program, not a disk: tests write the disk around it
     "bench-ext127": "bench-ext127.img",
     "bench-ext1": "bench-ext1.img",

@@ -477,3 +477,29 @@ def geometry_expectation_nbdboot(mbr: bytes, sectors: int) -> dict[str, dict]:
         "G.3": {"CF": 0, "AH": 0, "FLAGS": flags, "CYL": c, "HEADS": h, "SPT": s,
                 "SECTORS": sectors & 0xFFFFFFFF, "SECTORSHI": sectors >> 32},
     }
+
+
+# ---- bootimages/conformance/drives.asm: two hard disks ------------------------------------------------------------
+
+
+def drives_expected(first: Path, second: Path, bios: str) -> dict[str, dict]:
+    """What drives.asm reports with `first` as 80h and `second` as 81h."""
+    disk1, disk2 = Path(first).read_bytes(), Path(second).read_bytes()
+    expect: dict[str, dict] = {
+        "1.10": {"DRIVE": 0x80, "HDCOUNT": 2},
+        "1.11": {"CF": 0, "AH": 0, "DX": lambda v: v & 0xFF == 2},
+        "1.12": {"CF": 0, "AH": 0, "DX": lambda v: v & 0xFF == 2},
+        "1.13": {"CF": 1, "AH": 1},
+        "1.14": {"CF": 0, "AH": 0, "SUM": checksum(disk1[:SECTOR])},
+        "1.15": {"CF": 0, "AH": 0, "SUM": checksum(disk2[:SECTOR])},
+        "1.16": {"CF": 0, "AH": 3},
+        "1.17": {"CF": 0, "AH": 0x30, "BX": 0xAA55},
+    }
+    if bios == "nbdboot":
+        for case, disk in (("1.11", disk1), ("1.12", disk2)):
+            c, h, s = ipxe_geometry(disk[:SECTOR], len(disk) // SECTOR)
+            expect[case]["CX"] = (((c - 1) & 0xFF) << 8) | (((c - 1) >> 8) << 6) | s
+            expect[case]["DX"] = ((h - 1) << 8) | 2
+        sectors2 = min(len(disk2) // SECTOR, 0xFFFFFFFF)
+        expect["1.16"].update(CX=sectors2 >> 16, DX=sectors2 & 0xFFFF)
+    return expect
