@@ -65,6 +65,7 @@ COMMON: dict[str, dict] = {
     "3.14": {"CF": 0, "AH": 0, "AL": 1, "SUM": WRITTEN_SECTOR},
     "3.16": {"CF": 1},  # the server fails LBA 700 with EIO
     "3.17": {"CF": 1},
+    "3.18": {"CF": 1},  # the server refuses the write (EPERM)
     "5.1": {"CF": 0, "AH": 0x30, "BX": 0xAA55, "DL": 0x80},
     "5.3": {"CF": 1, "AH": 1},
     "6.1": {"CF": 0, "AH": 0, "COUNT": 1, "SUM": Data(200, 1)},
@@ -79,6 +80,7 @@ COMMON: dict[str, dict] = {
     "6.14": {"CF": 0, "AH": 0, "COUNT": 1, "SUM": WRITTEN_SECTOR},
     "6.16": {"CF": 0, "AH": 0},
     "6.17": {"CF": 1, "COUNT": 0},  # nothing claimed transferred after a failed read
+    "6.18": {"CF": 1, "COUNT": 0},  # nor after a refused write
     "7.1": {"CF": 1, "AH": 1, "WRITTEN": 2},
     "7.2": {"CF": 0, "AH": 0, "SIZE": 0x1A, "CYL": C, "HEADS": H, "SPT": S, "SECTORS": DISK_SECTORS,
             "SECTORSHI": 0, "BPS": 512, "WRITTEN": 0x1A},
@@ -109,6 +111,7 @@ SEABIOS: dict[str, dict] = {
     "3.15": {"CF": 0, "AH": 0},
     "3.16": {"AH": 0x0C, "AL": 0},  # the ATA driver's error code
     "3.17": {"AH": 0x0C, "BDA74": 0x0C},
+    "3.18": {"AH": 0x0C, "AL": 0},
     "5.1": {"CX": 0x0007},
     "5.2": {"CF": 0, "AH": 0x30, "BX": 0xAA55, "CX": 0x0007},  # BX not checked
     "5.4": {"CF": 0, "IF": 0},
@@ -120,6 +123,7 @@ SEABIOS: dict[str, dict] = {
     "6.11": {"CF": 0, "AH": 0, "FLAT": lambda v: True},  # FFFF:FFFF taken as seg:off; see the test
     "6.15": {"CF": 0, "AH": 0},
     "6.17": {"AH": 0x0C},
+    "6.18": {"AH": 0x0C},
     "7.2": {"FLAGS": 0x0002},
     "7.3": {"FLAGS": 0x0002, "DPTE": not_(0xFFFFFFFF)},  # ATA: a real DPTE
     "7.4": {"KEY": 0xBEDD, "WRITTEN": 0x42},  # Phoenix 36-byte device path
@@ -150,6 +154,7 @@ NBDBOOT: dict[str, dict] = {
     "3.15": {"CF": 0, "AH": 0},  # 04h verify added (SeaBIOS)
     "3.16": {"AH": 4},  # iPXE's read error, after the client's retries
     "3.17": {"AH": 4, "BDA74": 4},
+    "3.18": {"AH": 4},  # iPXE reports write failures as 04h too
     "5.1": {"CX": 0x000D},
     "5.2": {"CF": 1, "AH": 1},
     "5.4": {"CF": 0, "IF": 1},  # IF set on return from disk calls
@@ -161,6 +166,7 @@ NBDBOOT: dict[str, dict] = {
     "6.11": {"CF": 0, "AH": 0, "COUNT": 1, "FLAT": Data(201, 1)},  # 64-bit flat buffer
     "6.15": {"CF": 1, "AH": 1},  # 44h verify: unsupported
     "6.17": {"AH": 4},
+    "6.18": {"AH": 4},
     "7.2": {"FLAGS": 0x0003},
     "7.3": {"FLAGS": 0x0003, "DPTE": 0xFFFFFFFF},
     "7.4": {"FLAGS": 0x0003, "DPTE": 0xFFFFFFFF, "WRITTEN": 0x1E, "KEY": 0xCCCC},  # no device path for NBD

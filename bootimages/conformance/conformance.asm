@@ -5,7 +5,8 @@
 ; Disk layout (bootimages/conformance/mkdata.py): this program from LBA 0, data sectors after it whose content is
 ; a function of their LBA. 20 x 16 x 63 = 20160 sectors, one partition whose end CHS states that geometry.
 ; Writes go to LBA 126 (CHS 0/2/1) and 500 only: serve the image copy-on-write. LBA 700-703 must fail with EIO:
-; serve through nbdkit's ddrescue filter with badsectors.map (tests/test_reference_conformance.py shows how).
+; serve through nbdkit's ddrescue filter with badsectors.map; writes to LBA 800-801 must fail (nbdkit's protect
+; filter). tests/test_reference_conformance.py conformance_server_args() shows how.
 
         cpu 386
         bits 16
@@ -392,6 +393,20 @@ main:
         HEX "BDA74", 8, byte [474h]
         ENDL
 
+        ; 3.18 AH=03h to LBA 800 (c0 h12 s45), which the server refuses to change (EPERM, protect filter).
+        mov ax, 0301h
+        mov cx, 002Dh
+        mov dh, 12
+        mov dl, [drive]
+        xor bx, bx
+        mov es, bx
+        mov bx, 7C00h
+        CALL13
+        T "3.18"
+        STATUS
+        HEX "AL", 8, byte [r_eax]
+        ENDL
+
         ; 5.x AH=41h.
         mov dl, [drive]
         mov ah, 41h
@@ -557,6 +572,20 @@ main:
 
         ; 6.17 AH=42h over the failing sectors 699-702: the DAP count afterwards says what the BIOS claims.
         EXT_CASE "6.17", 699, 4, 10h, 1, 42h
+
+        ; 6.18 AH=43h to LBA 801, also refused by the server.
+        mov eax, 801
+        mov cx, 1
+        call dap_setup
+        mov word [DAP+4], 7C00h
+        mov word [DAP+6], 0
+        mov ax, 4300h
+        mov dl, [drive]
+        CALL13
+        T "6.18"
+        STATUS
+        HEX "COUNT", 16, word [DAP+2]
+        ENDL
 
         ; 7.x AH=48h with caller buffer sizes 18h, 1Ah, 1Eh, 42h, 4Ah.
 %macro EDD_CASE 2                       ; id, buffer size
