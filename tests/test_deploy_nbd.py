@@ -255,3 +255,34 @@ def test_deploy_to_a_block_device(tmp_path):
             assert f.read(MiB) == b"\xee" * MiB     # past the source's end: untouched
     finally:
         subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_ctrl_c_stops_deploy_resumably(tmp_path, nbdkit):
+    """SIGINT: exit 130, what was copied is in the map, the next run copies only the rest."""
+    import signal
+    import time
+    server = nbdkit("-r", "--filter=delay", "pattern", "64M", "delay-read=100ms")
+    target = tmp_path / "t.img"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "nbdboot", "deploy", "--connections", "1",
+                             server.uri, str(target)], stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(1.5)   # a few 4 MiB pieces at 100 ms each
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    res = nbdboot("deploy", server.uri, str(target))
+    assert res.returncode == 0, res.stderr
+    already = _already_local(res.stderr)
+    assert 0 < already < 64 * MiB
+    assert copied_bytes(res.stderr) == 64 * MiB - already
+    from array import array
+    pattern = array("Q", range(0, 64 * MiB, 8))   # nbdkit pattern: each 8 bytes hold their offset, big-endian
+    pattern.byteswap()
+    assert target.read_bytes() == pattern.tobytes()
+
+
+def _already_local(stderr: str) -> int:
+    m = re.search(r"([\d.]+) (B|KiB|MiB|GiB) already local", stderr)
+    assert m, stderr
+    return int(float(m.group(1)) * {"B": 1, "KiB": 1024, "MiB": MiB, "GiB": 1 << 30}[m.group(2)])
