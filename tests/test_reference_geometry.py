@@ -18,7 +18,7 @@ LAYOUTS = {
     "classic-16-63": (20160, [(63, 20160 - 63, 16, 63)]),
     "aligned-255-63": (204800, [(2048, 204800 - 2048, 255, 63)]),
     "linux-64-32": (131072, [(32, 131072 - 32, 64, 32)]),
-    "ends-mid-cylinder": (20160, [(63, 15000, 16, 63)]),
+    "ends-mid-track": (20160, [(63, 15000, 16, 63)]),
     "empty": (20160, []),
     "over-8g": (20971520, [(2048, 20971520 - 2048, 255, 63)]),
     "over-2t": (5368709120, []),
@@ -29,7 +29,7 @@ SEABIOS = {
     "classic-16-63": (0x123F, 0x0F01, 0x0000, 0x4AD0, 0x0002, 20, 16, 63),
     "aligned-255-63": (0xC93F, 0x0F01, 0x0003, 0x1B60, 0x0002, 203, 16, 63),
     "linux-64-32": (0x803F, 0x0F01, 0x0001, 0xFBF0, 0x0002, 130, 16, 63),
-    "ends-mid-cylinder": (0xD006, 0x0F01, 0x0000, 0x4E60, 0x0002, 210, 16, 6),  # QEMU takes S from the end: 6
+    "ends-mid-track": (0xD006, 0x0F01, 0x0000, 0x4E60, 0x0002, 210, 16, 6),  # QEMU takes S from the end: 6
     "empty": (0x123F, 0x0F01, 0x0000, 0x4AD0, 0x0002, 20, 16, 63),
     "over-8g": (0xFEFF, 0xFE01, 0x00FA, 0xC53F, 0x0000, 0x3FFF, 16, 63),
     "over-2t": (0xFEFF, 0xFE01, 0x00FA, 0xC53F, 0x0000, 0x3FFF, 16, 63),
@@ -40,7 +40,7 @@ IPXE = {
     "classic-16-63": (20, 16, 63),
     "aligned-255-63": (17, 191, 63),  # the partition ends mid-cylinder at head 190: iPXE takes end head + 1
     "linux-64-32": (64, 64, 32),
-    "ends-mid-cylinder": (20, 16, 63),  # sectors from the start in cylinder 0 (LBA 63 at head 1)
+    "ends-mid-track": (20, 16, 63),  # sectors from the start in cylinder 0 (LBA 63 at head 1)
     "empty": (1, 255, 63),
     "over-8g": (1024, 255, 63),
     "over-2t": (1024, 255, 63),
