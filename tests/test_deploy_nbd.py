@@ -170,6 +170,14 @@ def test_bad_inputs_give_one_line_and_exit_code(tmp_path, nbdkit):
     assert res.returncode == 2 and "not an nbdboot map" in res.stderr
     res = nbdboot("deploy", "--connections", "0", server.uri, str(tmp_path / "t4.img"))
     assert res.returncode == 2
+    # same size, other contents: the map of a finished deploy must not make a copy a no-op
+    (tmp_path / "a.img").write_bytes(b"\xaa" * MiB)
+    (tmp_path / "b.img").write_bytes(b"\xbb" * MiB)
+    assert nbdboot("deploy", str(tmp_path / "a.img"), str(tmp_path / "ab.img")).returncode == 0
+    res = nbdboot("deploy", str(tmp_path / "b.img"), str(tmp_path / "ab.img"))
+    assert res.returncode == 2 and "different source" in res.stderr and "--restart" in res.stderr
+    assert nbdboot("deploy", "--restart", str(tmp_path / "b.img"), str(tmp_path / "ab.img")).returncode == 0
+    assert (tmp_path / "ab.img").read_bytes() == b"\xbb" * MiB
 
 
 def _dead_port() -> int:

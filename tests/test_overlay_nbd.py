@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nbdboot.disk.blockmap import BlockMapError
 from nbdboot.disk.nbd import NbdDevice
 from nbdboot.disk.overlay import overlay_info
 from nbdboot.disk.store import open_guest_disk
@@ -114,6 +115,18 @@ def test_commit_empties_overlay_by_default(tmp_path, nbdkit):
     assert img.read_bytes() == bytes(model)
     info = nbdboot("overlay", "info", str(overlay))
     assert "0 written, 0 zeroed" in info.stdout
+    # The emptied overlay belongs to the committed export now...
+    guest_session(rw.uri, overlay, model, 6)
+    # ...and is refused on other contents of the same size.
+    other = tmp_path / "other.img"
+    other.write_bytes(b"\x01" * len(pristine))
+    s_other = nbdkit("-r", "file", str(other))
+    try:
+        open_guest_disk(lambda: NbdDevice(s_other.uri, read_only=True), overlay=str(overlay)).close()
+    except BlockMapError as e:
+        assert "made from a different source" in str(e)
+    else:
+        raise AssertionError("an overlay opened on another export")
 
 
 def test_overlay_bad_files(tmp_path, nbdkit):

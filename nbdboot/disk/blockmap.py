@@ -49,8 +49,9 @@ HEADER_SIZE = 4096
 MAGIC_MAP = b"NBDBMAP1"
 MAGIC_OVERLAY = b"NBDBOVL1"
 
-# magic, version, block_size, disk size, states offset, data offset, source length
-_HEADER = struct.Struct("<8sIIQQQH")
+# magic, version, block_size, disk size, states offset, data offset, source
+# fingerprint (sha256 of the source's first and last 64 KiB), source name length
+_HEADER = struct.Struct("<8sIIQQQ32sH")
 _VERSION = 1
 
 # magic, kind, offset, length, crc32 of (kind, offset, length, payload)
@@ -73,7 +74,7 @@ class BlockMap:
 
     def __init__(self, fd: int, *, magic: bytes, size: int, block_size: int,
                  states_offset: int, data_offset: int, source: str, states: bytearray,
-                 path: str):
+                 path: str, fingerprint: bytes = bytes(32)):
         self.fd = fd
         self.magic = magic
         self.size = size
@@ -81,6 +82,7 @@ class BlockMap:
         self.states_offset = states_offset
         self.data_offset = data_offset
         self.source = source
+        self.fingerprint = fingerprint
         self.states = states
         self.path = path
         self.lock = threading.RLock()
@@ -89,7 +91,7 @@ class BlockMap:
     # -- creation ----------------------------------------------------------------
     @classmethod
     def create(cls, path: str, size: int, *, block_size: int = DEFAULT_BLOCK_SIZE,
-               overlay: bool = False, source: str = "") -> "BlockMap":
+               overlay: bool = False, source: str = "", fingerprint: bytes = bytes(32)) -> "BlockMap":
         if block_size <= 0 or block_size & (block_size - 1) or block_size < 512:
             raise UsageError(f"block size {block_size} is not a power of two >= 512")
         nblocks = -(-size // block_size)
@@ -99,7 +101,7 @@ class BlockMap:
             data_offset = -(-(HEADER_SIZE + nblocks) // (1 << 20)) * (1 << 20)
         src = source.encode()[:HEADER_SIZE - _HEADER.size]
         header = _HEADER.pack(MAGIC_OVERLAY if overlay else MAGIC_MAP, _VERSION, block_size,
-                              size, HEADER_SIZE, data_offset, len(src)) + src
+                              size, HEADER_SIZE, data_offset, fingerprint, len(src)) + src
         tmp = path + ".tmp"
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -125,7 +127,7 @@ class BlockMap:
             head = os.pread(fd, HEADER_SIZE, 0)
             if len(head) < _HEADER.size:
                 raise BlockMapError(f"{path}: too short to be an nbdboot map or overlay")
-            magic, version, block_size, size, states_offset, data_offset, srclen = \
+            magic, version, block_size, size, states_offset, data_offset, fingerprint, srclen = \
                 _HEADER.unpack_from(head)
             if magic not in (MAGIC_MAP, MAGIC_OVERLAY):
                 raise BlockMapError(f"{path}: not an nbdboot map or overlay (bad magic)")
@@ -145,6 +147,7 @@ class BlockMap:
             raise
         return cls(fd, magic=magic, size=size, block_size=block_size,
                    states_offset=states_offset, data_offset=data_offset, source=source,
+                   fingerprint=fingerprint,
                    states=states, path=path)
 
     @property
@@ -185,6 +188,24 @@ class BlockMap:
             os.pwrite(self.fd, bytes(_JOURNAL.size), self.journal_offset)
         except OSError as e:
             raise LocalIOError(f"cannot clear journal in {self.path}: {e.strerror}") from None
+
+    def set_fingerprint(self, fingerprint: bytes) -> None:
+        """After an overlay commit the export's contents changed: adopt the new ones."""
+        offset = struct.calcsize("<8sIIQQQ")
+        try:
+            os.pwrite(self.fd, fingerprint, offset)
+            os.fdatasync(self.fd)
+        except OSError as e:
+            raise LocalIOError(f"cannot update {self.path}: {e.strerror}") from None
+        self.fingerprint = fingerprint
+
+    def check_source(self, fingerprint: bytes) -> None:
+        """Refuse a map or overlay made from other source contents (same size or not)."""
+        if self.fingerprint != bytes(32) and fingerprint != self.fingerprint:
+            kind = "overlay" if self.is_overlay else "map"
+            raise BlockMapError(
+                f"{self.path}: this {kind} was made from a different source (its first/last "
+                f"64 KiB differ)" + ("" if self.is_overlay else "; use --restart to copy anew"))
 
     @property
     def is_overlay(self) -> bool:
@@ -277,6 +298,17 @@ class BlockMap:
                 pass
             os.close(self.fd)
             self.fd = -1
+
+
+def source_fingerprint(source) -> bytes:
+    """sha256 of a BlockDevice's first and last 64 KiB: tells one source from another cheaply."""
+    import hashlib
+    n = min(65536, source.size)
+    h = hashlib.sha256(str(source.size).encode())
+    if n:
+        h.update(source.pread(n, 0))
+        h.update(source.pread(n, source.size - n))
+    return h.digest()
 
 
 def _fsync_dir(path: str) -> None:

@@ -18,6 +18,7 @@ from nbdboot.disk.blockmap import (
     GUEST_ZERO,
     BlockMap,
     BlockMapError,
+    source_fingerprint,
 )
 from nbdboot.disk.file import FileDevice
 from nbdboot.disk.store import StoreDevice
@@ -62,12 +63,19 @@ def open_overlay(source: BlockDevice, path: str, *, sync: str = "each", source_s
     """The guest disk `source` + overlay FILE; FILE is created on first use and reused after."""
     if os.path.exists(path) and os.path.getsize(path) > 0:
         blockmap = BlockMap.open(path)
-        if not blockmap.is_overlay:
+        try:
+            if not blockmap.is_overlay:
+                raise BlockMapError(f"{path} is a deploy map, not an overlay")
+            if blockmap.size != source.size:
+                raise BlockMapError(f"{path} was made for a {blockmap.size}-byte disk, "
+                                    f"the export has {source.size} bytes")
+            blockmap.check_source(source_fingerprint(source))
+        except BaseException:
             blockmap.close()
-            raise BlockMapError(f"{path} is a deploy map, not an overlay")
+            raise
     else:
         blockmap = BlockMap.create(path, source.size, block_size=block_size, overlay=True,
-                                   source=source_spec)
+                                   source=source_spec, fingerprint=source_fingerprint(source))
     try:
         data = FileDevice(path)
         data.flush_is_thread_safe = True
@@ -165,6 +173,7 @@ def commit_overlay(path: str, dest: BlockDevice, *, keep: bool = False, chunk: i
                     if progress:
                         progress(stats)
             dest.flush()
+            blockmap.set_fingerprint(source_fingerprint(dest))
         finally:
             data.close()
         if not keep:

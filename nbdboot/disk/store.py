@@ -71,6 +71,7 @@ from nbdboot.disk.blockmap import (
     JOURNAL_ZERO,
     BlockMap,
     BlockMapError,
+    source_fingerprint,
 )
 from nbdboot.errors import LocalIOError, UsageError
 
@@ -743,6 +744,11 @@ def open_store(source: BlockDevice, target_spec: str, *, map_path: str | None = 
         if problem:
             blockmap.close()
             raise BlockMapError(problem)
+        try:
+            blockmap.check_source(source_fingerprint(source))
+        except BaseException:
+            blockmap.close()
+            raise
     try:
         target = open_device(target_spec, create_size=source.size)
     except BaseException:
@@ -751,7 +757,8 @@ def open_store(source: BlockDevice, target_spec: str, *, map_path: str | None = 
         raise
     try:
         if fresh:
-            blockmap = BlockMap.create(map_path, source.size, block_size=block_size, source=source_spec)
+            blockmap = BlockMap.create(map_path, source.size, block_size=block_size, source=source_spec,
+                                       fingerprint=source_fingerprint(source))
         try:
             store = StoreDevice(source, target, blockmap, sync=sync, own_source=own_source)
         except BaseException:
