@@ -431,9 +431,9 @@ class Copier:
         window = 1 << 30
         i = 0
         while i < n:
-            if states[i] != ABSENT:
-                i += 1
-                continue
+            i = states.find(ABSENT, i)   # skip what is local already (a resumed copy)
+            if i < 0:
+                return
             j = i
             while j < n and states[j] == ABSENT and (j - i) * bs < window:
                 j += 1
