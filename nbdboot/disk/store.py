@@ -31,18 +31,20 @@ overlay (the default for `overlay commit`) and needed by since_bitmap, which
 asks that URI for qemu:dirty-bitmap:NAME (restore: `--restore-from URI --to
 TARGET` is deploy_to=TARGET with the backup as source). `sync`:
 
-  "each"      a guest write is durable (data fsync, then map fsync) before it
-              is acknowledged;
-  "periodic"  data and map are written through before acknowledging (a killed
-              process loses nothing acknowledged); fsync happens on guest flush
-              or FUA, every `sync_interval` seconds and at close.
+  "each"      a guest write is durable (journal fsync, data fsync, then map
+              fsync) before it is acknowledged;
+  "periodic"  journal, data and map are written through before acknowledging
+              (a killed process loses nothing acknowledged); fsync happens on
+              guest flush or FUA, at the first write `sync_interval` seconds
+              after the last sync, and at close.
 
-Ordering (why crashes are safe, see docs/store.md): a block's map byte leaves
-ABSENT only after its data is written - and, for the copier and for a guest
-write that changes a block's state, after the target is flushed. The copier
-writes a block only while holding the store lock and only if it is still
-ABSENT, and marks it COPIED only if it is still ABSENT, so a guest block is
-never overwritten or demoted.
+Ordering (why crashes are safe, see docs/store.md): every guest write is first
+recorded in the map file's one-record journal and replayed on open, so it is
+applied whole or not at all. A block's map byte leaves ABSENT only after its
+data is written - and, for the copier always and for guest writes under
+"each", after the target is flushed. The copier writes a block only while
+holding the store lock and only if it is still ABSENT, and marks it COPIED
+only if it is still ABSENT, so a guest block is never overwritten or demoted.
 """
 
 from __future__ import annotations
