@@ -13,6 +13,10 @@ gap is the interpreter's start-up rather than the copy.
 guest I/O: 4 KiB random reads and writes, one at a time, in process, against
 the plain export (NbdDevice) and through an overlay (sync=each and periodic),
 and writes during a live deploy; ratio = plain time / store time.
+
+boot while deploying: bench-ext127 (a boot image that reads 64 MiB through
+int 13h) booted from NBD alone and while a deploy of the same export runs
+(goal <= 1.2x); needs `make boot-images`.
 """
 
 from __future__ import annotations
@@ -104,6 +108,83 @@ def guest_io(uri: str, rw_uri: str, work: str, n: int) -> list[list]:
     return rows
 
 
+BOOT_IMAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "bootimages", "build", "bench-ext127.img")
+
+
+def boot_while_deploying(work: str, extra_mib: int, repeat: int) -> None:
+    """Boot bench-ext127 (reads 64 MiB through int 13h) from NBD, alone and during a deploy.
+
+    The export is that image followed by `extra_mib` MiB of random data, so the
+    copier has more to do than the guest reads. `nbdboot run` has no
+    --deploy-to yet, so the deploying run swaps the command's export opener for
+    open_guest_disk (in process, as the plain run is).
+    """
+    import contextlib
+    import io
+
+    import nbdboot.commands.run as run_cmd
+    from nbdboot.cli import main as cli_main
+    from nbdboot.disk.nbd import NbdDevice
+    from nbdboot.disk.store import open_guest_disk
+
+    if not os.path.exists(BOOT_IMAGE):
+        print(f"# boot while deploying: skipped, {BOOT_IMAGE} not built (make boot-images)")
+        return
+    export = os.path.join(work, "boot-export.img")
+    shutil.copyfile(BOOT_IMAGE, export)
+    rnd = random.Random(3)
+    with open(export, "ab") as f:
+        for _ in range(extra_mib):
+            f.write(rnd.randbytes(MiB))
+    target = os.path.join(work, "boot-target.img")
+    with nbdkit("-r", "file", export) as uri:
+        argv = ["run", uri, "--drive", "0x80", "--headless", "--expect", "done, see port E9h",
+                "--timeout", "120"]
+        original = run_cmd._open_export
+
+        closing: list[float] = []
+
+        def deploying_opener(args):
+            disk = open_guest_disk(lambda: NbdDevice(uri, read_only=True), deploy_to=target,
+                                   source_spec=uri, resume=False)
+            close = disk.close
+
+            def timed_close():   # stopping the copier and its last flush come after the prompt
+                t0 = time.perf_counter()
+                close()
+                closing.append(time.perf_counter() - t0)
+            disk.close = timed_close
+            return disk, None, None
+
+        def boot(deploy: bool) -> float:
+            for p in (target, target + ".nbdboot-map"):
+                if os.path.exists(p):
+                    os.unlink(p)
+            settle()
+            run_cmd._open_export = deploying_opener if deploy else original
+            try:
+                t0 = time.perf_counter()
+                with contextlib.redirect_stdout(io.StringIO()):
+                    rc = cli_main(argv)
+                dt = time.perf_counter() - t0
+            finally:
+                run_cmd._open_export = original
+            if rc != 0:
+                raise RuntimeError(f"boot failed with exit code {rc}")
+            return dt - (closing.pop() if deploy else 0.0)
+
+        times = alternate({"boot alone": lambda: boot(False), "boot while deploying": lambda: boot(True)},
+                          repeat)
+    alone, deploying = median(times["boot alone"]), median(times["boot while deploying"])
+    print(f"# boot bench-ext127 (64 MiB of int 13h reads) from a {64 + 1 + extra_mib} MiB export, "
+          f"median of {repeat}")
+    print_table(["run", "median s", "runs"],
+                [[k, f"{median(v):.3f}", " ".join(f"{x:.3f}" for x in v)] for k, v in times.items()])
+    print(f"boot while deploying / boot alone: {deploying / alone:.2f} (goal <= 1.2; times exclude "
+          f"the deploying run's close, which stops the copier and flushes)")
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m bench deploy -- ", description=__doc__)
     ap.add_argument("--size", type=int, default=4096, help="export size in MiB (default 4096)")
@@ -111,6 +192,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--ops", type=int, default=2000, help="guest I/O operations per measurement")
     ap.add_argument("--dir", default=None, help="work directory (default: a temporary one)")
+    ap.add_argument("--boot-extra", type=int, default=512,
+                    help="MiB of data after the boot image in the boot-while-deploying export")
     args = ap.parse_args(argv)
     require("nbdcopy")
     print(f"# {env_note()}")
@@ -146,6 +229,7 @@ def main(argv: list[str]) -> int:
             with nbdkit("file", rw) as rw_uri:
                 print_table(["store", "op", "plain export", "through store", "ratio"],
                             guest_io(uri, rw_uri, work, args.ops))
+        boot_while_deploying(work, args.boot_extra, args.repeat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
