@@ -639,15 +639,29 @@ class Copier:
         return True
 
     def start(self) -> None:
-        """Copy in background threads, one per source connection."""
-        self._open_sources()
+        """Copy in background threads, one per source connection.
+
+        Returns at once: connecting to the source happens in the background
+        too, so the guest starts booting without waiting for it.
+        """
+        self._reaper_thread = threading.Thread(target=self._run, name="copier", daemon=True)
+        self._reaper_thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._open_sources()
+        except BaseException as e:  # noqa: BLE001 - reported through .error, the guest keeps running
+            self.error = e
+            self._close_sources()
+            return
         workers = [s for s in self._sources if s is not self._planner_src] or [self._planner_src]
         for n, src in enumerate(workers):
+            if self._stop.is_set():
+                break
             t = threading.Thread(target=self._worker, args=(src,), name=f"copier-{n}", daemon=True)
             self._threads.append(t)
             t.start()
-        self._reaper_thread = threading.Thread(target=self._reaper, name="copier-reaper", daemon=True)
-        self._reaper_thread.start()
+        self._reaper()
 
     def _worker(self, src: BlockDevice) -> None:
         try:
