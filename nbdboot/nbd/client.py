@@ -166,12 +166,6 @@ class _Link:
     def buffered(self) -> bool:
         return self.end > self.start or (self.tls and self.sock.pending() > 0)
 
-    def skip(self, n: int) -> None:
-        while n:
-            k = min(n, _RX_SIZE)
-            self.take(k)
-            n -= k
-
     def send(self, *parts, on_readable=None) -> None:
         """Send every part; while the socket is full, let on_readable drain replies."""
         views = [memoryview(p).cast("B") for p in parts if len(p)]
@@ -233,9 +227,7 @@ class _Link:
 def _connect_socket(uri: NbdUri, timeout: float):
     try:
         if uri.is_unix:
-            path = uri.socket
-            if path.startswith("\0") is False and path.startswith("%00"):
-                path = "\0" + path[3:]
+            path = uri.socket  # a leading NUL (from %00) names an abstract socket
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(timeout)
             try:
@@ -439,9 +431,8 @@ def _open(uri: NbdUri, *, connect_timeout: float, timeout: float, structured: bo
                 if is_structured and meta_contexts:
                     contexts = neg.meta_contexts(P.OPT_SET_META_CONTEXT, uri.export, list(meta_contexts)) or {}
                 info = neg.go(uri.export)
-            if info is None:
+            if info is None:  # GO unsupported; structured replies negotiated above stay valid
                 info = neg.export_name(uri.export)
-                is_structured = is_structured  # structured replies stay valid after EXPORT_NAME
             else:
                 info.protocol = "newstyle-fixed"
             info.structured = is_structured
@@ -452,6 +443,8 @@ def _open(uri: NbdUri, *, connect_timeout: float, timeout: float, structured: bo
             link = neg.link
     except BaseException:
         link.close(False)
+        if neg.link is not link:
+            neg.link.close(False)
         raise
     link.timeout = timeout
     link.sock.settimeout(timeout)
