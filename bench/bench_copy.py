@@ -2,7 +2,8 @@
 
 Copy: a 2 GiB `nbdkit pattern` export over loopback TCP to null:, both tools
 run as commands (start-up included), alternating, median of 5 each; the ratio
-is nbdcopy's time over ours (>= 1.0 means we are at least as fast).
+is nbdcopy's time over ours (>= 1.0 means we are at least as fast). A third
+row runs the same copy in this process, without Python's start-up.
 Random reads: 512-byte READs at random 512-aligned offsets of the same export,
 one at a time and with 64 in flight.
 """
@@ -15,6 +16,7 @@ import time
 
 from bench.common import alternate, env_note, median, nbdkit, print_table, python, require, time_command
 from nbdboot.nbd.client import NbdClient
+from nbdboot.nbd.copy import copy
 
 
 def random_reads(uri: str, depth: int, seconds: float) -> float:
@@ -49,6 +51,13 @@ def random_reads(uri: str, depth: int, seconds: float) -> float:
         return done / (time.perf_counter() - t0)
 
 
+def in_process(uri: str) -> float:
+    """The same copy without the interpreter's start-up (how much of the gap is Python booting)."""
+    t0 = time.perf_counter()
+    copy(uri, "null:")
+    return time.perf_counter() - t0
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m bench copy -- ", description=__doc__)
     ap.add_argument("--size", default="2G", help="pattern export size (default 2G)")
@@ -61,6 +70,7 @@ def main(argv: list[str]) -> int:
         times = alternate({
             "nbdboot copy": lambda: time_command([python(), "-m", "nbdboot", "copy", uri, "null:"]),
             "nbdcopy --connections=1": lambda: time_command(["nbdcopy", "--connections=1", uri, "null:"]),
+            "copy() in-process": lambda: in_process(uri),
         }, args.repeat)
         ours, theirs = median(times["nbdboot copy"]), median(times["nbdcopy --connections=1"])
         size = NbdClient(uri).size
@@ -69,6 +79,7 @@ def main(argv: list[str]) -> int:
         print(f"copy {args.size} pattern over loopback TCP to null:, median of {args.repeat}")
         print_table(["tool", "median s", "MB/s", "runs"], rows)
         print(f"ratio nbdcopy/nbdboot (throughput, >= 1.0 is the goal): {theirs / ours:.2f}x")
+        print(f"ratio nbdcopy/copy() in-process: {theirs / median(times['copy() in-process']):.2f}x")
         print()
         r1 = random_reads(uri, 1, args.seconds)
         r64 = random_reads(uri, 64, args.seconds)
