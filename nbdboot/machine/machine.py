@@ -19,6 +19,7 @@ a BIOS call, as a real BIOS would with sti). No per-instruction hooks.
 from __future__ import annotations
 
 import collections
+import threading
 import time
 
 from unicorn import UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UcError
@@ -35,7 +36,18 @@ EBDA_SEGMENT = 0x9FC0
 VIDEO_TEXT = 0xB8000
 EXTENDED_BASE = 0x100000
 DEFAULT_MEMORY_MB = 64
-SLICE = 1_000_000  # instructions between timer/keyboard/screen checks (~20 ms)
+SLICE = 1_000_000  # instructions per slice when slicing by count
+SLICE_SECONDS = 0.02  # wall time per slice when hooks end slices
+WATCHDOG_SECONDS = 0.1  # a slice with no hook this long is stopped from another thread
+# How slices end. "hooks": no instruction counter; the frequent interrupt and port
+# hooks stop the slice once SLICE_SECONDS have passed, and a watchdog thread stops
+# code that runs without any hook. "count": Unicorn's per-instruction counter
+# (slower by about a quarter, immune to asynchronous stops). In "hooks" mode a
+# slice the watchdog had to stop is followed by COUNT_AFTER_WATCHDOG count slices:
+# a guest spinning without hooks pays nothing for the counter, and asynchronous
+# stops stay rare.
+SLICING = "hooks"
+COUNT_AFTER_WATCHDOG = 16
 CPU_EXCEPTIONS = range(0, 0x08)
 EXCEPTION_NAMES = {0: "divide error", 1: "debug trap", 3: "breakpoint", 4: "overflow",
                    5: "bound range", 6: "invalid opcode", 7: "no math coprocessor"}
@@ -74,6 +86,11 @@ class Machine:
         self.failure: Exception | None = None
         self.slices = 0
         self.irq_count = collections.Counter()
+        self._slice_deadline = float("inf")
+        self._running_slice = 0     # slice number while emu_start runs, 0 otherwise
+        self._watchdog: threading.Thread | None = None
+        self._count_slices = 0     # count-limited slices still to run (after a watchdog stop)
+        self._sliced_by_hooks = SLICING == "hooks"  # how the translated code was built
         self.cpu.write(rom.ROM_BASE, rom.load_image())
 
         from nbdboot.bios import Bios  # the BIOS needs a built machine
@@ -98,7 +115,12 @@ class Machine:
         self.cpu.set("eip", rom.RESET_VECTOR)
 
     # -- hooks -----------------------------------------------------------------------
+    def _check_deadline(self) -> None:
+        if time.perf_counter() >= self._slice_deadline and self.stop_reason is None:
+            self.stop("deadline")
+
     def _on_in(self, uc, port, size, _user):
+        self._check_deadline()
         value = self.ports.inb(port)
         if size == 2:
             value |= self.ports.inb(port + 1) << 8
@@ -107,6 +129,7 @@ class Machine:
         return value
 
     def _on_out(self, uc, port, size, value, _user):
+        self._check_deadline()
         self.ports.outb(port, value & 0xFF)
         if size == 2:
             self.ports.outb(port + 1, (value >> 8) & 0xFF)
@@ -127,6 +150,13 @@ class Machine:
     def _on_interrupt(self, uc, intno, _user):
         cpu = self.cpu
         eip, cs, cr0, eax, flags, sp, ss = cpu.interrupt_regs.read()
+        if (time.perf_counter() >= self._slice_deadline and flags & FLAG_IF and self.stop_reason is None
+                and self._is_software_int(cpu.seg_base(cs), eip, intno)):
+            # End the slice *before* this int (it runs again on resume): the caller has
+            # interrupts on, so a due IRQ can be taken here, not inside a handler.
+            cpu.set("eip", eip - 2)
+            self.stop("deadline")
+            return
         if not cr0 & 1:
             trap = self.traps.get((cs << 4) + eip - 2)
             if trap is not None and trap[0] == intno:
@@ -254,17 +284,34 @@ class Machine:
         self.stop_reason = None
         self.slices += 1
         start = time.perf_counter()
+        by_hooks = SLICING == "hooks" and not self._count_slices
+        if self._count_slices:
+            self._count_slices -= 1
+        if by_hooks != self._sliced_by_hooks:
+            # Unicorn compiles its instruction counter into translated code: code
+            # translated without it would never count, code with it would keep paying.
+            cpu.uc.ctl_flush_tb()
+            self._sliced_by_hooks = by_hooks
+        if by_hooks:
+            self._slice_deadline = start + SLICE_SECONDS
+            self._running_slice = self.slices
+            self._start_watchdog()
         try:
-            cpu.uc.emu_start(cpu.get("eip"), 0xFFFFFFFF, count=SLICE)
+            cpu.uc.emu_start(cpu.get("eip"), 0xFFFFFFFF, count=0 if by_hooks else SLICE)
         except UcError as e:
             if self.failure is None:
                 self.failure = GuestCrash(f"CPU stopped: {e}")
+        finally:
+            self._running_slice = 0
+            self._slice_deadline = float("inf")
         self.clock.ran(time.perf_counter() - start)
         if self.failure is not None:
             failure, self.failure = self.failure, None
             if isinstance(failure, GuestCrash) and not failure.report:
                 failure.report = self.crash_report()
             raise failure
+        if self.stop_reason == "watchdog":
+            self._count_slices = COUNT_AFTER_WATCHDOG
         idle = self.stop_reason == "idle"
         if self.stop_reason is None:
             idle = self._check_halt()
@@ -272,6 +319,21 @@ class Machine:
             self.idle_since = None
         elif self.idle_since is None:
             self.idle_since = self.clock.now
+
+    def _start_watchdog(self) -> None:
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, name="nbdboot-cpu-watchdog", daemon=True)
+            self._watchdog.start()
+
+    def _watch(self) -> None:
+        """Stop a slice that has run WATCHDOG_SECONDS without any hook ending it (a guest
+        spinning without interrupts or port I/O), so timers and deadlines still work."""
+        while True:
+            time.sleep(WATCHDOG_SECONDS / 2)
+            running = self._running_slice
+            if running and time.perf_counter() >= self._slice_deadline + WATCHDOG_SECONDS:
+                if self._running_slice == running and self.stop_reason is None:
+                    self.stop("watchdog")
 
     def _check_halt(self) -> bool:
         """hlt ends emu_start with EIP after it; a slice that ran out of count can look
