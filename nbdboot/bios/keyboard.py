@@ -136,17 +136,20 @@ class Keyboard:
 
     def peek(self) -> None:
         cpu = self.m.cpu
-        word = self._first()
-        if word is None:
-            cpu.set_frame_flags(FLAG_ZF)
-            if cpu.frame_flags() & FLAG_IF:
+        ring = cpu.read32(0x41A)
+        head, tail = ring & 0xFFFF, ring >> 16
+        frame = cpu.frame_flags_addr()
+        flags = cpu.read16(frame)
+        if head == tail:
+            cpu.write16(frame, flags | FLAG_ZF)
+            if flags & FLAG_IF:
                 self.polls += 1
                 if self.polls >= IDLE_POLLS_PER_TICK:
                     self.polls = 0
                     self.m.wait_in_bios()
             return
-        cpu.set("ax", word)
-        cpu.set_frame_flags(0, FLAG_ZF)
+        cpu.set("ax", cpu.read16(0x400 + head))
+        cpu.write16(frame, flags & ~FLAG_ZF)
 
     def shift_flags(self) -> None:
         self.m.cpu.set("al", self.m.cpu.read8(0x417))
