@@ -19,6 +19,7 @@ a BIOS call, as a real BIOS would with sti). No per-instruction hooks.
 from __future__ import annotations
 
 import collections
+import ctypes
 import threading
 import time
 
@@ -83,7 +84,7 @@ class Machine:
         self.waiting_in_bios = False   # a BIOS call is waiting with interrupts on
         self.halt_site = None
         self.idle_since: float | None = None  # virtual time the guest started idling
-        self.failure: Exception | None = None
+        self.failure: BaseException | None = None
         self.slices = 0
         self.irq_count = collections.Counter()
         self._slice_deadline = float("inf")
@@ -97,10 +98,34 @@ class Machine:
         self.bios = Bios(self)
 
         uc = self.cpu.uc
-        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        self._add_interrupt_hook()
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid)
+
+    def _add_interrupt_hook(self) -> None:
+        """UC_HOOK_INTR straight through ctypes: the binding's two wrapper layers cost
+        more than a third of a simple BIOS call, and a boot takes thousands."""
+        uc = self.cpu.uc
+        try:
+            from unicorn.unicorn_py3 import unicorn as binding
+            callback = binding.HOOK_INTR_CFUNC(self._raw_interrupt)
+            handle = binding.uc_hook_h()
+            status = binding.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_INTR,
+                                               ctypes.cast(callback, ctypes.c_void_p), None,
+                                               ctypes.c_uint64(1), ctypes.c_uint64(0))
+        except (ImportError, AttributeError):
+            status = -1
+        if status != 0:
+            uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+            return
+        self._raw_hook = (callback, handle)  # the C side keeps only a pointer
+
+    def _raw_interrupt(self, _uch, intno, _user) -> None:
+        try:
+            self._on_interrupt(None, intno, None)
+        except BaseException as e:  # noqa: BLE001 - ctypes would print and drop it
+            self._fail(e)
 
     # -- setup ---------------------------------------------------------------------
     def add_trap(self, offset: int, service) -> None:
@@ -215,7 +240,7 @@ class Machine:
         self.history.append((vector, kind, cpu.get("cs") if cs is None else cs,
                              cpu.get("eip") if ip is None else ip, cpu.get("eax")))
 
-    def _fail(self, error: Exception) -> None:
+    def _fail(self, error: BaseException) -> None:
         """End the run with `error` (it carries the exit code) once the CPU stops."""
         if self.failure is None:
             self.failure = error
