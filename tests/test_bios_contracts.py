@@ -375,3 +375,22 @@ gdt_desc: dw 15
         run_sector(tmp_path, body, until="never")
     assert "CPU stopped" in str(info.value) and "FETCH_UNMAPPED" in str(info.value)
     assert "protected mode" in info.value.report
+
+
+def test_timer_reaches_a_guest_spinning_without_interrupts(tmp_path):
+    # A delay loop that only reads 40:6C (no int, no port I/O, no hlt): no hook ends the
+    # slice, so the watchdog must, and IRQ0 must still advance the tick count.
+    body = r"""
+        xor ax, ax
+        mov ds, ax
+        sti
+        mov ax, [46Ch]
+        add ax, 3
+spin:   cmp [46Ch], ax
+        jne spin
+        PRINT "DONE"
+        hlt
+"""
+    machine, out = run_sector(tmp_path, body)
+    assert out == "DONE"
+    assert machine.irq_count[0] >= 3
