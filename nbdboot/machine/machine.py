@@ -22,6 +22,7 @@ import collections
 import ctypes
 import threading
 import time
+import weakref
 
 from unicorn import UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UcError
 from unicorn import x86_const as X
@@ -62,6 +63,19 @@ class GuestCrash(NbdbootError):
     def __init__(self, message: str, report: str = ""):
         super().__init__(message)
         self.report = report
+
+
+def _watch(machine_ref) -> None:
+    """Stop a slice that has run WATCHDOG_SECONDS without any hook ending it (a guest
+    spinning without interrupts or port I/O), so timers and deadlines still work.
+    Holds the machine weakly: the thread ends when the machine is gone."""
+    while True:
+        time.sleep(WATCHDOG_SECONDS / 2)
+        machine = machine_ref()
+        if machine is None:
+            return
+        machine._watchdog_check()
+        del machine
 
 
 class Machine:
@@ -347,18 +361,15 @@ class Machine:
 
     def _start_watchdog(self) -> None:
         if self._watchdog is None:
-            self._watchdog = threading.Thread(target=self._watch, name="nbdboot-cpu-watchdog", daemon=True)
+            self._watchdog = threading.Thread(target=_watch, args=(weakref.ref(self),),
+                                              name="nbdboot-cpu-watchdog", daemon=True)
             self._watchdog.start()
 
-    def _watch(self) -> None:
-        """Stop a slice that has run WATCHDOG_SECONDS without any hook ending it (a guest
-        spinning without interrupts or port I/O), so timers and deadlines still work."""
-        while True:
-            time.sleep(WATCHDOG_SECONDS / 2)
-            running = self._running_slice
-            if running and time.perf_counter() >= self._slice_deadline + WATCHDOG_SECONDS:
-                if self._running_slice == running and self.stop_reason is None:
-                    self.stop("watchdog")
+    def _watchdog_check(self) -> None:
+        running = self._running_slice
+        if running and time.perf_counter() >= self._slice_deadline + WATCHDOG_SECONDS:
+            if self._running_slice == running and self.stop_reason is None:
+                self.stop("watchdog")
 
     def _check_halt(self) -> bool:
         """hlt ends emu_start with EIP after it; a slice that ran out of count can look
