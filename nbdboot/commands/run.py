@@ -132,7 +132,8 @@ def register(subparsers) -> None:
     p.add_argument("uri", nargs="?", metavar="URI", help="nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH")
     p.add_argument("--server", metavar="HOST:PORT", help="NBD server to boot from")
     p.add_argument("--export", metavar="NAME", help="export name on --server (default: the default export)")
-    p.add_argument("--image", metavar="FILE", help="serve FILE with the embedded NBD server and boot it")
+    p.add_argument("--image", metavar="FILE",
+                   help="serve FILE with the embedded NBD server and boot it (guest writes go to FILE)")
     p.add_argument("--drive", type=parse_drive, default=0x80, metavar="0x80|0x00|auto",
                    help="BIOS drive number of the export (default 0x80; auto: floppy for a floppy-sized FAT image)")
     p.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, metavar="MiB",
