@@ -107,6 +107,7 @@ class Cpu:
             self._c_reg_write = _uclib.uc_reg_write
             self._c_mem_read = _uclib.uc_mem_read
             self._buf = ctypes.create_string_buffer(8)
+            self._word = ctypes.c_uint32.from_buffer(self._buf)  # a view of _buf's first 4 bytes
             self._c_mem_write = _uclib.uc_mem_write
             self._c_ctl = _uclib.uc_ctl
             from unicorn import unicorn_const as uc_const
@@ -206,10 +207,21 @@ class Cpu:
     def read8(self, addr: int) -> int:
         return self._small_read(addr, 1)[0]
 
+    def _read_word(self, addr: int, size: int) -> int:
+        word = self._word
+        word.value = 0
+        if self._c_mem_read(self._uch, addr, self._buf, size):
+            raise UcError(6)  # UC_ERR_READ_UNMAPPED
+        return word.value
+
     def read16(self, addr: int) -> int:
+        if self._fast:
+            return self._read_word(addr, 2)
         return int.from_bytes(self._small_read(addr, 2), "little")
 
     def read32(self, addr: int) -> int:
+        if self._fast:
+            return self._read_word(addr, 4)
         return int.from_bytes(self._small_read(addr, 4), "little")
 
     def write8(self, addr: int, value: int) -> None:

@@ -202,11 +202,14 @@ class Machine:
                 self.history.append((intno, "bios", cs, eip - 2, eax))
                 trap[1]()
                 return
-        self._note_guest_int(intno)
+        if intno == 0x28:  # DOS idle call: DOS is waiting for console input
+            self.bios.keyboard.guest_waiting()
+        elif intno not in IDLE_LOOP_VECTORS:
+            self.bios.keyboard.polls = 0  # working, not idling (DOS polls for ^C on every call)
         if cr0 & 1:
             self._interrupt_protected(intno, cs, eip, eax)
             return
-        if self._is_software_int(cs << 4, eip, intno):
+        if cpu.read16((cs << 4) + eip - 2) == 0xCD | (intno << 8) or self._is_software_int(cs << 4, eip, intno):
             entry = cpu.read32(intno * 4)
             seg, off = entry >> 16, entry & 0xFFFF
             if seg == rom.ROM_SEGMENT and off == rom.stub(intno):
@@ -226,12 +229,6 @@ class Machine:
                 self._fail(GuestCrash(f"unhandled CPU exception {intno:#04x} ({EXCEPTION_NAMES.get(intno, '?')})"))
                 return
         cpu.deliver_real(intno, eip & 0xFFFF, running=True, cs=cs)
-
-    def _note_guest_int(self, intno: int) -> None:
-        if intno == 0x28:  # DOS idle call: DOS is waiting for console input
-            self.bios.keyboard.guest_waiting()
-        elif intno not in IDLE_LOOP_VECTORS:
-            self.bios.keyboard.polls = 0  # working, not idling (DOS polls for ^C on every call)
 
     def _interrupt_protected(self, intno: int, cs: int, eip: int, eax: int) -> None:
         software = self._is_software_int(self.cpu.seg_base(cs), eip, intno)
