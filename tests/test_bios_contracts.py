@@ -394,3 +394,61 @@ spin:   cmp [46Ch], ax
     machine, out = run_sector(tmp_path, body)
     assert out == "DONE"
     assert machine.irq_count[0] >= 3
+
+
+def test_protected_mode_fault_goes_to_guest_idt_with_error_code_slot(tmp_path):
+    # Loading a selector beyond the GDT raises #GP; the guest's IDT handler gets it,
+    # with an error-code word on the stack above the return frame (EIP, CS, EFLAGS).
+    body = r"""
+        cli
+        xor ax, ax
+        mov ds, ax
+        lgdt [gdt_desc]
+        lidt [idt_desc]
+        mov eax, cr0
+        or al, 1
+        mov cr0, eax
+        jmp 08h:pm32
+        bits 32
+pm32:   mov ax, 10h
+        mov ds, ax
+        mov ss, ax
+        mov esp, 7000h
+        mov eax, gp_handler
+        mov [idt + 13 * 8], ax
+        shr eax, 16
+        mov [idt + 13 * 8 + 6], ax
+fault:  mov ax, 50h
+        mov ds, ax
+        hlt
+gp_handler:
+        add esp, 4                 ; the error code
+        cmp dword [esp], fault + 4 ; EIP of the faulting mov ds
+        jne .bad
+        cmp word [esp + 4], 08h    ; CS
+        jne .bad
+        mov al, 'G'
+        jmp .out
+.bad:   mov al, 'X'
+.out:   out 0E9h, al
+        mov esi, done_msg
+        mov ecx, 5
+.p:     lodsb
+        out 0E9h, al
+        loop .p
+.end:   hlt
+        jmp .end
+done_msg: db " DONE"
+        align 8
+gdt:    dq 0
+        dq 00CF9A000000FFFFh
+        dq 00CF92000000FFFFh
+gdt_desc: dw 23
+        dd gdt
+idt:    times 14 dq 00008E0000080000h
+idt_desc: dw 14 * 8 - 1
+        dd idt
+        bits 16
+"""
+    _, out = run_sector(tmp_path, body)
+    assert out == "G DONE"

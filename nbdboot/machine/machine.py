@@ -233,8 +233,11 @@ class Machine:
     def _interrupt_protected(self, intno: int, cs: int, eip: int, eax: int) -> None:
         software = self._is_software_int(self.cpu.seg_base(cs), eip, intno)
         self.history.append((intno, "int" if software else "exception", cs, eip, eax))
+        # Unicorn does not report the error code of a fault; handlers of these vectors
+        # pop one, so push 0 rather than unbalance their stack.
+        error_code = 0 if not software and intno in (8, 10, 11, 12, 13, 14, 17) else None
         try:
-            self.cpu.deliver_protected(intno, eip, running=True)
+            self.cpu.deliver_protected(intno, eip, running=True, error_code=error_code)
         except CpuFault as e:
             self._fail(GuestCrash(f"triple fault: {e}"))
 
