@@ -125,6 +125,7 @@ class Video:
         cpu.set("ax", cpu.read16(self.cell(page, row, col)))
 
     def _repeat(self, with_attr: bool) -> None:
+        """09h/0Ah: positioned drawing, not streamed (DOS echoes text through teletype)."""
         cpu = self.m.cpu
         page, ch, count = cpu.get("bh"), cpu.get("al"), cpu.get("cx")
         row, col = self.cursor(page)
@@ -136,8 +137,6 @@ class Video:
             old = bytearray(cpu.read(start, count * 2))
             old[0::2] = bytes((ch,)) * count
             cpu.write(start, old)
-        if self.on_output and count == 1 and 0x20 <= ch:
-            pass  # DOS echoes through teletype; 09h/0Ah are positioned drawing
 
     def write_char_attr(self) -> None:
         self._repeat(True)

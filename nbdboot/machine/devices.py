@@ -24,7 +24,7 @@ class Pic:
     def __init__(self):
         self.irr = 0
         self.isr = 0
-        self.imr = 0xB8B8 & 0  # POST leaves everything we emulate unmasked
+        self.imr = 0  # POST leaves every line unmasked; the IRQs we raise have handlers
         self.base = [0x08, 0x70]
         self._icw_step = [0, 0]
         self._read_isr = [False, False]
