@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from nbdboot.cli import main
-from tests.conftest import free_port
+from conftest import free_port
 
 PROMPT = "A:\\>"
 
