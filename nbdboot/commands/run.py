@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from nbdboot.bios.int13 import looks_like_floppy
 from nbdboot.console.keys import parse_keys
@@ -33,39 +34,72 @@ def parse_drive(text: str) -> int | str:
     return value
 
 
-def _open_export(args):
-    """(device, server or None) for the chosen source."""
+def _source(args):
+    """(source_factory, source URI, embedded server, its file) for the chosen export.
+
+    The factory opens a new connection each call: the guest's disk takes one and a
+    deploy/restore copier takes its own.
+    """
     from nbdboot.disk.nbd import NbdDevice
     from nbdboot.nbd.uri import parse_uri
 
-    sources = [bool(args.uri), bool(args.server), bool(args.image)]
+    sources = [bool(args.uri), bool(args.server), bool(args.image), bool(args.restore_from)]
     if sum(sources) != 1:
-        raise UsageError("give exactly one of URI, --server HOST:PORT or --image FILE")
+        raise UsageError("give exactly one of URI, --server HOST:PORT, --image FILE or --restore-from URI")
     if args.export is not None and not args.server:
         raise UsageError("--export goes with --server")
+    if bool(args.restore_from) != bool(args.to):
+        raise UsageError("--restore-from URI and --to TARGET go together")
+    if args.overlay and (args.deploy_to or args.to):
+        raise UsageError("--overlay cannot be combined with --deploy-to or --restore-from")
+    if args.deploy_to and args.to:
+        raise UsageError("--deploy-to and --restore-from cannot be combined")
+    if args.since_bitmap and not args.restore_from:
+        raise UsageError("--since-bitmap goes with --restore-from")
+    if (args.map_path or args.sync != "each") and not (args.overlay or args.deploy_to or args.to):
+        raise UsageError("--map and --sync go with --overlay, --deploy-to or --restore-from")
+
+    server = local = None
     if args.image:
+        import os
+
         from nbdboot.disk.file import FileDevice
         from nbdboot.nbd.server import NbdServer
-        import os
         if not os.path.isfile(args.image):
             raise LocalIOError(f"no such image file: {args.image}")
-        writable = os.access(args.image, os.W_OK)
+        # With an overlay or a deploy target the guest never writes the image itself.
+        writable = os.access(args.image, os.W_OK) and not (args.overlay or args.deploy_to)
         local = FileDevice(args.image, read_only=not writable)
         server = NbdServer(local, host="127.0.0.1", port=0)
         try:
             server.start()
-            return NbdDevice(server.uri, **CONNECT_OPTIONS), server, local
         except BaseException:
             server.stop()
             local.close()
             raise
-    if args.server:
-        uri = parse_uri(args.server)
+        uri = server.uri
+    elif args.server:
+        parsed = parse_uri(args.server)
         if args.export is not None:
-            uri = uri.with_export(args.export)
+            parsed = parsed.with_export(args.export)
+        uri = parsed
     else:
-        uri = parse_uri(args.uri)
-    return NbdDevice(uri, **CONNECT_OPTIONS), None, None
+        uri = parse_uri(args.restore_from or args.uri)
+
+    def factory():
+        return NbdDevice(uri, **CONNECT_OPTIONS)
+
+    return factory, str(uri), server, local
+
+
+def _open_disk(args, factory, source_uri):
+    """The disk the guest boots: the export alone, under an overlay, or while deploying/restoring."""
+    from nbdboot.disk.store import open_guest_disk
+    if args.connections < 1 or args.connections > 64:
+        raise UsageError("--connections must be between 1 and 64")
+    return open_guest_disk(factory, overlay=args.overlay, deploy_to=args.deploy_to or args.to,
+                           map_path=args.map_path, sync=args.sync, connections=args.connections,
+                           since_bitmap=args.since_bitmap, source_spec=source_uri)
 
 
 def handler(args) -> int:
@@ -74,9 +108,12 @@ def handler(args) -> int:
     if not 1 <= args.memory <= 3072:
         raise UsageError("--memory must be between 1 and 3072 MiB")
     keys = parse_keys(args.keys) if args.keys else []
-    device, server, local = _open_export(args)
+    factory, source_uri, server, local = _source(args)
+    device = None
     console = None
+    started = time.monotonic()
     try:
+        device = _open_disk(args, factory, source_uri)
         drive = args.drive
         if drive == "auto":
             drive = 0x00 if looks_like_floppy(device) else 0x80
@@ -108,11 +145,22 @@ def handler(args) -> int:
     finally:
         if console is not None:
             console.close()
-        device.close()
+        if device is not None:
+            device.close()
+            _report_copy(device, time.monotonic() - started)
         if server is not None:
             server.stop()
-        if local is not None:
             local.close()
+
+
+def _report_copy(device, elapsed: float) -> None:
+    """Deploy/restore runs end with what the copier did (it resumes next time if unfinished)."""
+    copier = getattr(device, "copier", None)
+    if copier is None:
+        return
+    from nbdboot.disk.deploy import summary
+    state = "complete" if copier.done else "interrupted (resumes on the next run)"
+    print(f"nbdboot: copy {state}: {summary(device.stats, elapsed)}", file=sys.stderr)
 
 
 def _finish(console, machine, args) -> None:
@@ -134,6 +182,20 @@ def register(subparsers) -> None:
     p.add_argument("--export", metavar="NAME", help="export name on --server (default: the default export)")
     p.add_argument("--image", metavar="FILE",
                    help="serve FILE with the embedded NBD server and boot it (guest writes go to FILE)")
+    store = p.add_argument_group("local store (diskless overlay, live deploy, live restore)")
+    store.add_argument("--overlay", metavar="FILE",
+                       help="keep guest writes in FILE, never on the server; reuse FILE to continue")
+    store.add_argument("--deploy-to", metavar="TARGET",
+                       help="boot at once while copying the export to TARGET (file, block device or NBD URI)")
+    store.add_argument("--restore-from", metavar="URI", help="boot from a backup export while restoring it --to TARGET")
+    store.add_argument("--to", metavar="TARGET", help="restore target (with --restore-from)")
+    store.add_argument("--since-bitmap", metavar="NAME",
+                       help="restore only blocks dirty in the server's qemu:dirty-bitmap:NAME")
+    store.add_argument("--map", dest="map_path", metavar="PATH", help="block map (default TARGET.nbdboot-map)")
+    store.add_argument("--sync", choices=("each", "periodic"), default="each",
+                       help="when a guest write counts as persisted: each write (default) or periodically")
+    store.add_argument("--connections", type=int, default=4, metavar="N",
+                       help="copier connections when the server advertises multi-conn (default 4)")
     p.add_argument("--drive", type=parse_drive, default=0x80, metavar="0x80|0x00|auto",
                    help="BIOS drive number of the export (default 0x80; auto: floppy for a floppy-sized FAT image)")
     p.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, metavar="MiB",
