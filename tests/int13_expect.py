@@ -158,7 +158,8 @@ NBDBOOT: dict[str, dict] = {
     "5.1": {"CX": 0x000D},
     "5.2": {"CF": 1, "AH": 1},
     "5.4": {"CF": 0, "IF": 1},  # IF set on return from disk calls
-    "6.5": {"CF": 1, "AH": 1, "SUM": Filler(1)},  # count 80h-FEh invalid
+    # count 80h-FEh invalid; the program sums all 128 sectors of its buffer for 6.5 (EXT_CASE's 5th argument)
+    "6.5": {"CF": 1, "AH": 1, "SUM": Filler(128)},
     "6.6": {"AH": 4, "COUNT": 0},
     "6.7": {"AH": 4, "COUNT": 0},
     "6.8": {"CF": 1, "AH": 1, "SUM": Filler(1)},  # DAP smaller than 16 bytes

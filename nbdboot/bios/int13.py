@@ -21,10 +21,12 @@ STATUS_OK = 0x00
 STATUS_INVALID = 0x01
 STATUS_WRITE_PROTECTED = 0x03
 STATUS_READ_ERROR = 0x04
+STATUS_MEDIA_CHANGED = 0x06
 STATUS_BOUNDARY = 0x09
 STATUS_WRITE_ERROR = 0xCC
 
 SECTOR = 512
+DAP_SIZE = 0x20  # EDD disk address packet with the 64-bit flat buffer and the long count
 
 # (cylinders, heads, sectors, CMOS drive type) by image size, as iPXE guesses floppies.
 FLOPPY_GEOMETRIES = {
@@ -54,6 +56,7 @@ class Drive:
     sectors: int
     floppy_type: int = 0  # CMOS type; 0 for hard disks
     last_status: int = 0
+    last_failed: bool = False  # 41h leaves AH=30h as last status with CF clear
 
     @property
     def is_floppy(self) -> bool:
@@ -96,11 +99,19 @@ class Int13:
             0x03: self.write_sectors,
             0x04: self.verify_sectors,
             0x08: self.get_parameters,
+            # Seek, alternate reset, test ready, recalibrate, diagnostics: nothing to do on a SAN disk, and
+            # old DOS disk drivers treat a failure here as a dead controller.
+            0x0C: self.no_operation,
+            0x0D: self.no_operation,
+            0x10: self.no_operation,
+            0x11: self.no_operation,
+            0x14: self.no_operation,
             0x15: self.get_disk_type,
             0x16: self.get_change_line,
             0x41: self.extension_check,
             0x42: self.extended_read,
             0x43: self.extended_write,
+            0x47: self.extended_seek,
             0x48: self.get_extended_parameters,
         }
 
@@ -144,6 +155,9 @@ class Int13:
         ah = cpu.get("ah")
         dl = cpu.get("dl")
         drive = self.drives.get(dl)
+        # Like iPXE's int13_check_num_drives(): a loader that zeroed 40:75 must not lose our disks.
+        if cpu.read8(0x475) < self.hard_disk_count():
+            cpu.write8(0x475, self.hard_disk_count())
         handler = self.functions.get(ah)
         if drive is None:
             status = self._absent_drive(ah)
@@ -151,12 +165,14 @@ class Int13:
             status = STATUS_INVALID
         else:
             status = handler(drive)
-        if status is None:  # the handler set AH itself (e.g. 15h, 41h)
+        if status is None:  # the handler set AH itself (e.g. 15h, 41h); iPXE keeps that AH as last status
             status = 0
+            last = cpu.get("ah")
         else:
             cpu.set("ah", status)
+            last = status
         if drive is not None and ah != 0x01:
-            drive.last_status = status
+            drive.last_status, drive.last_failed = last, bool(status)
         self.m.cpu.write8(0x441 if dl < 0x80 else 0x474, status)
         cpu.set_frame_flags(FLAG_IF | (FLAG_CF if status else 0), 0 if status else FLAG_CF)
 
@@ -174,7 +190,7 @@ class Int13:
         if count == 0:
             return STATUS_OK
         if lba + count > drive.capacity:
-            return STATUS_READ_ERROR if not write else STATUS_WRITE_ERROR
+            return STATUS_READ_ERROR
         cpu = self.m.cpu
         end = linear + count * SECTOR
         if end > cpu.memory_size:
@@ -188,8 +204,8 @@ class Int13:
                 cpu.write(linear, drive.device.pread(count * SECTOR, lba * SECTOR))
         except DiskReadOnlyError:
             return STATUS_WRITE_PROTECTED
-        except DiskError:
-            return STATUS_READ_ERROR if not write else STATUS_WRITE_ERROR
+        except DiskError:  # iPXE answers 04h for failed writes too
+            return STATUS_READ_ERROR
         return STATUS_OK
 
     def _chs(self, drive: Drive) -> int | None:
@@ -197,7 +213,7 @@ class Int13:
         cl, ch, dh = cpu.get("cl"), cpu.get("ch"), cpu.get("dh")
         cylinder = ((cl & 0xC0) << 2) | ch
         sector = cl & 0x3F
-        if drive.is_floppy and cylinder >= drive.cylinders:
+        if cylinder >= drive.cylinders:
             return None
         if dh >= drive.heads or sector < 1 or sector > drive.sectors:
             return None
@@ -207,8 +223,14 @@ class Int13:
     def reset(self, drive: Drive) -> int:
         return STATUS_OK
 
-    def get_last_status(self, drive: Drive) -> int:
-        return drive.last_status
+    def no_operation(self, drive: Drive) -> int:
+        return STATUS_OK
+
+    def get_last_status(self, drive: Drive) -> int | None:
+        if drive.last_failed:
+            return drive.last_status
+        self.m.cpu.set("ah", drive.last_status)
+        return None
 
     def _rw_chs(self, drive: Drive, write: bool) -> int:
         cpu = self.m.cpu
@@ -251,7 +273,7 @@ class Int13:
     def get_disk_type(self, drive: Drive) -> None:
         cpu = self.m.cpu
         if drive.is_floppy:
-            cpu.set("ah", 0x02)  # floppy with change-line support
+            cpu.set("ah", 0x01)  # floppy without change-line: DOS then never trusts a stale "unchanged"
             return None
         count = min(drive.capacity, 0xFFFFFFFF)
         cpu.set("ah", 0x03)
@@ -260,7 +282,8 @@ class Int13:
         return None
 
     def get_change_line(self, drive: Drive) -> int:
-        return STATUS_OK if drive.is_floppy else STATUS_INVALID
+        # Floppies answer "changed" as SeaBIOS does (issue 4): DOS rereads the FAT instead of trusting a cache.
+        return STATUS_MEDIA_CHANGED if drive.is_floppy else STATUS_INVALID
 
     def extension_check(self, drive: Drive):
         cpu = self.m.cpu
@@ -274,25 +297,27 @@ class Int13:
     def _dap(self):
         cpu = self.m.cpu
         addr = (cpu.get("ds") << 4) + cpu.get("si")
-        return addr, cpu.read(addr, 24)
+        return addr, cpu.read(addr, DAP_SIZE)
 
     def _extended_rw(self, drive: Drive, write: bool) -> int:
         if drive.is_floppy:
             return STATUS_INVALID
         addr, dap = self._dap()
-        size, _, count, offset, segment, lba = struct.unpack_from("<BBBxHHQ", dap)
-        if size < 16:
+        # iPXE's int13_disk_address: the 64-bit flat buffer at 10h and the long count at 18h are read whatever
+        # the size byte says, as iPXE copies the whole structure. The flat buffer is used only for FFFF:FFFF
+        # (EDD-3); iPXE also takes it for count FFh, which sends an EDD-4 long-count read with a seg:off buffer
+        # (conformance 6.10) to linear 0 over the interrupt table.
+        size, _, count, offset, segment, lba, flat, long_count = struct.unpack_from("<BBBxHHQQI", dap)
+        if size < 0x10 or size > DAP_SIZE:
             return STATUS_INVALID
-        if count == 0xFF and size >= 24:
-            count, = struct.unpack_from("<I", dap, 20)
-        elif count > 0x7F:
-            return STATUS_INVALID
-        if count == 0xFF or (segment, offset) == (0xFFFF, 0xFFFF):
-            linear, = struct.unpack_from("<Q", dap, 16) if size >= 24 else (None,)
-            if linear is None:
-                return STATUS_INVALID
+        if (segment, offset) == (0xFFFF, 0xFFFF):
+            linear = flat
         else:
             linear = (segment << 4) + offset
+        if count == 0xFF:
+            count = long_count
+        elif count > 0x7F:
+            return STATUS_INVALID
         status = self._transfer(drive, lba, count, linear, write)
         if status:
             self.m.cpu.write8(addr + 2, 0)
@@ -303,6 +328,9 @@ class Int13:
 
     def extended_write(self, drive: Drive) -> int:
         return self._extended_rw(drive, write=True)
+
+    def extended_seek(self, drive: Drive) -> int:
+        return STATUS_INVALID if drive.is_floppy else STATUS_OK
 
     def get_extended_parameters(self, drive: Drive) -> int:
         cpu = self.m.cpu

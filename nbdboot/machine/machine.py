@@ -104,6 +104,7 @@ class Machine:
         self._slice_deadline = float("inf")
         self._running_slice = 0     # slice number while emu_start runs, 0 otherwise
         self._watchdog: threading.Thread | None = None
+        self._hook_lock = threading.Lock()  # held by hooks that move CS:EIP, and by the watchdog to stop
         self._count_slices = 0     # count-limited slices still to run (after a watchdog stop)
         self._sliced_by_hooks = SLICING == "hooks"  # how the translated code was built
         self.cpu.write(rom.ROM_BASE, rom.load_image())
@@ -174,6 +175,10 @@ class Machine:
             self.ports.outb(port + 1, (value >> 8) & 0xFF)
 
     def _on_invalid(self, uc, _user):
+        with self._hook_lock:
+            return self._serve_invalid()
+
+    def _serve_invalid(self) -> bool:
         cpu = self.cpu
         if cpu.protected:
             self._fail(GuestCrash("invalid opcode in protected mode"))
@@ -187,6 +192,12 @@ class Machine:
         return True
 
     def _on_interrupt(self, uc, intno, _user):
+        # The watchdog must not stop the CPU while a hook moves CS:EIP (a BIOS call waiting on the network
+        # releases the GIL): Unicorn then resumes from a stale EIP, mid-instruction.
+        with self._hook_lock:
+            self._serve_interrupt(intno)
+
+    def _serve_interrupt(self, intno: int) -> None:
         cpu = self.cpu
         eip, cs, cr0, eax, flags, sp, ss = cpu.interrupt_regs.read()
         if (time.perf_counter() >= self._slice_deadline and flags & FLAG_IF and self.stop_reason is None
@@ -368,8 +379,9 @@ class Machine:
     def _watchdog_check(self) -> None:
         running = self._running_slice
         if running and time.perf_counter() >= self._slice_deadline + WATCHDOG_SECONDS:
-            if self._running_slice == running and self.stop_reason is None:
-                self.stop("watchdog")
+            with self._hook_lock:
+                if self._running_slice == running and self.stop_reason is None:
+                    self.stop("watchdog")
 
     def _check_halt(self) -> bool:
         """hlt ends emu_start with EIP after it; a slice that ran out of count can look

@@ -1,0 +1,85 @@
+"""The int 13h conformance programs on nbdboot, served by a real nbdkit, against the NBDBOOT expectations.
+
+The same programs and server filters as tests/test_reference_conformance.py (QEMU+SeaBIOS); the machine runs in
+process and the results are read from its port E9h log.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+import int13_expect
+import qemuref
+from conftest import Server, free_port, require_tool, wait_for_port
+from images import image
+from nbdboot.disk.nbd import NbdDevice
+from nbdboot.machine.machine import Machine
+from nbdboot.nbd.uri import parse_uri
+from test_reference_conformance import conformance_server_args
+
+
+def run_program(uri: str, drive: int, end: bytes, timeout: float = 30.0):
+    """Boot `uri` as BIOS drive `drive` until the program logs `end`; returns its parsed results and the log."""
+    machine = Machine()
+    with NbdDevice(parse_uri(uri)) as device:
+        machine.bios.disk.add_drive(drive, device)
+        machine.power_on(drive)
+        deadline = time.monotonic() + timeout
+        while end not in machine.ports.debug and time.monotonic() < deadline:
+            machine.run_slice()
+    log = machine.ports.debug.decode(errors="replace")
+    assert end.decode() in log, f"the program did not finish:\n{log[-2000:]}"
+    return qemuref.parse_results(log), log
+
+
+@pytest.fixture(scope="module")
+def conformance_run():
+    require_tool("nbdkit")
+    img = image("conformance")
+    port = free_port()
+    proc = subprocess.Popen(
+        ["nbdkit", "-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", str(port), *conformance_server_args(img)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    server = Server(proc, f"nbd://127.0.0.1:{port}", port=port)
+    try:
+        wait_for_port(port, proc)
+        results, log = run_program(server.uri, 0x80, b"END conformance")
+    finally:
+        server.stop()
+    return img, results, log
+
+
+def test_every_case_is_reported(conformance_run):
+    _, results, log = conformance_run
+    assert log.startswith("BEGIN conformance 1\n")
+    cases = set(int13_expect.COMMON) | set(int13_expect.NBDBOOT)
+    missing = sorted(cases - set(results))
+    assert not missing, [line for line in log.split("\n") if any(f"T {c} " in line for c in missing)]
+    assert "0.0" not in results  # the program loaded itself
+
+
+def test_nbdboot_answers_as_decided(conformance_run):
+    img, results, _ = conformance_run
+    problems = int13_expect.mismatches(results, int13_expect.expected(img, "nbdboot"))
+    assert not problems, "\n".join(problems)
+
+
+def test_long_count_read_lands_in_the_seg_off_buffer(conformance_run):
+    # 6.10: count FFh, 2 sectors in the u32 at DAP+18h, flat address at DAP+10h left 0: nothing written at 0.
+    img, results, _ = conformance_run
+    case = results["6.10"]
+    assert case["CF"] == 0 and case["COUNT"] == 0xFF
+    assert case["SUM"] == qemuref.checksum(img.read_bytes()[400 * 512:402 * 512])
+
+
+@pytest.mark.parametrize("program, name", [("fdconf1440", "fdconf1440"), ("fdconf360", "fdconf360")])
+def test_floppy_answers_as_decided(program, name, nbdkit):
+    img = image(name)
+    server = nbdkit("--filter=cow", "file", str(img))
+    results, _ = run_program(server.uri, 0x00, b"END fdconf")
+    problems = int13_expect.mismatches(results, int13_expect.expected(img, "nbdboot", program=program))
+    assert not problems, "\n".join(problems)
