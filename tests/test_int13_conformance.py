@@ -21,11 +21,11 @@ from nbdboot.nbd.uri import parse_uri
 from test_reference_conformance import conformance_server_args
 
 
-def run_program(uri: str, drive: int, end: bytes, timeout: float = 30.0):
+def run_program(uri: str, drive: int, end: bytes, timeout: float = 30.0, media: str = "auto"):
     """Boot `uri` as BIOS drive `drive` until the program logs `end`; returns its parsed results and the log."""
     machine = Machine()
     with NbdDevice(parse_uri(uri)) as device:
-        machine.bios.disk.add_drive(drive, device)
+        machine.bios.disk.add_drive(drive, device, media=media)
         machine.power_on(drive)
         deadline = time.monotonic() + timeout
         while end not in machine.ports.debug and time.monotonic() < deadline:
@@ -82,4 +82,12 @@ def test_floppy_answers_as_decided(program, name, nbdkit):
     server = nbdkit("--filter=cow", "file", str(img))
     results, _ = run_program(server.uri, 0x00, b"END fdconf")
     problems = int13_expect.mismatches(results, int13_expect.expected(img, "nbdboot", program=program))
+    assert not problems, "\n".join(problems)
+
+
+def test_cd_answers_as_decided(nbdkit):
+    img = image("cdconf")
+    server = nbdkit("-r", "file", str(img))
+    results, _ = run_program(server.uri, 0x80, b"END cdconf", media="cd")
+    problems = int13_expect.mismatches(results, int13_expect.expected(img, "nbdboot", program="cdconf"))
     assert not problems, "\n".join(problems)

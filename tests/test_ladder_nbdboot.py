@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
 from images import image
+from nbdboot.console.screen import screen_text
+from nbdboot.disk.nbd import NbdDevice
+from nbdboot.machine.machine import Machine
+from nbdboot.nbd.uri import parse_uri
 
 # rung: (image, texts that must all be on the final screen; the last one is what `nbdboot run` waits for)
 LADDER = {
     "L2-syslinux-hdd": ("l2-syslinux", ["NBDBOOT-L2 SYSLINUX from a hard disk", "boot:"]),
     "L3-chain-freedos": ("l3-chain-freedos", ["NBDBOOT-L3 C:\\>"]),
     "L4-memdisk-floppy": ("l4-memdisk", ["Welcome to FreeDOS", "A:\\>"]),
+    "L5-isolinux-cd": ("l5-isolinux", ["ISOLINUX", "NBDBOOT-L5 ISOLINUX from a CD", "boot:"]),  # a CD: plain ISO
     "L6-grub-hdd": ("l6-grub", ["GNU GRUB", "grub>"]),
 }
 
@@ -43,3 +49,20 @@ def test_a_rung_that_never_shows_the_text_exits_1(nbdkit):
     result = run_cli(server.uri, "--expect", "this text is never printed", "--timeout", "3", "--headless")
     assert result.returncode == 1
     assert "boot:" in result.stdout  # it booted, and the final screen shows how far
+
+
+def test_l7_grub_hybrid_boots_as_a_cd(nbdkit):
+    # The L6 image again, presented as a CD (El Torito no-emulation). `nbdboot run` takes a hybrid ISO as a hard
+    # disk and has no option to ask for a CD yet, so this rung boots in process.
+    server = nbdkit("-r", "file", str(image("l6-grub")))
+    machine = Machine()
+    with NbdDevice(parse_uri(server.uri)) as device:
+        drive = machine.bios.disk.add_drive(0x80, device, media="cd")
+        assert drive.is_cdrom and drive.capacity == device.size // 2048
+        machine.power_on(0x80)
+        deadline = time.monotonic() + 60
+        while "grub>" not in screen_text(machine.cpu) and time.monotonic() < deadline:
+            machine.run_slice()
+    screen = screen_text(machine.cpu)
+    assert "GNU GRUB" in screen and "grub>" in screen, screen
+    assert b"GRUB-CFG\n" in machine.ports.debug  # grub.cfg was read from the CD, not only the core image

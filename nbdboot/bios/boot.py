@@ -98,6 +98,9 @@ class Boot:
         if drive is None:
             self.m._fail(BootFailed(f"no disk at BIOS drive {self.boot_drive:#04x}"))
             return
+        if drive.is_cdrom:
+            self._boot_eltorito(drive)
+            return
         try:
             sector = drive.device.pread(512, 0)
         except DiskError as e:
@@ -119,3 +122,28 @@ class Boot:
         cpu._write_flags_live(0x0202, running=True)
         cpu.set("cs", 0)
         cpu.set("eip", BOOT_ADDR)
+
+    def _boot_eltorito(self, drive) -> None:
+        """A no-emulation El Torito image, as iPXE's eltorito.c: loaded at its load segment (07C0h if 0) and
+        entered at segment:0000 with DL = the CD's drive number."""
+        from nbdboot.bios.int13 import eltorito_boot_image
+        try:
+            found = eltorito_boot_image(drive.device)
+        except DiskError as e:
+            self.m._fail(e if getattr(e, "exit_code", None) else BootFailed(f"cannot read the CD: {e}"))
+            return
+        if found is None:
+            self.m._fail(BootFailed(f"drive {drive.number:#04x} is a CD without a no-emulation El Torito image"))
+            return
+        segment, image = found
+        cpu = self.m.cpu
+        cpu.write(segment << 4, image)
+        for reg in ("eax", "ebx", "ecx", "esi", "edi", "ebp"):
+            cpu.set(reg, 0)
+        cpu.set("edx", drive.number)
+        for seg in ("ds", "es", "fs", "gs", "ss"):
+            cpu.set(seg, 0)
+        cpu.set("esp", BOOT_ADDR)
+        cpu._write_flags_live(0x0202, running=True)
+        cpu.set("cs", segment)
+        cpu.set("eip", 0)

@@ -26,6 +26,7 @@ STATUS_BOUNDARY = 0x09
 STATUS_WRITE_ERROR = 0xCC
 
 SECTOR = 512
+CD_SECTOR = 2048
 DAP_SIZE = 0x20  # EDD disk address packet with the 64-bit flat buffer and the long count
 
 # (cylinders, heads, sectors, CMOS drive type) by image size, as iPXE guesses floppies.
@@ -47,6 +48,17 @@ def looks_like_floppy(device: BlockDevice) -> bool:
     return jump_ok and bytes_per_sector == 512 and sector[21] >= 0xF0
 
 
+def looks_like_cd(device: BlockDevice) -> bool:
+    """An ISO9660 image (CD001 at 2048-byte LBA 16) with no MBR boot signature: a plain CD image. A hybrid ISO
+    (isohybrid, grub-mkrescue) also boots as a hard disk, so it stays one unless asked for as a CD."""
+    if device.size < 17 * CD_SECTOR:
+        return False
+    try:
+        return device.pread(6, 16 * CD_SECTOR)[1:6] == b"CD001" and device.pread(SECTOR, 0)[510:512] != b"\x55\xaa"
+    except DiskError:
+        return False
+
+
 @dataclass
 class Drive:
     number: int
@@ -57,14 +69,19 @@ class Drive:
     floppy_type: int = 0  # CMOS type; 0 for hard disks
     last_status: int = 0
     last_failed: bool = False  # 41h leaves AH=30h as last status with CF clear
+    sector_size: int = SECTOR  # 2048 for a CD, as iPXE presents an ISO9660 SAN disk
 
     @property
     def is_floppy(self) -> bool:
         return self.number < 0x80
 
     @property
+    def is_cdrom(self) -> bool:
+        return self.sector_size == CD_SECTOR
+
+    @property
     def capacity(self) -> int:
-        return self.device.size // SECTOR
+        return self.device.size // self.sector_size
 
 
 def guess_hard_disk_geometry(device: BlockDevice) -> tuple[int, int, int]:
@@ -113,12 +130,19 @@ class Int13:
             0x43: self.extended_write,
             0x47: self.extended_seek,
             0x48: self.get_extended_parameters,
+            0x4B: self.cdrom_status,
+            0x4D: self.cdrom_read_catalog,
         }
 
     # -- drive table ---------------------------------------------------------------
-    def add_drive(self, number: int, device: BlockDevice) -> Drive:
+    def add_drive(self, number: int, device: BlockDevice, media: str = "auto") -> Drive:
+        """media: "hdd", "cd" (2048-byte sectors, El Torito boot) or "auto" (a CD if looks_like_cd)."""
         if number in self.drives:
             raise ValueError(f"BIOS drive {number:#04x} is already attached")
+        if number >= 0x80 and (media == "cd" or (media == "auto" and looks_like_cd(device))):
+            drive = Drive(number, device, 0, 0, 0, sector_size=CD_SECTOR)  # iPXE: no CHS for CDs
+            self.drives[number] = drive
+            return drive
         if number < 0x80:
             c, h, s, ftype = FLOPPY_GEOMETRIES.get(device.size, (80, 2, 18, 4))
             if device.size not in FLOPPY_GEOMETRIES:
@@ -155,6 +179,8 @@ class Int13:
         ah = cpu.get("ah")
         dl = cpu.get("dl")
         drive = self.drives.get(dl)
+        if ah == 0x4B and drive is None and dl & 0x7F == 0x7F:
+            drive = next((d for d in self.drives.values() if d.is_cdrom), None)  # iPXE: 7Fh/FFh mean "the CD"
         # Like iPXE's int13_check_num_drives(): a loader that zeroed 40:75 must not lose our disks.
         if cpu.read8(0x475) < self.hard_disk_count():
             cpu.write8(0x475, self.hard_disk_count())
@@ -192,16 +218,17 @@ class Int13:
         if lba + count > drive.capacity:
             return STATUS_READ_ERROR
         cpu = self.m.cpu
-        end = linear + count * SECTOR
+        size = drive.sector_size
+        end = linear + count * size
         if end > cpu.memory_size:
             return STATUS_BOUNDARY
         try:
             if write:
                 if drive.device.read_only:
                     return STATUS_WRITE_PROTECTED
-                drive.device.pwrite(cpu.read(linear, count * SECTOR), lba * SECTOR)
+                drive.device.pwrite(cpu.read(linear, count * size), lba * size)
             else:
-                cpu.write(linear, drive.device.pread(count * SECTOR, lba * SECTOR))
+                cpu.write(linear, drive.device.pread(count * size, lba * size))
         except DiskReadOnlyError:
             return STATUS_WRITE_PROTECTED
         except DiskError:  # iPXE answers 04h for failed writes too
@@ -235,7 +262,7 @@ class Int13:
     def _rw_chs(self, drive: Drive, write: bool) -> int:
         cpu = self.m.cpu
         count = cpu.get("al")
-        lba = self._chs(drive)
+        lba = None if drive.is_cdrom else self._chs(drive)
         if lba is None or count == 0 or count > 128:
             return STATUS_INVALID
         linear = (cpu.get("es") << 4) + cpu.get("bx")
@@ -254,6 +281,8 @@ class Int13:
         return STATUS_OK if self._chs(drive) is not None else STATUS_INVALID
 
     def get_parameters(self, drive: Drive) -> int:
+        if drive.is_cdrom:
+            return STATUS_INVALID  # iPXE: no CHS for non-512-byte sectors
         cpu = self.m.cpu
         max_cyl = drive.cylinders - 1
         cpu.set("ch", max_cyl & 0xFF)
@@ -339,11 +368,56 @@ class Int13:
         if bufsize < 26:
             return STATUS_INVALID
         flags = 0x01
-        if drive.cylinders < 1024 and drive.capacity <= 15_482_880:
-            flags |= 0x02
+        if drive.is_cdrom or (drive.cylinders < 1024 and drive.capacity <= 15_482_880):
+            flags |= 0x02  # iPXE marks CHS valid on CDs too, with C/H/S 0
         params = struct.pack("<HHIIIQH", 26, flags, drive.cylinders, drive.heads, drive.sectors,
-                             drive.capacity, SECTOR)
+                             drive.capacity, drive.sector_size)
         if bufsize >= 30:
             params = struct.pack("<H", 30) + params[2:] + struct.pack("<HH", 0xFFFF, 0xFFFF)
         cpu.write(addr, params)
         return STATUS_OK
+
+    def cdrom_status(self, drive: Drive) -> int:
+        """4Bh: the 13h-byte specification packet, as iPXE fills it (size, no emulation, drive; the rest 0).
+        Hard disks fail it: GRUB takes a disk that answers for a CD."""
+        if not drive.is_cdrom:
+            return STATUS_INVALID
+        cpu = self.m.cpu
+        packet = bytearray(0x13)
+        packet[0], packet[1], packet[2] = 0x13, 0x00, drive.number
+        cpu.write((cpu.get("ds") << 4) + cpu.get("si"), bytes(packet))
+        return STATUS_OK
+
+    def cdrom_read_catalog(self, drive: Drive) -> int:
+        """4Dh: the El Torito boot catalog's sectors (command packet at DS:SI: size, count, buffer, first)."""
+        if not drive.is_cdrom:
+            return STATUS_INVALID
+        cpu = self.m.cpu
+        # The buffer is a 32-bit physical address, as iPXE reads it (int13_cdrom_boot_catalog_command).
+        _, count, buffer, first = struct.unpack_from("<BBIH", cpu.read((cpu.get("ds") << 4) + cpu.get("si"), 8))
+        catalog = eltorito_catalog_lba(drive.device)
+        if catalog is None:
+            return STATUS_INVALID
+        return self._transfer(drive, catalog + first, count, buffer, write=False)
+
+
+def eltorito_catalog_lba(device: BlockDevice) -> int | None:
+    """The boot catalog's 2048-byte LBA from the El Torito boot record volume descriptor (LBA 17)."""
+    record = device.pread(CD_SECTOR, 17 * CD_SECTOR)
+    if record[0] != 0 or record[1:6] != b"CD001" or not record[7:30].startswith(b"EL TORITO SPECIFICATION"):
+        return None
+    return struct.unpack_from("<I", record, 0x47)[0]
+
+
+def eltorito_boot_image(device: BlockDevice) -> tuple[int, bytes] | None:
+    """(load segment, boot image) of the catalog's initial entry, no emulation only, as iPXE's eltorito_load."""
+    lba = eltorito_catalog_lba(device)
+    if lba is None:
+        return None
+    catalog = device.pread(CD_SECTOR, lba * CD_SECTOR)
+    entry = catalog[32:64]
+    if catalog[0] != 0x01 or entry[0] != 0x88 or entry[1] != 0:
+        return None
+    segment, count, rba = struct.unpack_from("<H", entry, 2)[0], *struct.unpack_from("<HI", entry, 6)
+    length = -(-count * SECTOR // CD_SECTOR) * CD_SECTOR  # whole CD sectors, as a CD drive reads
+    return segment or 0x07C0, device.pread(length, rba * CD_SECTOR)[:count * SECTOR]
