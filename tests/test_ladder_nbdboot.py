@@ -13,6 +13,7 @@ import time
 import pytest
 
 from images import image
+from conftest import ROOT
 from nbdboot.console.screen import screen_text
 from nbdboot.disk.nbd import NbdDevice
 from nbdboot.machine.machine import Machine
@@ -66,3 +67,19 @@ def test_l7_grub_hybrid_boots_as_a_cd(nbdkit):
     screen = screen_text(machine.cpu)
     assert "GNU GRUB" in screen and "grub>" in screen, screen
     assert b"GRUB-CFG\n" in machine.ports.debug  # grub.cfg was read from the CD, not only the core image
+
+
+def test_l7_through_the_cli_with_media_cd(nbdkit, tmp_path):
+    # The hybrid image asked for as a CD on the command line. It would boot as a hard disk too, so the
+    # option's effect is shown on the demo disk: presented as a CD it has no El Torito record to boot.
+    server = nbdkit("-r", "file", str(image("l6-grub")))
+    result = subprocess.run([sys.executable, "-m", "nbdboot", "run", server.uri, "--media", "cd", "--headless",
+                             "--expect", "grub>", "--timeout", "60"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    demo = str(ROOT / "bootimages" / "demo.img")
+    as_cd = subprocess.run([sys.executable, "-m", "nbdboot", "run", "--image", demo, "--media", "cd", "--headless",
+                            "--expect", "demo complete", "--timeout", "30"], capture_output=True, text=True, timeout=60)
+    assert as_cd.returncode == 5, as_cd.stderr
+    bad = subprocess.run([sys.executable, "-m", "nbdboot", "run", server.uri, "--media", "cd", "--drive", "0x00"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--media cd needs" in bad.stderr

@@ -102,11 +102,32 @@ def _open_disk(args, factory, source_uri):
                            since_bitmap=args.since_bitmap, source_spec=source_uri)
 
 
+def _check_media(drive, media: str) -> None:
+    if drive in (None, "auto"):
+        return
+    if media == "floppy" and drive >= 0x80:
+        raise UsageError(f"--media floppy needs a floppy drive number below 0x80, not {drive:#04x}")
+    if media in ("hdd", "cd") and drive < 0x80:
+        raise UsageError(f"--media {media} needs a drive number from 0x80, not {drive:#04x}")
+
+
+def _drive_number(drive, media: str, device) -> int:
+    """The BIOS drive the export becomes: numbers below 80h are floppies (as in iPXE)."""
+    if drive is None:
+        return 0x00 if media == "floppy" else 0x80
+    if drive == "auto":
+        if media == "floppy":
+            return 0x00
+        return 0x00 if media == "auto" and looks_like_floppy(device) else 0x80
+    return drive
+
+
 def handler(args) -> int:
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     if not 1 <= args.memory <= 3072:
         raise UsageError("--memory must be between 1 and 3072 MiB")
+    _check_media(args.drive, args.media)
     keys = parse_keys(args.keys) if args.keys else []
     factory, source_uri, server, local = _source(args)
     device = None
@@ -114,11 +135,9 @@ def handler(args) -> int:
     started = time.monotonic()
     try:
         device = _open_disk(args, factory, source_uri)
-        drive = args.drive
-        if drive == "auto":
-            drive = 0x00 if looks_like_floppy(device) else 0x80
+        drive = _drive_number(args.drive, args.media, device)
         machine = Machine(memory_mb=args.memory)
-        machine.bios.disk.add_drive(drive, device)
+        machine.bios.disk.add_drive(drive, device, media="auto" if args.media in ("auto", "floppy") else args.media)
         machine.bios.keyboard.type_keys(keys)
         live = not args.headless and sys.stdout.isatty() and sys.stdin.isatty()
         console = TerminalConsole() if live else HeadlessConsole()
@@ -196,8 +215,12 @@ def register(subparsers) -> None:
                        help="when a guest write counts as persisted: each write (default) or periodically")
     store.add_argument("--connections", type=int, default=4, metavar="N",
                        help="copier connections when the server advertises multi-conn (default 4)")
-    p.add_argument("--drive", type=parse_drive, default=0x80, metavar="0x80|0x00|auto",
-                   help="BIOS drive number of the export (default 0x80; auto: floppy for a floppy-sized FAT image)")
+    p.add_argument("--drive", type=parse_drive, default=None, metavar="0x80|0x00|auto",
+                   help="BIOS drive number of the export (default 0x80, 0x00 with --media floppy; "
+                        "auto: floppy for a floppy-sized FAT image)")
+    p.add_argument("--media", choices=("auto", "hdd", "floppy", "cd"), default="auto",
+                   help="how the export is presented (default auto: an ISO9660 export is a CD with 2048-byte "
+                        "sectors); e.g. --media cd boots a hybrid ISO through El Torito")
     p.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, metavar="MiB",
                    help=f"extended memory above 1 MiB (default {DEFAULT_MEMORY_MB})")
     p.add_argument("--expect", action="append", metavar="TEXT",
