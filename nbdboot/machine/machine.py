@@ -41,9 +41,9 @@ DEFAULT_MEMORY_MB = 64
 SLICE = 1_000_000  # instructions per slice when slicing by count
 SLICE_SECONDS = 0.02  # wall time per slice when hooks end slices
 WATCHDOG_SECONDS = 0.1  # a slice with no hook this long is stopped from another thread
-# How slices end. "hooks": no instruction counter; the frequent interrupt and port
-# hooks stop the slice once SLICE_SECONDS have passed, and a watchdog thread stops
-# code that runs without any hook. "count": Unicorn's per-instruction counter
+# How slices end. "hooks": no instruction counter; the frequent interrupt hooks stop
+# the slice at a software int once SLICE_SECONDS have passed, and a watchdog thread
+# stops code that runs without one. "count": Unicorn's per-instruction counter
 # (slower by about a quarter, immune to asynchronous stops). In "hooks" mode a
 # slice the watchdog had to stop is followed by COUNT_AFTER_WATCHDOG count slices:
 # a guest spinning without hooks pays nothing for the counter, and asynchronous
@@ -155,24 +155,24 @@ class Machine:
         self.cpu.set("eip", rom.RESET_VECTOR)
 
     # -- hooks -----------------------------------------------------------------------
-    def _check_deadline(self) -> None:
-        if time.perf_counter() >= self._slice_deadline and self.stop_reason is None:
-            self.stop("deadline")
-
+    # The port hooks never end a slice: Unicorn resumes a slice stopped from an IN/OUT
+    # hook at a stale EIP, so the guest executes the I/O instruction (and sometimes the
+    # instructions before it in the block) a second time - a port read consumed twice,
+    # debug output printed twice (found by tests/test_int13_readparams.py).
     def _on_in(self, uc, port, size, _user):
-        self._check_deadline()
-        value = self.ports.inb(port)
-        if size == 2:
-            value |= self.ports.inb(port + 1) << 8
-        elif size == 4:
-            value |= 0xFFFFFF00 if value == 0xFF else 0
-        return value
+        with self._hook_lock:  # nor may the watchdog stop the CPU inside one
+            value = self.ports.inb(port)
+            if size == 2:
+                value |= self.ports.inb(port + 1) << 8
+            elif size == 4:
+                value |= 0xFFFFFF00 if value == 0xFF else 0
+            return value
 
     def _on_out(self, uc, port, size, value, _user):
-        self._check_deadline()
-        self.ports.outb(port, value & 0xFF)
-        if size == 2:
-            self.ports.outb(port + 1, (value >> 8) & 0xFF)
+        with self._hook_lock:
+            self.ports.outb(port, value & 0xFF)
+            if size == 2:
+                self.ports.outb(port + 1, (value >> 8) & 0xFF)
 
     def _on_invalid(self, uc, _user):
         with self._hook_lock:
