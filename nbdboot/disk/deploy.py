@@ -110,6 +110,7 @@ def copy_to_target(source_spec: str, target_spec: str, *, map_path: str | None =
         if dirty is not None and store.fresh_map:
             mark_clean_from_bitmap(store, dirty)
         copier = attach_copier(store, factory, connections=connections)
+        copier.stop_after = stop_after
         copier.start()
         while not copier.wait(0.1):
             if progress:

@@ -411,6 +411,7 @@ class Copier:
         self.error: BaseException | None = None
         self.done = False
         self._stop = threading.Event()
+        self.stop_after: int | None = None  # bytes; for tests of resuming
         self._plan_lock = threading.Lock()
         self._pending: dict[int, int] = {}   # block -> COPIED or COPIED_ZERO, written but not flushed
         self._pending_bytes = 0
@@ -531,6 +532,8 @@ class Copier:
                 else:
                     store.target.pwrite(memoryview(buf)[a - start:b - start], a)
                     self.stats.copied_bytes += b - a
+                    if self.stop_after is not None and self.stats.copied_bytes >= self.stop_after:
+                        self._stop.set()   # as if interrupted here: what was copied is committed
                 for k in range(i, j):
                     self._pending[k] = COPIED_ZERO if is_zero else COPIED
                 self._pending_bytes += b - a
