@@ -91,3 +91,25 @@ def test_cd_answers_as_decided(nbdkit):
     results, _ = run_program(server.uri, 0x80, b"END cdconf", media="cd")
     problems = int13_expect.mismatches(results, int13_expect.expected(img, "nbdboot", program="cdconf"))
     assert not problems, "\n".join(problems)
+
+
+def test_reset_reopens_the_nbd_connection(tmp_path):
+    # AH=00h is iPXE's sandev_reset: the conformance program's reset (case 2.1) must reach the server as a
+    # second connection, and the program must carry on reading through it.
+    require_tool("nbdkit")
+    img = image("conformance")
+    log = tmp_path / "nbdkit.log"
+    port = free_port()
+    proc = subprocess.Popen(
+        ["nbdkit", "-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", str(port), "--filter=log",
+         *conformance_server_args(img), f"logfile={log}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    server = Server(proc, f"nbd://127.0.0.1:{port}", port=port)
+    try:
+        wait_for_port(port, proc)
+        results, _ = run_program(server.uri, 0x80, b"END conformance")
+    finally:
+        server.stop()
+    assert results["2.1"]["CF"] == 0 and results["2.1"]["AH"] == 0
+    assert log.read_text().count("Connect ") >= 2

@@ -10,6 +10,7 @@ returns with interrupts off).
 
 from __future__ import annotations
 
+import logging
 import struct
 from dataclasses import dataclass
 
@@ -17,6 +18,9 @@ from nbdboot.disk.base import BlockDevice, DiskError, DiskReadOnlyError
 from nbdboot.machine import rom
 from nbdboot.machine.cpu import FLAG_CF, FLAG_IF
 
+log = logging.getLogger("nbdboot.int13")
+
+STATUS_RESET_FAILED = 0x05
 STATUS_OK = 0x00
 STATUS_INVALID = 0x01
 STATUS_WRITE_PROTECTED = 0x03
@@ -248,6 +252,16 @@ class Int13:
 
     # -- functions -----------------------------------------------------------------
     def reset(self, drive: Drive) -> int:
+        """As iPXE's sandev_reset: close and reopen the connection to the disk, so a guest
+        that resets after errors gets a fresh NBD session (Windows MBR code retries so)."""
+        reopen = getattr(drive.device, "reset", None)
+        if reopen is None:
+            return STATUS_OK
+        try:
+            reopen()
+        except Exception as e:  # noqa: BLE001 - any failure to reopen is the guest's 05h
+            log.info("int 13h reset of drive %#04x failed: %s", drive.number, e)
+            return STATUS_RESET_FAILED
         return STATUS_OK
 
     def no_operation(self, drive: Drive) -> int:
