@@ -16,6 +16,8 @@ BUF       equ 20000h
 BUF_SEG   equ BUF >> 4
 FILLER    equ 0CCh
 
+%include "boot.inc"
+
 start:
         push cs                         ; El Torito: iPXE enters at 07C0:0000, SeaBIOS at 0000:7C00
         jmp 0:.canonical
@@ -26,15 +28,7 @@ start:
         mov [cs:ENTRY+30], es
         pop word [cs:ENTRY+36]
         mov [cs:ENTRY+34], sp
-        cli
-        xor ax, ax
-        mov ss, ax
-        mov sp, 7C00h
-        mov ds, ax
-        mov es, ax
-        sti
-        cld
-        mov [drive], dl
+        FLAT_SEGMENTS
         jmp main
 
 %include "report.inc"

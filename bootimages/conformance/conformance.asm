@@ -23,6 +23,8 @@ FILLER    equ 0CCh              ; buffers are filled with this before each read
 drive     equ 0570h             ; the boot drive (byte), kept outside the program so sector 0 stays as on disk
 
 
+%include "boot.inc"
+
 start:
         ; The registers exactly as the BIOS handed over, before anything touches them.
         mov [cs:ENTRY+0], eax
@@ -43,32 +45,10 @@ start:
         pop word [cs:ENTRY+42]
         jmp 0:.canonical                ; whatever CS:IP the BIOS chose, run at 0000:7Cxx
 .canonical:
-        cli
-        xor ax, ax
-        mov ss, ax
-        mov sp, 7C00h
-        mov ds, ax
-        mov es, ax
-        sti
-        cld
-        mov [drive], dl
+        FLAT_SEGMENTS
 
         ; The rest of the program: CHS 0/0/2 onwards, into 0000:7E00.
-        mov ax, 0200h + PROGRAM_SECTORS - 1
-        mov cx, 0002h
-        xor dh, dh
-        mov bx, 7E00h
-        int 13h
-        jnc main
-        mov si, load_failed
-.fail:  lodsb
-        out 0E9h, al
-        test al, al
-        jnz .fail
-.halt:  hlt
-        jmp .halt
-
-load_failed: db "T 0.0 LOADFAIL=1", 10, 0
+        LOAD_REST PROGRAM_SECTORS - 1
 
 %include "geometry.inc"
 

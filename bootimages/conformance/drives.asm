@@ -13,18 +13,12 @@ DAP       equ 0580h
 BUF       equ 20000h
 BUF_SEG   equ BUF >> 4
 
+%include "boot.inc"
+
 start:
         jmp 0:.canonical
 .canonical:
-        cli
-        xor ax, ax
-        mov ss, ax
-        mov sp, 7C00h
-        mov ds, ax
-        mov es, ax
-        sti
-        cld
-        mov [drive], dl
+        FLAT_SEGMENTS
         mov ax, 0203h
         mov cx, 0002h
         xor dh, dh

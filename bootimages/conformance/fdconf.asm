@@ -20,35 +20,15 @@ BUF_SEG   equ BUF >> 4
 FILLER    equ 0CCh
 PROGRAM_SECTORS equ 8           ; fits the first track of every floppy format (8 or more sectors)
 
+%include "boot.inc"
+
 start:
         jmp 0:.canonical
 .canonical:
         mov [cs:ENTRY+0], eax
         mov [cs:ENTRY+12], edx
-        cli
-        xor ax, ax
-        mov ss, ax
-        mov sp, 7C00h
-        mov ds, ax
-        mov es, ax
-        sti
-        cld
-        mov [drive], dl
-        mov ax, 0200h + PROGRAM_SECTORS - 1
-        mov cx, 0002h
-        xor dh, dh
-        mov bx, 7E00h
-        int 13h
-        jnc main
-        mov si, load_failed
-.fail:  lodsb
-        out 0E9h, al
-        test al, al
-        jnz .fail
-.halt:  hlt
-        jmp .halt
-
-load_failed: db "T 0.0 LOADFAIL=1", 10, 0
+        FLAT_SEGMENTS
+        LOAD_REST PROGRAM_SECTORS - 1
 
         times 510 - ($ - $$) db 0
         dw 0AA55h

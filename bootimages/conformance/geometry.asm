@@ -10,18 +10,12 @@ SNAP      equ 0500h
 drive     equ 0570h
 EDDBUF    equ 0600h
 
+%include "boot.inc"
+
 start:
         jmp 0:.canonical
 .canonical:
-        cli
-        xor ax, ax
-        mov ss, ax
-        mov sp, 7C00h
-        mov ds, ax
-        mov es, ax
-        sti
-        cld
-        mov [drive], dl
+        FLAT_SEGMENTS
         mov ax, 0202h                   ; sectors 1-2: the rest (CHS 0/0/2-3 exist under every geometry)
         mov cx, 0002h
         xor dh, dh

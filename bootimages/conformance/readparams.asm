@@ -25,33 +25,13 @@ FILLER    equ 0CCh
 PARAM_LBA equ 7
 PARAMS    equ 7C00h + PARAM_LBA * 512
 
+%include "boot.inc"
+
 start:
         jmp 0:.canonical
 .canonical:
-        cli
-        xor ax, ax
-        mov ss, ax
-        mov sp, 7C00h
-        mov ds, ax
-        mov es, ax
-        sti
-        cld
-        mov [drive], dl
-        mov ax, 0200h + PARAM_LBA       ; sectors 1..PARAM_LBA: the program and the parameters
-        mov cx, 0002h
-        xor dh, dh
-        mov bx, 7E00h
-        int 13h
-        jnc main
-        mov si, load_failed
-.fail:  lodsb
-        out 0E9h, al
-        test al, al
-        jnz .fail
-.halt:  hlt
-        jmp .halt
-
-load_failed: db "T 0.0 LOADFAIL=1", 10, 0
+        FLAT_SEGMENTS
+        LOAD_REST PARAM_LBA  ; sectors 1..PARAM_LBA: the program and the parameters
 
 %include "geometry.inc"
 %include "report.inc"
