@@ -39,13 +39,9 @@ class Bios:
             0x40: self.disk.int13,  # floppy services as relocated by a hard disk BIOS
         }
         for vector in range(256):
-            machine.add_trap(rom.stub(vector), services.get(vector, _no_service))
+            machine.add_trap(rom.stub(vector), services.get(vector))
         machine.add_trap(rom.IRQ0, self.timer.irq0)
         machine.add_trap(rom.IRQ1, self.keyboard.irq1)
 
     def post(self, boot_drive: int) -> None:
         self.boot.post(boot_drive)
-
-
-def _no_service() -> None:
-    pass

@@ -144,7 +144,7 @@ class Machine:
 
     # -- setup ---------------------------------------------------------------------
     def add_trap(self, offset: int, service) -> None:
-        """Serve the `int` instruction at F000:offset with `service()`."""
+        """Serve the `int` instruction at F000:offset with `service()`; None: a plain iret."""
         vector = self.cpu.read8(rom.ROM_BASE + offset + 1)
         self.traps[rom.ROM_BASE + offset] = (vector, service)
 
@@ -211,7 +211,8 @@ class Machine:
             trap = self.traps.get((cs << 4) + eip - 2)
             if trap is not None and trap[0] == intno:
                 self.history.append((intno, "bios", cs, eip - 2, eax))
-                trap[1]()
+                if trap[1] is not None:
+                    trap[1]()
                 return
         if intno == 0x28:  # DOS idle call: DOS is waiting for console input
             self.bios.keyboard.guest_waiting()
@@ -227,8 +228,11 @@ class Machine:
                 # IVT still points at our stub: serve now and land on the stub's iret,
                 # saving the second trap. The frame and its FLAGS are as in the stub.
                 self.history.append((intno, "bios", cs, eip, eax))
+                service = self.traps[rom.ROM_BASE + off][1]
+                if service is None:
+                    return  # `int n` into a bare iret changes nothing: DOS's int 2Ah calls cost no frame
                 cpu.enter_real(eip, cs, flags, sp, ss, seg, off + 2)
-                self.traps[rom.ROM_BASE + off][1]()
+                service()
             else:
                 self.history.append((intno, "int", cs, eip, eax))
                 cpu.enter_real(eip, cs, flags, sp, ss, seg, off)
