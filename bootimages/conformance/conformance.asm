@@ -742,18 +742,7 @@ main:
         BIT "ZF", word [r_flags], 6
         ENDL
 
-        mov si, bye
-        call puts
-        mov si, screen_done
-.say:   lodsb                           ; and on screen, for people watching
-        test al, al
-        jz .halt
-        mov ah, 0Eh
-        mov bx, 0007h
-        int 10h
-        jmp .say
-.halt:  hlt
-        jmp .halt
+        FINISH screen_done
 
 ; kbc_wait: polls port 64h until the input buffer is empty (bit 1 clear), at most 7FFFh times. CX = polls left
 ; (FFFFh after a timeout, whose bit 15 is set; 7FFFh or less otherwise).

@@ -220,18 +220,7 @@ main:
         HEX "CYLS", 16, word [cyls]
         ENDL
 
-        mov si, bye
-        call puts
-        mov si, screen_done
-.say:   lodsb
-        test al, al
-        jz .halt
-        mov ah, 0Eh
-        mov bx, 0007h
-        int 10h
-        jmp .say
-.halt:  hlt
-        jmp .halt
+        FINISH screen_done
 
 hello:       db "BEGIN fdconf 1", 10, 0
 bye:         db "END fdconf", 10, 0
