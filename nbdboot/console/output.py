@@ -66,6 +66,11 @@ class TerminalConsole:
         self.fd = sys.stdin.fileno()
         self._saved = termios.tcgetattr(self.fd)
         tty.setcbreak(self.fd)
+        # Ctrl-C is read as a byte rather than taken as SIGINT: a shell's background
+        # job (CI runners, `cmd &`) inherits SIGINT ignored, and the key must still quit.
+        mode = termios.tcgetattr(self.fd)
+        mode[3] &= ~termios.ISIG
+        termios.tcsetattr(self.fd, termios.TCSANOW, mode)
         self._last: list[str] | None = None
         sys.stdout.write("\x1b[?1049h\x1b[2J")
         sys.stdout.flush()
@@ -89,6 +94,8 @@ class TerminalConsole:
         if not select.select([self.fd], [], [], 0)[0]:
             return []
         data = os.read(self.fd, 256).decode("latin-1")
+        if "\x03" in data:
+            raise KeyboardInterrupt
         return terminal_keys(data)
 
     def finish(self, machine) -> None:
