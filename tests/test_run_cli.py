@@ -135,3 +135,21 @@ def test_server_lost_mid_boot_exits_3(nbdkit, freedos_img):
     assert result.returncode == 3, result.stderr
     assert "---- screen ----" in result.stdout        # what the guest had shown is still printed
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("after", [0.0, 1.5])   # mid-boot (int 13h busy), at the prompt (idle in int 16h)
+def test_sigint_ends_a_headless_run_with_130(freedos_copy, after):
+    import select
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "nbdboot", "run", "--image", str(freedos_copy),
+                             "--drive", "0x00", "--timeout", "60", "--headless"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert select.select([proc.stdout], [], [], 30)[0]    # the guest is printing: the boot is under way
+    time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert err.strip() == "nbdboot: interrupted"
+    assert "---- screen ----" in out

@@ -11,7 +11,10 @@ spinning with interrupts off still ends.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from nbdboot.console.screen import CP437, screen_text
@@ -20,6 +23,36 @@ SCREEN_CHECK_INTERVAL = 0.02  # seconds of wall time between screen checks
 # An idle guest's clock may run this far ahead of the wall clock (boot-time
 # waits end at once); beyond it the session sleeps instead of spinning the CPU.
 IDLE_SLACK = 10.0
+
+
+@contextmanager
+def deferred_sigint():
+    """Ctrl-C while the guest runs: noted, then raised between slices.
+
+    Raised at once it would surface inside whichever Unicorn hook Python was
+    running, and ctypes drops exceptions raised on entry to a callback, so the
+    run would go on. A second Ctrl-C raises at once, for a guest stuck in a hook.
+    """
+    pressed = []
+
+    def note(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+
+    def check() -> None:
+        if pressed:
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield check          # ignored or handled by the embedder: leave it be
+        return
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass
@@ -50,6 +83,10 @@ class Session:
         video.on_output = tap
 
     def run(self) -> Outcome:
+        with deferred_sigint() as check_interrupt:
+            return self._run(check_interrupt)
+
+    def _run(self, check_interrupt) -> Outcome:
         m = self.machine
         start = time.monotonic()
         deadline = None if self.timeout is None else start + self.timeout
@@ -63,6 +100,7 @@ class Session:
             if keys:
                 m.bios.keyboard.type_keys(keys, start_now=True)
             m.run_slice()
+            check_interrupt()
             now = time.monotonic()
             if pending and (now >= next_check or m.waiting_in_bios):
                 next_check = now + SCREEN_CHECK_INTERVAL
