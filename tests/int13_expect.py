@@ -486,27 +486,79 @@ def geometry_expectation_nbdboot(mbr: bytes, sectors: int) -> dict[str, dict]:
     }
 
 
-# ---- bootimages/conformance/drives.asm: two hard disks ------------------------------------------------------------
+# ---- bootimages/conformance/drives.asm: several drives -------------------------------------------------------------
+
+DRIVES_PARAMS = {"1.11": 0x80, "1.12": 0x81, "1.13": 0x82, "1.18": 0x00, "1.19": 0x01}  # AH=08h, DL
+DRIVES_EXT_READS = {"1.14": 0x80, "1.15": 0x81}  # LBA 0 through AH=42h
+DRIVES_CHS_READS = {"1.20": 0x00, "1.21": 0x01, "1.22": 0x80, "1.23": 0x81, "1.24": 0x82}  # C/H/S 0/0/1, AH=02h
+FLOPPY_1440 = (80, 2, 18, 4)  # cylinders, heads, sectors, CMOS type: the only floppy size the drives tests use
 
 
 def drives_expected(first: Path, second: Path, bios: str) -> dict[str, dict]:
-    """What drives.asm reports with `first` as 80h and `second` as 81h."""
-    disk1, disk2 = Path(first).read_bytes(), Path(second).read_bytes()
+    """What drives.asm reports with `first` as 80h and `second` as 81h, booted from 80h."""
+    return drive_layout_expected({0x80: first, 0x81: second}, 0x80, bios)
+
+
+def drive_layout_expected(layout: dict[int, Path], boot: int, bios: str, san: int | None = None) -> dict[str, dict]:
+    """What drives.asm reports, booted from `boot`, when BIOS drive n reaches the disk image layout[n] (hard
+    disks from 80h, 1.44M floppies below; numbers without a disk fail). `san` is nbdboot's SAN drive (default:
+    the boot drive): after 40:75 and the floppy bits are cleared (1.25), iPXE restores only the count of its
+    class; SeaBIOS restores neither."""
+    images = {n: Path(p).read_bytes() for n, p in layout.items()}
+    disks = max((n - 0x7F for n in layout if n >= 0x80), default=0)
+    floppies = max((n + 1 for n in layout if n < 0x80), default=0)
+    floppy_bits = 0x01 | ((floppies - 1) << 6) if floppies else 0
+
+    def count(dl: int) -> int:
+        return disks if dl & 0x80 else floppies
+
     expect: dict[str, dict] = {
-        "1.10": {"DRIVE": 0x80, "HDCOUNT": 2},
-        "1.11": {"CF": 0, "AH": 0, "DX": lambda v: v & 0xFF == 2},
-        "1.12": {"CF": 0, "AH": 0, "DX": lambda v: v & 0xFF == 2},
-        "1.13": {"CF": 1, "AH": 1},
-        "1.14": {"CF": 0, "AH": 0, "SUM": checksum(disk1[:SECTOR])},
-        "1.15": {"CF": 0, "AH": 0, "SUM": checksum(disk2[:SECTOR])},
-        "1.16": {"CF": 0, "AH": 3},
-        "1.17": {"CF": 0, "AH": 0x30, "BX": 0xAA55},
+        "1.10": {"DRIVE": boot, "HDCOUNT": disks, "EQUIP": lambda v: v & 0xC1 == floppy_bits},
     }
+    for case, dl in DRIVES_PARAMS.items():
+        if dl not in images:
+            expect[case] = {"CF": 1, "AH": 1}
+            if bios == "nbdboot":  # iPXE's wrapper loads DL with the count even on a chained call
+                expect[case]["DX"] = lambda v, n=count(dl): v & 0xFF == n
+            continue
+        expect[case] = {"CF": 0, "AH": 0, "DX": lambda v, n=count(dl): v & 0xFF == n}
+        if bios != "nbdboot":
+            continue
+        if dl < 0x80:
+            c, h, s, _ = FLOPPY_1440
+            assert len(images[dl]) == c * h * s * SECTOR, "drives tests use 1.44M floppies"
+        else:
+            c, h, s = ipxe_geometry(images[dl][:SECTOR], len(images[dl]) // SECTOR)
+        expect[case]["CX"] = (((c - 1) & 0xFF) << 8) | (((c - 1) >> 8) << 6) | s
+        expect[case]["DX"] = ((h - 1) << 8) | count(dl)
+    for case, dl in DRIVES_EXT_READS.items():
+        if dl in images:
+            expect[case] = {"CF": 0, "AH": 0, "SUM": checksum(images[dl][:SECTOR])}
+        else:
+            expect[case] = {"CF": 1, "AH": 1, "SUM": checksum(bytes([FILLER]) * SECTOR)}
+    if 0x81 in images:
+        expect["1.16"] = {"CF": 0, "AH": 3}
+        expect["1.17"] = {"CF": 0, "AH": 0x30, "BX": 0xAA55}
+        if bios == "nbdboot":
+            sectors = min(len(images[0x81]) // SECTOR, 0xFFFFFFFF)
+            expect["1.16"].update(CX=sectors >> 16, DX=sectors & 0xFFFF)
+    else:
+        expect["1.17"] = {"CF": 1, "AH": 1}
+        if bios == "nbdboot":
+            expect["1.16"] = {"CF": 0, "AH": 0}  # 15h: "no such drive"
+    for case, dl in DRIVES_CHS_READS.items():
+        if dl in images:
+            expect[case] = {"CF": 0, "AH": 0, "SUM": checksum(images[dl][:SECTOR])}
+        else:
+            expect[case] = {"CF": 1, "AH": 1, "SUM": checksum(bytes([FILLER]) * SECTOR)}
+    # 1.25: AH=08h on 80h right after the program cleared 40:75 and the floppy bits of 40:10.
+    restored_disks, restored_bits = 0, 0
     if bios == "nbdboot":
-        for case, disk in (("1.11", disk1), ("1.12", disk2)):
-            c, h, s = ipxe_geometry(disk[:SECTOR], len(disk) // SECTOR)
-            expect[case]["CX"] = (((c - 1) & 0xFF) << 8) | (((c - 1) >> 8) << 6) | s
-            expect[case]["DX"] = ((h - 1) << 8) | 2
-        sectors2 = min(len(disk2) // SECTOR, 0xFFFFFFFF)
-        expect["1.16"].update(CX=sectors2 >> 16, DX=sectors2 & 0xFFFF)
+        san = boot if san is None else san
+        if san & 0x80:
+            restored_disks = disks
+        else:
+            restored_bits = floppy_bits
+    expect["1.25"] = {"CF": 0 if 0x80 in images else 1, "DX": lambda v, n=restored_disks: v & 0xFF == n,
+                      "HDCOUNT": restored_disks, "EQUIP": lambda v, b=restored_bits: v & 0xC1 == b}
     return expect

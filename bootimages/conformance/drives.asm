@@ -1,7 +1,9 @@
-; Two hard disks (plan item 1): the boot disk and a second one. Reports AH=08h on 80h, 81h and 82h (absent),
-; a checksum of LBA 0 of each disk read with AH=42h, AH=15h and AH=41h on 81h, and the BDA drive count. Served
-; with the boot disk first and any other image (e.g. l2-syslinux.img) as 81h. Same report format as
-; conformance.asm; the program is sectors 0-3.
+; Several drives (plan item 1): which disk each BIOS drive number reaches, and the counts the BDA holds. Reports
+; the boot drive, 40:75 and the equipment word; AH=08h on 80h, 81h, 82h, 00h and 01h; a checksum of LBA 0 of 80h
+; and 81h read with AH=42h and of 00h, 01h, 80h, 81h, 82h read with AH=02h (C/H/S 0/0/1), so a test that knows
+; which image sits behind each number can tell every number reaches the right disk; AH=15h and AH=41h on 81h;
+; last, AH=08h on 80h after 40:75 and the floppy bits of 40:10 were cleared (iPXE re-syncs them, bootmgr needs
+; it). Boots from a hard disk or a floppy. Same report format as conformance.asm; the program is sectors 0-7.
 
         cpu 386
         bits 16
@@ -19,14 +21,7 @@ start:
         jmp 0:.canonical
 .canonical:
         FLAT_SEGMENTS
-        mov ax, 0203h
-        mov cx, 0002h
-        xor dh, dh
-        mov bx, 7E00h
-        int 13h
-        jnc main
-.halt:  hlt
-        jmp .halt
+        LOAD_REST 7
 
         times 510 - ($ - $$) db 0
         dw 0AA55h
@@ -47,6 +42,31 @@ start:
         STATUS
         HEX "CX", 16, word [r_ecx]
         HEX "DX", 16, word [r_edx]
+        ENDL
+%endmacro
+
+%macro READCHS 2                        ; id, DL: C/H/S 0/0/1 into BUF through AH=02h
+        mov edx, BUF
+        mov cx, 1
+        mov al, 0CCh
+        call fill_linear
+        mov ax, BUF_SEG
+        mov es, ax
+        xor bx, bx
+        mov ax, 0201h
+        mov cx, 0001h
+        mov dx, %2                      ; DH = head 0
+        int 13h
+        call snap
+        xor ax, ax
+        mov ds, ax
+        mov es, ax
+        T %1
+        STATUS
+        mov edx, BUF
+        mov cx, 1
+        call csum_linear
+        HEX "SUM", 32, dword [r_sum]
         ENDL
 %endmacro
 
@@ -82,6 +102,7 @@ main:
         T "1.10"
         HEX "DRIVE", 8, byte [drive]
         HEX "HDCOUNT", 8, byte [475h]
+        HEX "EQUIP", 16, word [410h]
         ENDL
         PARAMS "1.11", 80h
         PARAMS "1.12", 81h
@@ -106,6 +127,30 @@ main:
         STATUS
         HEX "BX", 16, word [r_ebx]
         ENDL
+        PARAMS "1.18", 00h
+        PARAMS "1.19", 01h
+        READCHS "1.20", 00h
+        READCHS "1.21", 01h
+        READCHS "1.22", 80h
+        READCHS "1.23", 81h
+        READCHS "1.24", 82h
+        mov byte [475h], 0
+        and word [410h], 0FF3Eh
+        mov dl, 80h
+        mov ah, 08h
+        xor di, di
+        mov es, di
+        int 13h
+        call snap
+        xor ax, ax
+        mov ds, ax
+        mov es, ax
+        T "1.25"
+        STATUS
+        HEX "DX", 16, word [r_edx]
+        HEX "HDCOUNT", 8, byte [475h]
+        HEX "EQUIP", 16, word [410h]
+        ENDL
         mov si, bye
         call puts
 .halt:  hlt
@@ -114,4 +159,4 @@ main:
 hello:  db "BEGIN drives 1", 10, 0
 bye:    db "END drives", 10, 0
 
-        times 2048 - ($ - $$) db 0
+        times 4096 - ($ - $$) db 0

@@ -58,12 +58,8 @@ class Boot:
         cpu.write(0, ivt)
 
         bda = bytearray(256)
-        floppies = disks.floppy_count()
-        equipment = 0x0020 | 0x0002  # colour 80x25, FPU
-        if floppies:
-            equipment |= 0x0001 | ((floppies - 1) << 6)
         struct.pack_into("<H", bda, 0x0E, EBDA_SEGMENT)
-        struct.pack_into("<H", bda, 0x10, equipment)
+        struct.pack_into("<H", bda, 0x10, 0x0020 | 0x0002)  # colour 80x25, FPU; disks.post() adds the floppies
         struct.pack_into("<H", bda, 0x13, CONVENTIONAL_TOP // 1024)
         struct.pack_into("<HH", bda, 0x1A, 0x1E, 0x1E)       # keyboard ring empty
         struct.pack_into("<HH", bda, 0x80, 0x1E, 0x3E)       # ring start/end
@@ -76,9 +72,8 @@ class Boot:
         now = time.localtime(self.m.clock.wall_epoch)
         midnight = now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec
         struct.pack_into("<I", bda, 0x6C, bda_ticks(midnight))
-        bda[0x75] = disks.hard_disk_count()
         bda[0x84], bda[0x85], bda[0x87], bda[0x88], bda[0x89] = 24, 16, 0x60, 0x09, 0x51
-        bda[0x8F] = 0x07 if floppies else 0
+        bda[0x8F] = 0x07 if disks.floppy_count() else 0
         bda[0x96] = 0x10                                      # enhanced keyboard
         cpu.write(0x400, bda)
         self.m.bios.timer.midnight_base = midnight
@@ -87,14 +82,14 @@ class Boot:
         cpu.write(EBDA_SEGMENT << 4, ebda)
         cpu.write(VIDEO_TEXT, b"\x20\x07" * 2000 * 4)
         cpu.write(0x7C00 - 0x100, bytes(0x100))
-        disks.write_fdpt()
+        disks.post()
 
     def int18(self) -> None:
         self.m._fail(BootFailed("the guest called int 18h: no bootable disk"))
 
     def int19(self) -> None:
         cpu = self.m.cpu
-        drive = self.bios.disk.drives.get(self.boot_drive)
+        drive = self.bios.disk.route(self.boot_drive)
         if drive is None:
             self.m._fail(BootFailed(f"no disk at BIOS drive {self.boot_drive:#04x}"))
             return

@@ -1,11 +1,16 @@
-"""int 13h disk services, enough to boot floppies and hard disks.
+"""int 13h disk services: the PC's own disks, and SAN drives hooked on top as iPXE's sanboot does.
 
-Shaped like iPXE's int13.c so it can grow into the full SAN drive: a drive
-table (BIOS number -> Drive: a BlockDevice plus how it is presented), a
-dispatcher that resolves DL, and one handler per AH returning a status byte
-(0 = success). The dispatcher puts the status in AH and the BDA, CF in the
-caller's frame, and sets IF there too (some programs hang if a disk call
-returns with interrupts off).
+Two tables, as on a real machine that iPXE SAN-boots: `firmware` holds the
+disks the PC's BIOS found at POST (numbered as its BIOS numbers them), `san`
+the drives hooked later (iPXE's int13_hook). A call is routed as iPXE's int13()
+routes it: a SAN drive's number reaches the SAN drive, its *natural* number
+(the next free one of its class when it was hooked) reaches the firmware disk
+it displaced (pairwise swap), everything else goes to the firmware, which
+answers 01h for a number it has no disk for. Both kinds are served by the same
+handlers, one per AH, returning a status byte (0 = success); the dispatcher puts
+it in AH and the BDA, CF in the caller's frame, and sets IF there too (some
+programs hang if a disk call returns with interrupts off). docs/int13.md,
+"Drives", has the numbering rules.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class Drive:
     last_status: int = 0
     last_failed: bool = False  # 41h leaves AH=30h as last status with CF clear
     sector_size: int = SECTOR  # 2048 for a CD, as iPXE presents an ISO9660 SAN disk
+    natural: int | None = None  # a SAN drive's natural number (iPXE's natural_drive); None for the PC's own disks
 
     @property
     def is_floppy(self) -> bool:
@@ -112,7 +118,9 @@ def guess_hard_disk_geometry(device: BlockDevice) -> tuple[int, int, int]:
 class Int13:
     def __init__(self, machine):
         self.m = machine
-        self.drives: dict[int, Drive] = {}
+        self.firmware: dict[int, Drive] = {}  # the PC's own disks, by BIOS number
+        self.san: dict[int, Drive] = {}  # hooked SAN drives, in hook order (iPXE's for_each_sandev)
+        self._synced: tuple[int, int] | None = None  # (40:10, 40:75) as last written: iPXE's cached counts
         self.functions = {
             0x00: self.reset,
             0x01: self.get_last_status,
@@ -138,39 +146,133 @@ class Int13:
             0x4D: self.cdrom_read_catalog,
         }
 
-    # -- drive table ---------------------------------------------------------------
+    # -- drive tables ----------------------------------------------------------------
+    def add_firmware_drive(self, number: int, device: BlockDevice) -> Drive:
+        """One of the PC's own disks (a floppy below 80h), there from POST on, before any SAN hook."""
+        if self.san:
+            raise ValueError("the PC's own disks are attached before any SAN drive is hooked")
+        if number in self.firmware:
+            raise ValueError(f"BIOS drive {number:#04x} is already one of the PC's disks")
+        if number & 0x7F == 0x7F or (number < 0x80 and number > 3):
+            raise ValueError(f"the PC cannot have a disk at {number:#04x} (floppies 00h-03h, hard disks 80h-FEh)")
+        drive = self._make_drive(number, device, "hdd")
+        self.firmware[number] = drive
+        return drive
+
     def add_drive(self, number: int, device: BlockDevice, media: str = "auto") -> Drive:
-        """media: "hdd", "cd" (2048-byte sectors, El Torito boot) or "auto" (a CD if looks_like_cd)."""
-        if number in self.drives:
+        """Hook `device` as a SAN drive at `number`, as iPXE's int13_hook (7Fh/FFh: its natural number).
+
+        media: "hdd", "cd" (2048-byte sectors, El Torito boot) or "auto" (a CD if looks_like_cd)."""
+        floppies, disks = self._counts_after_hooks()
+        natural = (0x80 | disks) if number & 0x80 else floppies
+        if number & 0x7F == 0x7F:
+            number = natural
+        if number in self.san:
             raise ValueError(f"BIOS drive {number:#04x} is already attached")
+        drive = self._make_drive(number, device, media)
+        drive.natural = natural
+        self.san[number] = drive
+        return drive
+
+    def _make_drive(self, number: int, device: BlockDevice, media: str) -> Drive:
         if number >= 0x80 and (media == "cd" or (media == "auto" and looks_like_cd(device))):
-            drive = Drive(number, device, 0, 0, 0, sector_size=CD_SECTOR)  # iPXE: no CHS for CDs
-            self.drives[number] = drive
-            return drive
+            return Drive(number, device, 0, 0, 0, sector_size=CD_SECTOR)  # iPXE: no CHS for CDs
         if number < 0x80:
             c, h, s, ftype = FLOPPY_GEOMETRIES.get(device.size, (80, 2, 18, 4))
             if device.size not in FLOPPY_GEOMETRIES:
                 c = max(1, device.size // SECTOR // (h * s))
-            drive = Drive(number, device, c, h, s, ftype)
-        else:
-            c, h, s = guess_hard_disk_geometry(device)
-            drive = Drive(number, device, c, h, s)
-        self.drives[number] = drive
-        if number < 0x80:
-            self.m.cmos.ram[0x10] = (ftype << 4) if number == 0 else self.m.cmos.ram[0x10] | ftype
-        return drive
+            return Drive(number, device, c, h, s, ftype)
+        c, h, s = guess_hard_disk_geometry(device)
+        return Drive(number, device, c, h, s)
+
+    def route(self, number: int, ah: int = 0) -> Drive | None:
+        """The disk a call for BIOS drive `number` reaches: iPXE's int13() loop over the SAN drives, in hook
+        order, then the firmware, which sees a natural number as the SAN drive's number it was remapped to."""
+        for san in self.san.values():
+            if number == san.number:
+                return san
+            if number == san.natural:
+                return self.firmware.get(san.number)
+            if ah == 0x4B and number & 0x7F == 0x7F and san.is_cdrom:
+                return san  # iPXE: 7Fh/FFh mean "the CD" (old ELTORITO.SYS)
+        return self.firmware.get(number)
+
+    @property
+    def drives(self) -> dict[int, Drive]:
+        """Every BIOS number the guest can reach, and the disk behind it."""
+        numbers = set(self.firmware) | set(self.san) | {d.natural for d in self.san.values()}
+        routed = {n: self.route(n) for n in sorted(numbers)}
+        return {n: d for n, d in routed.items() if d is not None}
+
+    # -- drive counts in the BDA ---------------------------------------------------------
+    def _firmware_counts(self) -> tuple[int, int]:
+        """(floppies, hard disks) as POST counts the PC's own disks: enough to cover every number."""
+        floppies = max((n + 1 for n in self.firmware if n < 0x80), default=0)
+        disks = max((n - 0x7F for n in self.firmware if n >= 0x80), default=0)
+        return floppies, disks
+
+    def _cover_san(self, floppies: int, disks: int) -> tuple[int, int]:
+        """iPXE: each count raised to cover every SAN drive of its class and its natural number."""
+        for san in self.san.values():
+            required = (max(san.number, san.natural) & 0x7F) + 1
+            if san.is_floppy:
+                floppies = max(floppies, required)
+            else:
+                disks = max(disks, required)
+        return floppies, disks
+
+    def _counts_after_hooks(self) -> tuple[int, int]:
+        return self._cover_san(*self._firmware_counts())
 
     def floppy_count(self) -> int:
-        return max((d.number + 1 for d in self.drives.values() if d.is_floppy), default=0)
+        return self._counts_after_hooks()[0]
 
     def hard_disk_count(self) -> int:
-        return max((d.number - 0x7F for d in self.drives.values() if not d.is_floppy), default=0)
+        return self._counts_after_hooks()[1]
+
+    def _bda_counts(self) -> tuple[int, int, int]:
+        """(equipment word, floppies from its bits 0 and 6-7, hard disks at 40:75) as the BDA holds them."""
+        cpu = self.m.cpu
+        equipment = cpu.read16(0x410)
+        floppies = ((equipment >> 6) & 3) + 1 if equipment & 1 else 0
+        return equipment, floppies, cpu.read8(0x475)
+
+    def _write_bda_counts(self, equipment: int, floppies: int, disks: int) -> None:
+        equipment &= ~0x00C1
+        if floppies:
+            equipment |= 0x0001 | (((floppies - 1) & 3) << 6)
+        self.m.cpu.write16(0x410, equipment)
+        self.m.cpu.write8(0x475, disks)
+        self._synced = (equipment, disks)
+
+    def _sync_counts(self) -> None:
+        """iPXE's int13_sync_num_drives: the BDA's counts, never lowered, raised to cover the SAN drives."""
+        equipment, floppies, disks = self._bda_counts()
+        self._write_bda_counts(equipment, *self._cover_san(floppies, disks))
+
+    def _check_counts(self) -> None:
+        """iPXE's int13_check_num_drives, on every call: an AMI BIOS reset 40:75 and bootmgr found no disk."""
+        equipment, _, disks = self._bda_counts()
+        if (equipment, disks) != self._synced:
+            self._sync_counts()
+
+    # -- POST ------------------------------------------------------------------------
+    def post(self) -> None:
+        """The BDA counts, CMOS floppy types and hard disk parameter tables as POST leaves them for the PC's
+        own disks, then the SAN hooks' raised counts (iPXE hooks after POST)."""
+        equipment, _, _ = self._bda_counts()
+        self._write_bda_counts(equipment, *self._firmware_counts())
+        if self.san:
+            self._sync_counts()
+        types = [d.floppy_type if d else 0 for d in (self.route(0x00), self.route(0x01))]
+        self.m.cmos.ram[0x10] = (types[0] << 4) | types[1]
+        self.write_fdpt()
 
     def write_fdpt(self) -> None:
         """Fixed disk parameter tables for int 41h/46h (drive 80h/81h, standard format)."""
         table = bytearray(32)
         for i in range(2):
-            drive = self.drives.get(0x80 + i)
+            drive = self.route(0x80 + i)
             if drive:
                 struct.pack_into("<HBHHBBBHBB", table, 16 * i, min(drive.cylinders, 0xFFFF),
                                  drive.heads & 0xFF, 0, 0xFFFF, 0, 0x08 if drive.heads > 8 else 0,
@@ -182,12 +284,9 @@ class Int13:
         cpu = self.m.cpu
         ah = cpu.get("ah")
         dl = cpu.get("dl")
-        drive = self.drives.get(dl)
-        if ah == 0x4B and drive is None and dl & 0x7F == 0x7F:
-            drive = next((d for d in self.drives.values() if d.is_cdrom), None)  # iPXE: 7Fh/FFh mean "the CD"
-        # Like iPXE's int13_check_num_drives(): a loader that zeroed 40:75 must not lose our disks.
-        if cpu.read8(0x475) < self.hard_disk_count():
-            cpu.write8(0x475, self.hard_disk_count())
+        if self.san:
+            self._check_counts()
+        drive = self.route(dl, ah)
         handler = self.functions.get(ah)
         if drive is None:
             status = self._absent_drive(ah)
@@ -208,14 +307,20 @@ class Int13:
 
     def _absent_drive(self, ah: int) -> int:
         cpu = self.m.cpu
-        if ah == 0x08:  # report the drive count even for a missing drive, as BIOSes do
-            cpu.set("dl", self.floppy_count() if cpu.get("dl") < 0x80 else self.hard_disk_count())
+        if ah == 0x08:  # the drive count even for a missing drive: iPXE's wrapper sets DL on chained calls too
+            cpu.set("dl", self._drive_count(cpu.get("dl")))
         if ah == 0x15 and cpu.get("dl") >= 0x80:
             cpu.set("ah", 0)  # "no such drive"
             return None
         return STATUS_INVALID
 
     # -- helpers -------------------------------------------------------------------
+    def _drive_count(self, dl: int) -> int:
+        """AH=08h's DL: the BDA's count of DL's class. With a SAN hook the counts were re-synced at the start
+        of the call, so this is iPXE's num_drives/num_fdds; without one it is what a BIOS reports (SeaBIOS)."""
+        _, floppies, disks = self._bda_counts()
+        return disks if dl & 0x80 else floppies
+
     def _transfer(self, drive: Drive, lba: int, count: int, linear: int, write: bool) -> int:
         if count == 0:
             return STATUS_OK
@@ -305,12 +410,12 @@ class Int13:
         if drive.is_floppy:
             cpu.set("ax", 0)
             cpu.set("bx", drive.floppy_type)
-            cpu.set("dl", self.floppy_count())
+            cpu.set("dl", self._drive_count(0x00))
             cpu.set("es", rom.ROM_SEGMENT)
             cpu.set("di", rom.DISKETTE_PARAMS)
         else:
             cpu.set("al", 0)
-            cpu.set("dl", self.hard_disk_count())
+            cpu.set("dl", self._drive_count(0x80))
         return STATUS_OK
 
     def get_disk_type(self, drive: Drive) -> None:

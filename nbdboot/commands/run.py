@@ -3,13 +3,19 @@
 The export is presented by the BIOS as drive 80h (hard disk, as iPXE's sanboot
 does) unless --drive says otherwise. --image FILE serves FILE with the embedded
 NBD server on loopback and boots it over TCP: the same path as a remote export.
+--disk gives the PC disks of its own (local files or NBD exports); the export is
+hooked on top of them as iPXE hooks a SAN disk: a disk it displaces from its
+number is reached at the export's natural number (docs/int13.md, "Drives").
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import time
+from typing import NamedTuple
 
 from nbdboot.bios.int13 import looks_like_floppy
 from nbdboot.console.keys import parse_keys
@@ -18,8 +24,11 @@ from nbdboot.console.screen import screen_text
 from nbdboot.errors import EXIT_CODES_HELP, EXIT_EXPECT_FAILED, LocalIOError, UsageError
 from nbdboot.machine.machine import DEFAULT_MEMORY_MB, GuestCrash, Machine
 from nbdboot.machine.session import Session
+from nbdboot.nbd.uri import looks_like_uri
 
-CONNECT_OPTIONS = dict(connect_timeout=10.0, timeout=30.0, retries=2, retry_delay=1.0)
+# retries/retry_delay: --retries/--retry-delay. iPXE's count of reopen tries, closer together than its 5 s, so a
+# server restart is ridden out and a server gone for good reaches the guest as 04h within about 10 s.
+CONNECT_OPTIONS = dict(connect_timeout=10.0, timeout=30.0, retries=10, retry_delay=1.0)
 
 
 def parse_drive(text: str) -> int | str:
@@ -32,6 +41,86 @@ def parse_drive(text: str) -> int | str:
     if not 0 <= value <= 0xFF or value in (0x7F, 0xFF):
         raise argparse.ArgumentTypeError(f"BIOS drive number out of range: {text}")
     return value
+
+
+class DiskSpec(NamedTuple):
+    """One --disk: a file or NBD export, and the BIOS drive asked for (None: the next free hard disk)."""
+    source: str
+    number: int | None
+
+
+_DRIVE_SUFFIX = re.compile(r"^(0[xX][0-9a-fA-F]+|[0-9]+)$")
+_HOSTPORT = re.compile(r"^(\[[^\]]+\]|[^:/\[\]@]+):[0-9]+$")
+DISK_NUMBERS = "0x00-0x03 for floppies, 0x80-0xFE for hard disks"
+
+
+def parse_disk(text: str) -> DiskSpec:
+    """`--disk FILE_OR_URI[@DRIVE]`. An '@' followed by no number belongs to a URI (nbd://user@host/)."""
+    source, at, suffix = text.rpartition("@")
+    if not at:
+        return DiskSpec(text, None)
+    if not _DRIVE_SUFFIX.match(suffix):
+        if looks_like_uri(text):
+            return DiskSpec(text, None)
+        raise argparse.ArgumentTypeError(f"not a drive number after '@' in {text!r} ({DISK_NUMBERS})")
+    try:
+        number = int(suffix, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a drive number after '@' in {text!r} ({DISK_NUMBERS})") from None
+    if not (0 <= number <= 3 or 0x80 <= number <= 0xFE):
+        raise argparse.ArgumentTypeError(f"no BIOS disk can be {suffix} in {text!r} ({DISK_NUMBERS})")
+    if not source:
+        raise argparse.ArgumentTypeError(f"no file or URI before '@' in {text!r}")
+    return DiskSpec(source, number)
+
+
+def number_disks(specs: list[DiskSpec]) -> list[tuple[int, str]]:
+    """(BIOS drive, source) per --disk: explicit numbers as given, the rest 80h, 81h... in order, skipping
+    numbers already taken, as a PC's BIOS numbers the disks it finds."""
+    numbered: dict[int, str] = {}
+    for spec in specs:
+        if spec.number is None:
+            continue
+        if spec.number in numbered:
+            raise UsageError(f"two --disk at BIOS drive {spec.number:#04x}")
+        numbered[spec.number] = spec.source
+    number = 0x80
+    for spec in specs:
+        if spec.number is not None:
+            continue
+        while number in numbered:
+            number += 1
+        if number > 0xFE:
+            raise UsageError("too many --disk: hard disks run out at 0xFE")
+        numbered[number] = spec.source
+    return sorted(numbered.items())
+
+
+def open_local_disk(source: str):
+    """A --disk as the PC's own disk: an NBD export (URI or HOST:PORT), else a local file, writable when the
+    file is (a local disk takes writes)."""
+    from nbdboot.disk.file import FileDevice
+    from nbdboot.disk.nbd import NbdDevice
+    from nbdboot.nbd.uri import parse_uri
+    if looks_like_uri(source) or (not os.path.exists(source) and _HOSTPORT.match(source)):
+        return NbdDevice(parse_uri(source), **CONNECT_OPTIONS)
+    if not os.path.exists(source):
+        raise LocalIOError(f"no such disk image file: {source}")
+    if os.path.isdir(source):
+        raise LocalIOError(f"--disk {source} is a directory, not a disk image")
+    device = FileDevice(source, read_only=not os.access(source, os.W_OK))
+    if device.size < 512:
+        device.close()
+        raise UsageError(f"--disk {source} is smaller than one 512-byte sector")
+    return device
+
+
+def attach_local_disks(machine, numbered: list[tuple[int, str]], opened: list) -> None:
+    """Open each (number, source) and give it to the PC's firmware; `opened` collects devices to close."""
+    for number, source in numbered:
+        device = open_local_disk(source)
+        opened.append(device)
+        machine.bios.disk.add_firmware_drive(number, device)
 
 
 def _source(args):
@@ -86,8 +175,10 @@ def _source(args):
     else:
         uri = parse_uri(args.restore_from or args.uri)
 
+    options = dict(CONNECT_OPTIONS, retries=args.retries, retry_delay=args.retry_delay)
+
     def factory():
-        return NbdDevice(uri, **CONNECT_OPTIONS)
+        return NbdDevice(uri, **options)
 
     return factory, str(uri), server, local
 
@@ -127,17 +218,23 @@ def handler(args) -> int:
         raise UsageError("--timeout must be positive")
     if not 1 <= args.memory <= 3072:
         raise UsageError("--memory must be between 1 and 3072 MiB")
+    if args.retries < 0 or args.retry_delay < 0:
+        raise UsageError("--retries and --retry-delay must not be negative")
     _check_media(args.drive, args.media)
     keys = parse_keys(args.keys) if args.keys else []
+    local_disks = number_disks(args.disks or [])
     factory, source_uri, server, local = _source(args)
     device = None
     console = None
+    opened: list = []
     started = time.monotonic()
     try:
+        machine = Machine(memory_mb=args.memory)
+        attach_local_disks(machine, local_disks, opened)
         device = _open_disk(args, factory, source_uri)
         drive = _drive_number(args.drive, args.media, device)
-        machine = Machine(memory_mb=args.memory)
-        machine.bios.disk.add_drive(drive, device, media="auto" if args.media in ("auto", "floppy") else args.media)
+        media = "auto" if args.media in ("auto", "floppy") else args.media
+        drive = machine.bios.disk.add_drive(drive, device, media=media).number
         machine.bios.keyboard.type_keys(keys)
         live = not args.headless and sys.stdout.isatty() and sys.stdin.isatty()
         console = TerminalConsole() if live else HeadlessConsole()
@@ -170,6 +267,8 @@ def handler(args) -> int:
         if server is not None:
             server.stop()
             local.close()
+        for disk in opened:
+            disk.close()
 
 
 def _report_copy(device, elapsed: float) -> None:
@@ -218,9 +317,18 @@ def register(subparsers) -> None:
     p.add_argument("--drive", type=parse_drive, default=None, metavar="0x80|0x00|auto",
                    help="BIOS drive number of the export (default 0x80, 0x00 with --media floppy; "
                         "auto: floppy for a floppy-sized FAT image)")
+    p.add_argument("--disk", dest="disks", action="append", type=parse_disk, metavar="FILE_OR_URI[@DRIVE]",
+                   help="a disk the PC has of its own (repeatable): a local file (writable if the file is) or an "
+                        "NBD URI/HOST:PORT, numbered 0x80, 0x81... in order unless @DRIVE says (0x00-0x03: "
+                        "floppies); the export takes --drive and a disk it displaces moves to the next free number")
     p.add_argument("--media", choices=("auto", "hdd", "floppy", "cd"), default="auto",
                    help="how the export is presented (default auto: an ISO9660 export is a CD with 2048-byte "
                         "sectors); e.g. --media cd boots a hybrid ISO through El Torito")
+    p.add_argument("--retries", type=int, default=CONNECT_OPTIONS["retries"], metavar="N",
+                   help="times to reopen a lost NBD connection (and re-send) before the guest sees a disk error "
+                        f"(default {CONNECT_OPTIONS['retries']})")
+    p.add_argument("--retry-delay", type=float, default=CONNECT_OPTIONS["retry_delay"], metavar="SECONDS",
+                   help=f"wait between reopen tries (default {CONNECT_OPTIONS['retry_delay']:g}; iPXE waits 5)")
     p.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, metavar="MiB",
                    help=f"extended memory above 1 MiB (default {DEFAULT_MEMORY_MB})")
     p.add_argument("--expect", action="append", metavar="TEXT",
