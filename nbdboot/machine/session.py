@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from nbdboot.console.screen import CP437, screen_text
+from nbdboot.errors import NbdbootError
 
 SCREEN_CHECK_INTERVAL = 0.02  # seconds of wall time between screen checks
 # An idle guest's clock may run this far ahead of the wall clock (boot-time
@@ -99,7 +100,11 @@ class Session:
             keys = self.console.keys()
             if keys:
                 m.bios.keyboard.type_keys(keys, start_now=True)
-            m.run_slice()
+            try:
+                m.run_slice()
+            except NbdbootError:
+                self._raise_lost_connection()  # a crash or failed boot after the disk died: the disk is the cause
+                raise
             check_interrupt()
             now = time.monotonic()
             if pending and (now >= next_check or m.waiting_in_bios):
@@ -126,4 +131,13 @@ class Session:
                 if ahead > 0:
                     time.sleep(min(ahead, 0.05))
             if deadline is not None and now >= deadline:
+                if pending:
+                    self._raise_lost_connection()
                 return Outcome(not pending, True, seen, pending[0] if pending else None, now - start)
+
+    def _raise_lost_connection(self) -> None:
+        """The guest was told 04h when its disk's connection died for good, and carried on; a run that then falls
+        short ends with that NBD error (exit 3)."""
+        lost = self.machine.bios.disk.lost_connection
+        if lost is not None:
+            raise lost

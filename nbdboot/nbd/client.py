@@ -52,6 +52,7 @@ from nbdboot.nbd import protocol as P
 from nbdboot.nbd.errors import (
     ENOTCONN,
     ERRNO_NAMES,
+    ESHUTDOWN,
     NbdChangedError,
     NbdCommandError,
     NbdConnectionError,
@@ -704,10 +705,7 @@ class NbdClient:
             if n:
                 link.into(req.buf)
             t.finish(req)
-            del self._order[req.cookie]
-            self._finished[req.cookie] = req
-            self._strikes = 0
-            return req
+            return self._complete(req)
         head = bytes(prefix) + bytes(link.take(4))
         chunk = t.chunk(head)
         kind = chunk.type
@@ -728,11 +726,18 @@ class NbdClient:
         elif kind & (1 << 15):
             t.error(chunk, link.read_bytes(chunk.length))
         if t.end_chunk(chunk):
-            del self._order[req.cookie]
-            self._finished[req.cookie] = req
-            self._strikes = 0
-            return req
+            return self._complete(req)
         return None
+
+    def _complete(self, req: Command) -> Command:
+        if req.error == ESHUTDOWN and self.auto_reconnect:
+            # The server is going away without doing it (nbdkit on SIGTERM): like a dropped connection, the
+            # request goes again on the next one, within the reconnect budget.
+            raise NbdConnectionError("server is shutting down (ESHUTDOWN)")
+        del self._order[req.cookie]
+        self._finished[req.cookie] = req
+        self._strikes = 0
+        return req
 
     def next_completed(self) -> Command:
         """The oldest answered command not handed out yet, reading replies if none (errors not raised)."""

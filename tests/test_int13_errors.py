@@ -1,0 +1,90 @@
+"""The NBD error path as the guest sees it: a server restart is ridden out, a read-only export is write-protected.
+
+A lost server that never comes back (the guest hears 04h, the run ends with exit 3) is
+tests/test_run_cli.py::test_server_lost_mid_boot_exits_3; a server failing single requests (EIO, EPERM -> 04h) is
+the conformance suite (cases 3.16-3.18, 6.17, 6.18 in tests/test_int13_conformance.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import subprocess
+import sys
+import time
+
+import pytest
+
+import qemuref
+from images import image
+from test_int13_conformance import run_program
+
+PROMPT = "A:\\>"
+KERNEL_BANNER = "FreeDOS kernel"
+
+
+def read_until(proc: subprocess.Popen, text: str, timeout: float) -> str:
+    """The guest's streamed output (headless console) up to and including `text`."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    while text.encode() not in out:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AssertionError(f"{text!r} not printed within {timeout}s: {out[-500:]!r}")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise AssertionError(f"nbdboot exited before printing {text!r}: {out[-500:]!r}")
+        out += chunk
+    return out.decode(errors="replace")
+
+
+@pytest.mark.parametrize("stop", ["terminate", "kill"])  # SIGTERM: nbdkit fails in-flight reads with ESHUTDOWN
+def test_server_restart_mid_boot_is_ridden_out(stop, nbdkit, freedos_img, tmp_path):
+    # The 30 ms read delay stretches the boot, so the kernel banner comes with most of the disk still to read.
+    def serve(log, port=None):
+        return nbdkit("--filter=log", "--filter=delay", "--filter=cow", "file", str(freedos_img), "rdelay=30ms",
+                      f"logfile={log}", port=port)
+
+    first = serve(tmp_path / "first.log")
+    proc = subprocess.Popen([sys.executable, "-m", "nbdboot", "run", "--server", first.hostport, "--drive", "0x00",
+                             "--expect", PROMPT, "--timeout", "60", "--headless"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        read_until(proc, KERNEL_BANNER, 30)
+        getattr(first.proc, stop)()
+        first.proc.wait(5)
+        time.sleep(1.5)
+        second = serve(tmp_path / "second.log", port=first.port)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = err.decode(errors="replace")
+    assert proc.returncode == 0, err + out.decode(errors="replace")[-2000:]
+    assert err == ""                                  # no disk error reached the guest, nothing was logged
+    assert PROMPT in out.decode(errors="replace")
+    assert second.proc.poll() is None
+    second_log = (tmp_path / "second.log").read_text()
+    assert "Connect " in second_log and "Read " in second_log  # the rest of the boot came from the new server
+
+
+def test_read_only_export_answers_write_protected(nbdkit):
+    # The conformance program writes with AH=03h (3.13 to LBA 126, 3.18 to LBA 800) and AH=43h (6.13 to LBA 500,
+    # 6.18 to LBA 801) and reads 126 and 500 back (3.14, 6.14). From `nbdkit -r` every write is 03h with CF set,
+    # nothing claimed transferred, and the disk keeps its old sectors.
+    img = image("conformance")
+    before = hashlib.sha256(img.read_bytes()).hexdigest()
+    server = nbdkit("-r", "file", str(img))
+    results, _ = run_program(server.uri, 0x80, b"END conformance")
+    data = img.read_bytes()
+    for case in ("3.13", "3.18"):
+        assert (results[case]["CF"], results[case]["AH"], results[case]["AL"]) == (1, 0x03, 0), case
+    for case in ("6.13", "6.18"):
+        assert (results[case]["CF"], results[case]["AH"], results[case]["COUNT"]) == (1, 0x03, 0), case
+    assert results["3.14"]["SUM"] == qemuref.checksum(data[126 * 512:127 * 512])
+    assert results["6.14"]["SUM"] == qemuref.checksum(data[500 * 512:501 * 512])
+    assert results["3.14"]["SUM"] != qemuref.checksum(data[:512])      # not what the guest tried to write
+    assert hashlib.sha256(data).hexdigest() == before
