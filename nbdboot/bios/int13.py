@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from nbdboot.disk.base import BlockDevice, DiskError, DiskReadOnlyError
 from nbdboot.machine import rom
 from nbdboot.machine.cpu import FLAG_CF, FLAG_IF
+from nbdboot.nbd.errors import NbdError
 
 log = logging.getLogger("nbdboot.int13")
 
@@ -116,6 +117,10 @@ def guess_hard_disk_geometry(device: BlockDevice) -> tuple[int, int, int]:
 
 
 class Int13:
+    # The NbdError of a drive whose connection is gone for good. The guest was answered 04h and went on; a run
+    # that then misses its expectations ends with this error (exit 3), the cause, not the timeout it led to.
+    lost_connection: NbdError | None = None
+
     def __init__(self, machine):
         self.m = machine
         self.firmware: dict[int, Drive] = {}  # the PC's own disks, by BIOS number
@@ -340,9 +345,20 @@ class Int13:
                 cpu.write(linear, drive.device.pread(count * size, lba * size))
         except DiskReadOnlyError:
             return STATUS_WRITE_PROTECTED
-        except DiskError:  # iPXE answers 04h for failed writes too
+        except (DiskError, NbdError) as e:
+            # As iPXE: only a final failure gets here (the client has spent its reconnect budget, or the server
+            # failed the request), and the guest hears 04h, for writes too, and prints its own error.
+            self._disk_failed(drive, lba, count, write, e)
             return STATUS_READ_ERROR
         return STATUS_OK
+
+    def _disk_failed(self, drive: Drive, lba: int, count: int, write: bool, error: Exception) -> None:
+        # A dead connection raises the same error for every later request: say it once, not per guest retry.
+        if error is not self.lost_connection:
+            log.warning("nbdboot: int13: drive %#04x %s of %d sectors at LBA %d failed: %s", drive.number,
+                        "write" if write else "read", count, lba, error)
+        if isinstance(error, NbdError):
+            self.lost_connection = error
 
     def _chs(self, drive: Drive) -> int | None:
         cpu = self.m.cpu
