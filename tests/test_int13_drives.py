@@ -64,8 +64,8 @@ def run_drives(san_uri: str, san_drive: int, local: list[str], timeout: float = 
     return qemuref.parse_results(log)
 
 
-# name: (export image, its --drive, --disk arguments (an image name, "@DRIVE" kept; "nbd:" + name is served by
-# a second nbdkit), what every number reaches)
+# name: (export image, its --drive, --disk arguments (an image name, "@DRIVE" kept; "nbd:" or "hostport:" + name
+# is served by a second nbdkit and given as its URI or HOST:PORT), what every number reaches)
 LAYOUTS = {
     # iPXE's pairwise swap: the PC's 80h moves to the export's natural number 81h.
     "swap": ("drives", 0x80, ["conformance"], {0x80: "drives", 0x81: "conformance"}),
@@ -75,7 +75,7 @@ LAYOUTS = {
     "three": ("drives", 0x80, ["conformance", "nbd:readparams"],
               {0x80: "drives", 0x81: "readparams", 0x82: "conformance"}),
     # A floppy export next to the PC's hard disk: each class has its own numbers and count.
-    "floppy-and-hdd": ("drives1440", 0x00, ["conformance"], {0x00: "drives1440", 0x80: "conformance"}),
+    "floppy-and-hdd": ("drives1440", 0x00, ["hostport:conformance"], {0x00: "drives1440", 0x80: "conformance"}),
     # A floppy export displacing the PC's floppy A: to B:.
     "floppy-swap": ("drives1440", 0x00, ["fdconf1440@0x00", "conformance"],
                     {0x00: "drives1440", 0x01: "fdconf1440", 0x80: "conformance"}),
@@ -91,6 +91,8 @@ def test_each_number_reaches_its_disk(name, disks, nbdkit):
     for spec in local:
         if spec.startswith("nbd:"):
             arguments.append(nbdkit("-r", "file", str(disks[spec[4:]])).uri)
+        elif spec.startswith("hostport:"):
+            arguments.append(nbdkit("-r", "file", str(disks[spec[9:]])).hostport)
         else:
             source, at, number = spec.partition("@")
             arguments.append(str(disks[source]) + at + number)
