@@ -141,7 +141,7 @@ class Keyboard:
         frame = cpu.frame_flags_addr()
         flags = cpu.read16(frame)
         if head == tail:
-            cpu.write16(frame, flags | FLAG_ZF)
+            cpu.write16(frame, flags | FLAG_ZF, code=False)
             if flags & FLAG_IF:
                 self.polls += 1
                 if self.polls >= IDLE_POLLS_PER_TICK:
@@ -149,7 +149,7 @@ class Keyboard:
                     self.m.wait_in_bios()
             return
         cpu.set("ax", cpu.read16(0x400 + head))
-        cpu.write16(frame, flags & ~FLAG_ZF)
+        cpu.write16(frame, flags & ~FLAG_ZF, code=False)
 
     def shift_flags(self) -> None:
         self.m.cpu.set("al", self.m.cpu.read8(0x417))

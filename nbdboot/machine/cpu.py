@@ -29,6 +29,16 @@ try:  # the binding's per-call overhead dominates BIOS traps; call the C API dir
 except ImportError:  # pragma: no cover - other binding layouts
     _uclib = None
 
+if _uclib is not None:
+    # Our own function objects for the hottest calls, taking plain addresses: the
+    # binding's argtypes (LP_c_char) force a buffer object per word read.
+    _raw = ctypes.CDLL(_uclib._name)
+    _ADDR_ARGS = (ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t)
+    _raw_mem_read = _raw.uc_mem_read
+    _raw_mem_read.argtypes = _ADDR_ARGS
+    _raw_mem_write = _raw.uc_mem_write
+    _raw_mem_write.argtypes = _ADDR_ARGS
+
 FLAG_CF = 0x0001
 FLAG_PF = 0x0004
 FLAG_ZF = 0x0040
@@ -49,6 +59,8 @@ REG = {
     "eip": X.UC_X86_REG_EIP, "eflags": X.UC_X86_REG_EFLAGS, "cr0": X.UC_X86_REG_CR0,
 }
 
+
+_FRAME = struct.Struct("<HHH")  # a real-mode interrupt frame: IP, CS, FLAGS
 
 _MASKS = {name: 0xFF if name[-1] in "lh" and len(name) == 2 else
           0xFFFF if len(name) == 2 else 0xFFFFFFFF for name in REG}
@@ -71,21 +83,25 @@ class RegBatch:
             self._ptrs = (ctypes.c_void_p * n)(*[base + 8 * i for i in range(n)])
             self._c_read = _uclib.uc_reg_read_batch
             self._c_write = _uclib.uc_reg_write_batch
+            layout = struct.Struct(f"<{n}Q")
+            self._unpack, self._pack = layout.unpack_from, layout.pack_into
+            # Unicorn fills only the register's width of each slot: mask the stale rest.
+            # One tuple expression per batch: a generic zip() costs a microsecond per trap.
+            masked = ", ".join(f"v[{i}] & {mask:#x}" for i, mask in enumerate(self.masks))
+            self._masked = eval(f"lambda v: ({masked},)")  # noqa: S307 - built from our own constants
 
-    def read(self) -> list[int]:
+    def read(self) -> tuple[int, ...]:
         if not self.cpu._fast:
-            return [self.cpu.get(name) for name in self.names]
+            return tuple(self.cpu.get(name) for name in self.names)
         self._c_read(self.cpu._uch, self._ids, self._ptrs, self._n)
-        return [value & mask for value, mask in zip(self._vals, self.masks)]
+        return self._masked(self._unpack(self._vals))
 
     def write(self, *values: int) -> None:
         if not self.cpu._fast:
             for name, value in zip(self.names, values):
                 self.cpu.set(name, value)
             return
-        vals = self._vals
-        for i, value in enumerate(values):
-            vals[i] = value & 0xFFFFFFFF
+        self._pack(self._vals, 0, *[value & 0xFFFFFFFF for value in values])
         self._c_write(self.cpu._uch, self._ids, self._ptrs, self._n)
 
 
@@ -107,7 +123,10 @@ class Cpu:
             self._c_reg_write = _uclib.uc_reg_write
             self._c_mem_read = _uclib.uc_mem_read
             self._buf = ctypes.create_string_buffer(8)
-            self._word = ctypes.c_uint32.from_buffer(self._buf)  # a view of _buf's first 4 bytes
+            self._u16, self._u32 = ctypes.c_uint16(), ctypes.c_uint32()
+            self._u16_at, self._u32_at = ctypes.addressof(self._u16), ctypes.addressof(self._u32)
+            self._frame = ctypes.create_string_buffer(6)
+            self._frame_at = ctypes.addressof(self._frame)
             self._c_mem_write = _uclib.uc_mem_write
             self._c_ctl = _uclib.uc_ctl
             from unicorn import unicorn_const as uc_const
@@ -207,28 +226,25 @@ class Cpu:
     def read8(self, addr: int) -> int:
         return self._small_read(addr, 1)[0]
 
-    def _read_word(self, addr: int, size: int) -> int:
-        word = self._word
-        word.value = 0
-        if self._c_mem_read(self._uch, addr, self._buf, size):
-            raise UcError(6)  # UC_ERR_READ_UNMAPPED
-        return word.value
-
     def read16(self, addr: int) -> int:
         if self._fast:
-            return self._read_word(addr, 2)
+            if _raw_mem_read(self._uch, addr, self._u16_at, 2):
+                raise UcError(6)  # UC_ERR_READ_UNMAPPED
+            return self._u16.value
         return int.from_bytes(self._small_read(addr, 2), "little")
 
     def read32(self, addr: int) -> int:
         if self._fast:
-            return self._read_word(addr, 4)
+            if _raw_mem_read(self._uch, addr, self._u32_at, 4):
+                raise UcError(6)  # UC_ERR_READ_UNMAPPED
+            return self._u32.value
         return int.from_bytes(self._small_read(addr, 4), "little")
 
     def write8(self, addr: int, value: int) -> None:
         self.write(addr, bytes((value & 0xFF,)))
 
-    def write16(self, addr: int, value: int) -> None:
-        self.write(addr, struct.pack("<H", value & 0xFFFF))
+    def write16(self, addr: int, value: int, code: bool = True) -> None:
+        self.write(addr, struct.pack("<H", value & 0xFFFF), code)
 
     def write32(self, addr: int, value: int) -> None:
         self.write(addr, struct.pack("<I", value & 0xFFFFFFFF))
@@ -243,7 +259,7 @@ class Cpu:
 
     def set_frame_flags(self, set_bits: int = 0, clear_bits: int = 0) -> None:
         addr = self.frame_flags_addr()
-        self.write16(addr, (self.read16(addr) & ~clear_bits) | set_bits)
+        self.write16(addr, (self.read16(addr) & ~clear_bits) | set_bits, code=False)
 
     def _write_flags_live(self, value: int, running: bool) -> None:
         if running:
@@ -317,11 +333,15 @@ class Cpu:
         """deliver_real for the interrupt hook, from registers the hook already read:
         push the frame, clear IF/TF (and, while running, the arithmetic flags), jump to seg:off."""
         sp = (sp - 6) & 0xFFFF
-        frame = struct.pack("<HHH", return_ip & 0xFFFF, cs, flags & 0xFFFF)
         ss_base = ss << 4
-        if sp <= 0xFFFA:
-            self.write(ss_base + sp, frame, code=False)
+        if sp <= 0xFFFA and self._fast:
+            _FRAME.pack_into(self._frame, 0, return_ip & 0xFFFF, cs, flags & 0xFFFF)
+            if _raw_mem_write(self._uch, ss_base + sp, self._frame_at, 6):
+                raise UcError(7)  # UC_ERR_WRITE_UNMAPPED
+        elif sp <= 0xFFFA:
+            self.write(ss_base + sp, _FRAME.pack(return_ip & 0xFFFF, cs, flags & 0xFFFF), code=False)
         else:
+            frame = _FRAME.pack(return_ip & 0xFFFF, cs, flags & 0xFFFF)
             for i in range(6):
                 self.write(ss_base + ((sp + i) & 0xFFFF), frame[i:i + 1])
         self._entry_regs.write(sp, flags & ~(FLAG_IF | FLAG_TF | ARITH_FLAGS), seg, off)

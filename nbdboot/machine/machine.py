@@ -54,6 +54,8 @@ CPU_EXCEPTIONS = range(0, 0x08)
 EXCEPTION_NAMES = {0: "divide error", 1: "debug trap", 3: "breakpoint", 4: "overflow",
                    5: "bound range", 6: "invalid opcode", 7: "no math coprocessor"}
 # What an idle loop calls besides the keyboard: time, DOS idle, network idle, timer IRQs.
+_ROM_STUB_ENTRY = [(rom.ROM_SEGMENT << 16) | rom.stub(vector) for vector in range(256)]
+
 IDLE_LOOP_VECTORS = frozenset((0x08, 0x16, 0x1A, 0x1C, 0x28, 0x2A))
 
 
@@ -221,10 +223,12 @@ class Machine:
         if cr0 & 1:
             self._interrupt_protected(intno, cs, eip, eax)
             return
-        if cpu.read16((cs << 4) + eip - 2) == 0xCD | (intno << 8) or self._is_software_int(cs << 4, eip, intno):
+        # Unicorn reports only instructions and CPU exceptions (IRQs are ours): from 20h up
+        # it can only be `int n`, and reading its opcode back would cost every DOS call.
+        if intno >= 0x20 or self._is_software_int(cs << 4, eip, intno):
             entry = cpu.read32(intno * 4)
             seg, off = entry >> 16, entry & 0xFFFF
-            if seg == rom.ROM_SEGMENT and off == rom.stub(intno):
+            if entry == _ROM_STUB_ENTRY[intno]:
                 # IVT still points at our stub: serve now and land on the stub's iret,
                 # saving the second trap. The frame and its FLAGS are as in the stub.
                 self.history.append((intno, "bios", cs, eip, eax))
