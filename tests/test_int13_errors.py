@@ -1,4 +1,5 @@
-"""The NBD error path as the guest sees it: a server restart is ridden out, a read-only export is write-protected.
+"""The NBD error path as the guest sees it: a server restart is ridden out within the client's reconnect budget,
+a guest's reset reopens the connection after the budget is spent, a read-only export is write-protected.
 
 A lost server that never comes back (the guest hears 04h, the run ends with exit 3) is
 tests/test_run_cli.py::test_server_lost_mid_boot_exits_3; a server failing single requests (EIO, EPERM -> 04h) is
@@ -69,6 +70,32 @@ def test_server_restart_mid_boot_is_ridden_out(stop, nbdkit, freedos_img, tmp_pa
     assert second.proc.poll() is None
     second_log = (tmp_path / "second.log").read_text()
     assert "Connect " in second_log and "Read " in second_log  # the rest of the boot came from the new server
+
+
+def test_guest_reset_reopens_after_the_budget_is_spent(nbdkit, freedos_img):
+    # The server dies while FreeDOS's boot sector loads the kernel, and stays away longer than a one-try budget.
+    # The boot sector hears 04h and loops on reset + read; each reset reopens (iPXE's sandev_reset), so once the
+    # server is back the boot goes on. The failure is logged once, not once per guest retry.
+    first = nbdkit("--filter=delay", "--filter=cow", "file", str(freedos_img), "rdelay=30ms")
+    proc = subprocess.Popen([sys.executable, "-m", "nbdboot", "run", "--server", first.hostport, "--drive", "0x00",
+                             "--expect", PROMPT, "--timeout", "30", "--headless", "--retries", "1",
+                             "--retry-delay", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert KERNEL_BANNER not in read_until(proc, "FreeDOS", 30)
+        first.proc.kill()
+        first.proc.wait(5)
+        time.sleep(2)
+        nbdkit("--filter=delay", "--filter=cow", "file", str(freedos_img), "rdelay=30ms", port=first.port)
+        out, err = (stream.decode(errors="replace") for stream in proc.communicate(timeout=60))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err + out[-2000:]
+    assert KERNEL_BANNER in out and PROMPT in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nbdboot: int13: drive 0x00 read of "), err
+    assert "gave up after 1 reconnect attempts" in lines[0]
 
 
 def test_read_only_export_answers_write_protected(nbdkit):

@@ -117,9 +117,12 @@ def guess_hard_disk_geometry(device: BlockDevice) -> tuple[int, int, int]:
 
 
 class Int13:
-    # The NbdError of a drive whose connection is gone for good. The guest was answered 04h and went on; a run
-    # that then misses its expectations ends with this error (exit 3), the cause, not the timeout it led to.
+    # The NbdError of the drive (lost_drive) whose connection is gone for good, until a transfer from it works
+    # again (a guest's reset reopened it). The guest was answered 04h and went on; a run that then misses its
+    # expectations ends with this error (exit 3): the cause, not the timeout it led to.
     lost_connection: NbdError | None = None
+    lost_drive: int | None = None
+    _last_failure = ""
 
     def __init__(self, machine):
         self.m = machine
@@ -350,15 +353,19 @@ class Int13:
             # failed the request), and the guest hears 04h, for writes too, and prints its own error.
             self._disk_failed(drive, lba, count, write, e)
             return STATUS_READ_ERROR
+        if drive.number == self.lost_drive:
+            self.lost_connection = self.lost_drive = None
+            self._last_failure = ""
         return STATUS_OK
 
     def _disk_failed(self, drive: Drive, lba: int, count: int, write: bool, error: Exception) -> None:
-        # A dead connection raises the same error for every later request: say it once, not per guest retry.
-        if error is not self.lost_connection:
+        # A dead connection fails every later request the same way: say it once, not on each guest retry.
+        if str(error) != self._last_failure:
             log.warning("nbdboot: int13: drive %#04x %s of %d sectors at LBA %d failed: %s", drive.number,
                         "write" if write else "read", count, lba, error)
+            self._last_failure = str(error)
         if isinstance(error, NbdError):
-            self.lost_connection = error
+            self.lost_connection, self.lost_drive = error, drive.number
 
     def _chs(self, drive: Drive) -> int | None:
         cpu = self.m.cpu

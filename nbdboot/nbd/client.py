@@ -520,6 +520,7 @@ class NbdClient:
         self._cookie = 0
         self._link: _Link | None = None
         self._dead: NbdError | None = None
+        self._closed = False
         self._order: dict[int, Command] = {}   # every unanswered command, in send order
         self._finished: dict[int, Command] = {}  # answered, not yet handed out by next_completed()
         self._outq: list = []                    # request headers not sent yet
@@ -887,14 +888,17 @@ class NbdClient:
         raise err
 
     def reconnect(self) -> None:
-        """Drop the connection and negotiate a fresh one now; unanswered commands are re-sent."""
-        if self._link is None:
+        """Drop the connection and negotiate a fresh one now; unanswered commands are re-sent. Also after the
+        reconnect budget ran out: a guest's int 13h reset tries again, as iPXE's sandev_reset reopens."""
+        if self._closed:
             raise NbdConnectionError("client is closed")
         self._dead = None
+        self._strikes = 0
         self._recover(NbdConnectionError("reset requested"))
 
     def close(self) -> None:
         """Drain what is in flight, send DISC, shut down our side, close."""
+        self._closed = True
         if self._link is None:
             return
         graceful = self._dead is None
