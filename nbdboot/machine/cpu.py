@@ -60,6 +60,13 @@ REG = {
 }
 
 
+def _may_hold_code(addr: int, size: int) -> bool:
+    """False for the BIOS data area and video memory: no code runs there, so a write
+    need not drop translated code (BIOS services write both on most calls)."""
+    end = addr + size
+    return not (0x400 <= addr and end <= 0x500 or 0xA0000 <= addr and end <= 0xC0000)
+
+
 _FRAME = struct.Struct("<HHH")  # a real-mode interrupt frame: IP, CS, FLAGS
 
 _MASKS = {name: 0xFF if name[-1] in "lh" and len(name) == 2 else
@@ -132,6 +139,8 @@ class Cpu:
             from unicorn import unicorn_const as uc_const
             # uc_ctl(UC_CTL_TB_REMOVE_CACHE, write, 2 args), encoded as the binding does
             self._remove_cache_code = (uc_const.UC_CTL_IO_WRITE << 30) | (2 << 26) | uc_const.UC_CTL_TB_REMOVE_CACHE
+        # Set by the machine while a BIOS service runs from the interrupt hook: it read SS:SP already.
+        self.service_flags_at: int | None = None
         self.interrupt_regs = RegBatch(self, ("eip", "cs", "cr0", "eax", "eflags", "sp", "ss"))
         self._entry_regs = RegBatch(self, ("sp", "eflags", "cs", "eip"))
         self.reset()
@@ -208,12 +217,12 @@ class Cpu:
         data = bytes(data)
         if not self._fast:
             self.uc.mem_write(addr, data)
-            if code:
+            if code and _may_hold_code(addr, len(data)):
                 self.uc.ctl_remove_cache(addr, addr + len(data))
             return
         if self._c_mem_write(self._uch, addr, data, len(data)):
             raise UcError(7)  # UC_ERR_WRITE_UNMAPPED
-        if code:
+        if code and _may_hold_code(addr, len(data)):
             self._c_ctl(self._uch, self._remove_cache_code, ctypes.c_uint64(addr), ctypes.c_uint64(addr + len(data)))
 
     def _small_read(self, addr: int, size: int) -> bytes:
@@ -244,7 +253,14 @@ class Cpu:
         self.write(addr, bytes((value & 0xFF,)))
 
     def write16(self, addr: int, value: int, code: bool = True) -> None:
-        self.write(addr, struct.pack("<H", value & 0xFFFF), code)
+        if not self._fast:
+            self.write(addr, struct.pack("<H", value & 0xFFFF), code)
+            return
+        self._u16.value = value & 0xFFFF
+        if _raw_mem_write(self._uch, addr, self._u16_at, 2):
+            raise UcError(7)  # UC_ERR_WRITE_UNMAPPED
+        if code and _may_hold_code(addr, 2):
+            self._c_ctl(self._uch, self._remove_cache_code, ctypes.c_uint64(addr), ctypes.c_uint64(addr + 2))
 
     def write32(self, addr: int, value: int) -> None:
         self.write(addr, struct.pack("<I", value & 0xFFFFFFFF))
@@ -252,6 +268,8 @@ class Cpu:
     # -- interrupt frames --------------------------------------------------------
     def frame_flags_addr(self) -> int:
         """Where the caller's FLAGS sits while a real-mode BIOS stub runs."""
+        if self.service_flags_at is not None:
+            return self.service_flags_at
         return ((self.get("ss") & 0xFFFF) << 4) + ((self.get("sp") + 4) & 0xFFFF)
 
     def frame_flags(self) -> int:

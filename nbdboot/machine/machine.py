@@ -214,7 +214,11 @@ class Machine:
             if trap is not None and trap[0] == intno:
                 self.history.append((intno, "bios", cs, eip - 2, eax))
                 if trap[1] is not None:
-                    trap[1]()
+                    cpu.service_flags_at = (ss << 4) + ((sp + 4) & 0xFFFF)
+                    try:
+                        trap[1]()
+                    finally:
+                        cpu.service_flags_at = None
                 return
         if intno == 0x28:  # DOS idle call: DOS is waiting for console input
             self.bios.keyboard.guest_waiting()
@@ -236,7 +240,11 @@ class Machine:
                 if service is None:
                     return  # `int n` into a bare iret changes nothing: DOS's int 2Ah calls cost no frame
                 cpu.enter_real(eip, cs, flags, sp, ss, seg, off + 2)
-                service()
+                cpu.service_flags_at = (ss << 4) + ((sp - 2) & 0xFFFF)
+                try:
+                    service()
+                finally:
+                    cpu.service_flags_at = None
             else:
                 self.history.append((intno, "int", cs, eip, eax))
                 cpu.enter_real(eip, cs, flags, sp, ss, seg, off)
