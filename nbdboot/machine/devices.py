@@ -110,7 +110,7 @@ class Pit:
         return self.reload[channel] / PIT_HZ
 
     def _count(self, ch: int) -> int:
-        ticks = int((self.clock.now - self.start[ch]) * PIT_HZ)
+        ticks = int((self.clock.live() - self.start[ch]) * PIT_HZ)
         if ch == 2 and not self.gate2:
             ticks = 0
         reload = self.reload[ch]
@@ -119,7 +119,7 @@ class Pit:
     def out2(self) -> bool:
         if not self.gate2:
             return True
-        ticks = int((self.clock.now - self.start[2]) * PIT_HZ)
+        ticks = int((self.clock.live() - self.start[2]) * PIT_HZ)
         if self.mode[2] in (0, 1):
             return ticks >= self.reload[2]
         return (ticks % self.reload[2]) < self.reload[2] // 2
@@ -148,7 +148,8 @@ class Pit:
         elif access == 2:
             value <<= 8
         self.reload[ch] = value or 0x10000
-        self.start[ch] = self.clock.now
+        # Channel 0 counts from the slice's time, as IRQ0 is scheduled; the others live.
+        self.start[ch] = self.clock.now if ch == 0 else self.clock.live()
         if ch == 0 and self.on_channel0_change:
             self.on_channel0_change()
 
@@ -270,7 +271,7 @@ class Ports:
         if 0x40 <= port <= 0x42:
             return self.pit.read_data(port - 0x40)
         if port == 0x61:
-            refresh = int(self.clock.now * 66_666) & 1  # bit 4 toggles every 15 us
+            refresh = int(self.clock.live() * 66_666) & 1  # bit 4 toggles every 15 us
             return (self.port61 & 0x0F) | (refresh << 4) | (0x20 if self.pit.out2() else 0)
         if port == 0x60:
             return self.kbc.read_data()
@@ -304,7 +305,7 @@ class Ports:
         elif port == 0x61:
             gate = bool(value & 1)
             if gate and not self.pit.gate2:
-                self.pit.start[2] = self.clock.now
+                self.pit.start[2] = self.clock.live()
             self.pit.gate2 = gate
             self.port61 = value & 0x0F
         elif port == 0x60:

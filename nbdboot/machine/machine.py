@@ -202,13 +202,15 @@ class Machine:
     def _serve_interrupt(self, intno: int) -> None:
         cpu = self.cpu
         eip, cs, cr0, eax, flags, sp, ss = cpu.interrupt_regs.read()
-        if (time.perf_counter() >= self._slice_deadline and flags & FLAG_IF and self.stop_reason is None
-                and self._is_software_int(cpu.seg_base(cs), eip, intno)):
-            # End the slice *before* this int (it runs again on resume): the caller has
-            # interrupts on, so a due IRQ can be taken here, not inside a handler.
-            cpu.set("eip", eip - 2)
-            self.stop("deadline")
-            return
+        if time.perf_counter() >= self._slice_deadline and self.stop_reason is None:
+            length = self._software_int_length(cpu.seg_base(cs), eip, intno)
+            if length:
+                # End the slice *before* this int (it runs again on resume): a due IRQ is taken
+                # here, not inside a handler. With IF=0 too: polling a BIOS with interrupts off
+                # (SYSLINUX's prompt) would otherwise run until the watchdog's asynchronous stop.
+                cpu.set("eip", eip - length)
+                self.stop("deadline")
+                return
         if not cr0 & 1:
             trap = self.traps.get((cs << 4) + eip - 2)
             if trap is not None and trap[0] == intno:
@@ -269,12 +271,16 @@ class Machine:
             self._fail(GuestCrash(f"triple fault: {e}"))
 
     def _is_software_int(self, base: int, eip: int, intno: int) -> bool:
+        return self._software_int_length(base, eip, intno) > 0
+
+    def _software_int_length(self, base: int, eip: int, intno: int) -> int:
+        """2 for `int n`, 1 for int3/into, 0 when a CPU exception brought us here."""
         try:
             if self.cpu.read16(base + eip - 2) == 0xCD | (intno << 8):
-                return True
-            return intno in (3, 4) and self.cpu.read8(base + eip - 1) in (0xCC, 0xCE)
+                return 2
+            return 1 if intno in (3, 4) and self.cpu.read8(base + eip - 1) in (0xCC, 0xCE) else 0
         except UcError:
-            return False
+            return 0
 
     def _record(self, vector: int, kind: str, cs: int | None = None, ip: int | None = None) -> None:
         cpu = self.cpu
@@ -358,10 +364,13 @@ class Machine:
             # translated without it would never count, code with it would keep paying.
             cpu.uc.ctl_flush_tb()
             self._sliced_by_hooks = by_hooks
+        # Count slices keep the deadline too: the synchronous stop at a software int is what
+        # lets a guest busy with BIOS calls see its timer tick.
+        self._slice_deadline = start + SLICE_SECONDS
         if by_hooks:
-            self._slice_deadline = start + SLICE_SECONDS
             self._running_slice = self.slices
             self._start_watchdog()
+        self.clock.running()
         try:
             cpu.uc.emu_start(cpu.get("eip"), 0xFFFFFFFF, count=0 if by_hooks else SLICE)
         except UcError as e:
