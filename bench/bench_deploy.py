@@ -116,17 +116,15 @@ def boot_while_deploying(work: str, extra_mib: int, repeat: int) -> None:
     """Boot bench-ext127 (reads 64 MiB through int 13h) from NBD, alone and during a deploy.
 
     The export is that image followed by `extra_mib` MiB of random data, so the
-    copier has more to do than the guest reads. `nbdboot run` has no
-    --deploy-to yet, so the deploying run swaps the command's export opener for
-    open_guest_disk (in process, as the plain run is).
+    copier has more to do than the guest reads. Both runs are `nbdboot run` in
+    process; the deploying one adds --deploy-to, and its time leaves out closing
+    the disk (stopping the copier and its last flush come after the guest's text).
     """
     import contextlib
     import io
 
     import nbdboot.commands.run as run_cmd
     from nbdboot.cli import main as cli_main
-    from nbdboot.disk.nbd import NbdDevice
-    from nbdboot.disk.store import open_guest_disk
 
     if not os.path.exists(BOOT_IMAGE):
         print(f"# boot while deploying: skipped, {BOOT_IMAGE} not built (make boot-images)")
@@ -141,35 +139,34 @@ def boot_while_deploying(work: str, extra_mib: int, repeat: int) -> None:
     with nbdkit("-r", "file", export) as uri:
         argv = ["run", uri, "--drive", "0x80", "--headless", "--expect", "done, see port E9h",
                 "--timeout", "120"]
-        original = run_cmd._open_export
-
+        original = run_cmd._open_disk
         closing: list[float] = []
 
-        def deploying_opener(args):
-            disk = open_guest_disk(lambda: NbdDevice(uri, read_only=True), deploy_to=target,
-                                   source_spec=uri, resume=False)
-            close = disk.close
+        def timed_open(args, factory, source_uri):
+            disk = original(args, factory, source_uri)
+            if args.deploy_to:
+                close = disk.close
 
-            def timed_close():   # stopping the copier and its last flush come after the prompt
-                t0 = time.perf_counter()
-                close()
-                closing.append(time.perf_counter() - t0)
-            disk.close = timed_close
-            return disk, None, None
+                def timed_close():
+                    t0 = time.perf_counter()
+                    close()
+                    closing.append(time.perf_counter() - t0)
+                disk.close = timed_close
+            return disk
 
         def boot(deploy: bool) -> float:
             for p in (target, target + ".nbdboot-map"):
                 if os.path.exists(p):
                     os.unlink(p)
             settle()
-            run_cmd._open_export = deploying_opener if deploy else original
+            run_cmd._open_disk = timed_open
             try:
                 t0 = time.perf_counter()
-                with contextlib.redirect_stdout(io.StringIO()):
-                    rc = cli_main(argv)
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    rc = cli_main(argv + (["--deploy-to", target] if deploy else []))
                 dt = time.perf_counter() - t0
             finally:
-                run_cmd._open_export = original
+                run_cmd._open_disk = original
             if rc != 0:
                 raise RuntimeError(f"boot failed with exit code {rc}")
             return dt - (closing.pop() if deploy else 0.0)
@@ -194,11 +191,16 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--dir", default=None, help="work directory (default: a temporary one)")
     ap.add_argument("--boot-extra", type=int, default=512,
                     help="MiB of data after the boot image in the boot-while-deploying export")
+    ap.add_argument("--only", choices=("copy", "boot"), default=None,
+                    help="only the deploy/guest-I/O part, or only boot-while-deploying")
     args = ap.parse_args(argv)
     require("nbdcopy")
     print(f"# {env_note()}")
     work = tempfile.mkdtemp(prefix="bench-deploy-", dir=args.dir)
     try:
+        if args.only == "boot":
+            boot_while_deploying(work, args.boot_extra, args.repeat)
+            return 0
         src = os.path.join(work, "export.img")
         make_export(src, args.size * MiB, args.data * MiB)
         ours_t = os.path.join(work, "ours.img")
@@ -229,7 +231,8 @@ def main(argv: list[str]) -> int:
             with nbdkit("file", rw) as rw_uri:
                 print_table(["store", "op", "plain export", "through store", "ratio"],
                             guest_io(uri, rw_uri, work, args.ops))
-        boot_while_deploying(work, args.boot_extra, args.repeat)
+        if args.only is None:
+            boot_while_deploying(work, args.boot_extra, args.repeat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
