@@ -15,7 +15,6 @@ programs hang if a disk call returns with interrupts off). docs/int13.md,
 
 from __future__ import annotations
 
-import logging
 import struct
 from dataclasses import dataclass
 
@@ -24,7 +23,12 @@ from nbdboot.machine import rom
 from nbdboot.machine.cpu import FLAG_CF, FLAG_IF
 from nbdboot.nbd.errors import NbdError
 
-log = logging.getLogger("nbdboot.int13")
+
+def _log():
+    # logging costs 5-10 ms to import; a disk error is rare, every start is not.
+    import logging
+    return logging.getLogger("nbdboot.int13")
+
 
 STATUS_RESET_FAILED = 0x05
 STATUS_OK = 0x00
@@ -361,7 +365,7 @@ class Int13:
     def _disk_failed(self, drive: Drive, lba: int, count: int, write: bool, error: Exception) -> None:
         # A dead connection fails every later request the same way: say it once, not on each guest retry.
         if str(error) != self._last_failure:
-            log.warning("nbdboot: int13: drive %#04x %s of %d sectors at LBA %d failed: %s", drive.number,
+            _log().warning("nbdboot: int13: drive %#04x %s of %d sectors at LBA %d failed: %s", drive.number,
                         "write" if write else "read", count, lba, error)
             self._last_failure = str(error)
         if isinstance(error, NbdError):
@@ -388,7 +392,7 @@ class Int13:
         try:
             reopen()
         except Exception as e:  # noqa: BLE001 - any failure to reopen is the guest's 05h
-            log.info("int 13h reset of drive %#04x failed: %s", drive.number, e)
+            _log().info("int 13h reset of drive %#04x failed: %s", drive.number, e)
             return STATUS_RESET_FAILED
         return STATUS_OK
 

@@ -8,7 +8,6 @@ zeroes where it does not.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import os
 import stat
@@ -34,6 +33,7 @@ def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
     """fallocate(2); False where the kernel or filesystem says it cannot."""
     global _libc
     if _libc is None:
+        import ctypes.util  # pulls in subprocess: only when fallocate is first needed
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     if _libc.fallocate(fd, mode, offset, length) == 0:

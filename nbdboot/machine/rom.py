@@ -6,7 +6,7 @@ that the committed image has the expected code at each of them.
 
 from __future__ import annotations
 
-from importlib import resources
+import os
 
 ROM_SEGMENT = 0xF000
 ROM_BASE = 0xF0000
@@ -32,7 +32,11 @@ def stub(vector: int) -> int:
 
 
 def load_image() -> bytes:
-    data = resources.files("nbdboot.firmware").joinpath("bios.bin").read_bytes()
+    # Beside the nbdboot.firmware package rather than through importlib.resources,
+    # whose imports (pathlib, tempfile, zipfile) every start would pay for.
+    import nbdboot.firmware
+    with open(os.path.join(os.path.dirname(nbdboot.firmware.__file__), "bios.bin"), "rb") as f:
+        data = f.read()
     if len(data) != ROM_SIZE:
         raise RuntimeError(f"bios.bin is {len(data)} bytes, expected {ROM_SIZE}")
     return data
