@@ -494,19 +494,22 @@ class Copier:
                 return None
 
     # -- copying -------------------------------------------------------------------
-    def _copy(self, src: BlockDevice, item) -> None:
-        self._store(item, self._fetch(src, item))
+    def _copy(self, src: BlockDevice, item, buf: bytearray | None = None) -> None:
+        self._store(item, self._fetch(src, item, buf))
 
-    def _fetch(self, src: BlockDevice, item) -> bytearray | None:
-        """Read a data item from the source, outside the store lock (the guest keeps going)."""
+    def _fetch(self, src: BlockDevice, item, buf: bytearray | None = None) -> memoryview | bytearray | None:
+        """Read a data item from the source, outside the store lock (the guest keeps going),
+        into `buf` when it is big enough: a fresh 4 MiB buffer per piece costs a thousand
+        page faults and an munmap, which made whole deploys 3-4x slower on some runs."""
         first, end, is_zero = item
         bs, states = self.map.block_size, self.map.states
         if is_zero or all(states[i] != ABSENT for i in range(first, end)):
             return None
         start = first * bs
-        buf = bytearray(min(end * bs, self.map.size) - start)
-        src.pread_into(buf, start)
-        return buf
+        length = min(end * bs, self.map.size) - start
+        data = memoryview(buf)[:length] if buf is not None and len(buf) >= length else bytearray(length)
+        src.pread_into(data, start)
+        return data
 
     def _store(self, item, buf: bytearray | None) -> None:
         """Write what is still ABSENT of an item to the target; the guest may have won some blocks."""
@@ -667,6 +670,7 @@ class Copier:
         self._reaper()
 
     def _worker(self, src: BlockDevice) -> None:
+        buf = bytearray(self.chunk)   # reused: _store has written it out before the next _fetch
         try:
             while not self._stop.is_set():
                 if time.monotonic() - self.store.last_guest_io < self.guest_busy_window:
@@ -676,7 +680,7 @@ class Copier:
                 item = self._next_item()
                 if item is None:
                     return
-                self._copy(src, item)
+                self._copy(src, item, buf)
         except BaseException as e:  # noqa: BLE001 - reported through .error, the guest keeps running
             self.error = e
             self._stop.set()
