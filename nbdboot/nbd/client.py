@@ -43,7 +43,7 @@ from __future__ import annotations
 import os
 import select
 import socket
-import ssl
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -114,7 +114,9 @@ class _Link:
     def __init__(self, sock, timeout: float):
         self.sock = sock
         self.timeout = timeout
-        self.tls = isinstance(sock, ssl.SSLSocket)
+        # ssl costs ~5 ms to import and only nbds:// needs it: without it, no socket is TLS.
+        ssl = sys.modules.get("ssl")
+        self.tls = ssl is not None and isinstance(sock, ssl.SSLSocket)
         self.rx = bytearray(_RX_SIZE)
         self.mv = memoryview(self.rx)
         self.start = 0
@@ -125,10 +127,8 @@ class _Link:
             n = self.sock.recv_into(view)
         except (socket.timeout, TimeoutError):
             raise NbdTimeoutError(f"no data from the server for {self.timeout:g} s") from None
-        except ssl.SSLError as e:
-            raise NbdConnectionError(f"TLS error: {e}") from None
         except OSError as e:
-            raise NbdConnectionError(f"connection lost: {e.strerror or e}") from None
+            raise self._lost(e) from None
         if n == 0:
             raise NbdConnectionError("server closed the connection")
         return n
@@ -200,10 +200,14 @@ class _Link:
                     on_readable()
         except (socket.timeout, TimeoutError):
             raise NbdTimeoutError(f"server accepted no data for {self.timeout:g} s") from None
-        except ssl.SSLError as e:
-            raise NbdConnectionError(f"TLS error: {e}") from None
         except OSError as e:
-            raise NbdConnectionError(f"connection lost: {e.strerror or e}") from None
+            raise self._lost(e) from None
+
+    def _lost(self, e: OSError) -> NbdConnectionError:
+        ssl = sys.modules.get("ssl") if self.tls else None
+        if ssl is not None and isinstance(e, ssl.SSLError):
+            return NbdConnectionError(f"TLS error: {e}")
+        return NbdConnectionError(f"connection lost: {e.strerror or e}")
 
     def _readable(self, timeout: float) -> bool:
         if self.buffered():
@@ -217,7 +221,7 @@ class _Link:
                 if self.tls:
                     self.sock = self.sock.unwrap()
                 self.sock.shutdown(socket.SHUT_WR)
-        except (OSError, ValueError, ssl.SSLError):
+        except (OSError, ValueError):   # ssl.SSLError is an OSError
             pass
         try:
             self.sock.close()
@@ -247,6 +251,7 @@ def _connect_socket(uri: NbdUri, timeout: float):
 
 
 def _tls_context(uri: NbdUri, certificates: str | None) -> ssl.SSLContext:
+    import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     certdir = certificates or uri.tls_certificates
@@ -318,6 +323,7 @@ class _Negotiation:
         reply = self.simple_option(P.OPT_STARTTLS)
         if reply.is_error:
             raise NbdTLSError("server refused STARTTLS")
+        import ssl
         ctx = _tls_context(self.uri, self.certificates)
         hostname = self.uri.tls_hostname or (self.uri.host if not self.uri.is_unix else "localhost")
         try:
