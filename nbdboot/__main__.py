@@ -1,3 +1,3 @@
-from nbdboot.cli import main
+from nbdboot.cli import entry
 
-raise SystemExit(main())
+entry()

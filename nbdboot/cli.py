@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from nbdboot import __version__
@@ -66,5 +67,19 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
 
+def entry() -> None:
+    """The process entry point (console script, `python -m nbdboot`): main(), then exit
+    without interpreter teardown. Commands close what they opened before returning;
+    the teardown (freeing Unicorn's memory and translation cache, unloading modules)
+    would add about 15 ms to every run."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
