@@ -117,6 +117,14 @@ class Boot:
         cpu._write_flags_live(0x0202, running=True)
         cpu.set("cs", 0)
         cpu.set("eip", BOOT_ADDR)
+        self._end_slice()
+
+    def _end_slice(self) -> None:
+        # Start the boot code in a fresh slice. Unicorn 2.1 carries on after a hook that
+        # moved CS, but a later asynchronous stop (the watchdog's) in that same run then
+        # reports a stale EIP: the start of a block whose instructions already ran, so
+        # they ran twice on resume (a boot sector's `push cx` doubled, a crash at 0:0043).
+        self.m.stop("boot")
 
     def _boot_eltorito(self, drive) -> None:
         """A no-emulation El Torito image, as iPXE's eltorito.c: loaded at its load segment (07C0h if 0) and
@@ -142,3 +150,4 @@ class Boot:
         cpu._write_flags_live(0x0202, running=True)
         cpu.set("cs", segment)
         cpu.set("eip", 0)
+        self._end_slice()
