@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 try:
-    from bench.common import alternate, env_note, nbdkit, print_table, require
+    from bench.common import alternate, env_note, nbdboot_run_seconds, nbdkit, print_table, require
 except ImportError:  # standalone: python3 bench/bench_boot.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench.common import alternate, env_note, nbdkit, print_table, require
+    from bench.common import alternate, env_note, nbdboot_run_seconds, nbdkit, print_table, require
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGE = ROOT.parent / "shared" / "images" / "freedos722.img"
@@ -35,14 +35,8 @@ TIMEOUT = 60.0
 
 
 def nbdboot_boot(hostport: str) -> float:
-    cmd = [sys.executable, "-m", "nbdboot", "run", "--server", hostport, "--drive", "0x00",
-           "--expect", PROMPT, "--timeout", str(TIMEOUT), "--headless"]
-    start = time.perf_counter()
-    result = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(f"nbdboot run failed ({result.returncode}): {result.stderr.strip()}")
-    return elapsed
+    return nbdboot_run_seconds(["--server", hostport, "--drive", "0x00", "--expect", PROMPT,
+                                "--timeout", str(TIMEOUT), "--headless"])
 
 
 class _Monitor:

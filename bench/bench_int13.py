@@ -30,10 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 try:
-    from bench.common import alternate, env_note, nbdkit, print_table, require
+    from bench.common import alternate, env_note, nbdboot_run_seconds, nbdkit, print_table, require
 except ImportError:  # standalone: python3 bench/bench_int13.py
     sys.path.insert(0, str(ROOT))
-    from bench.common import alternate, env_note, nbdkit, print_table, require
+    from bench.common import alternate, env_note, nbdboot_run_seconds, nbdkit, print_table, require
 
 import qemuref  # noqa: E402  (tests/qemuref.py: the reference PC)
 
@@ -50,14 +50,7 @@ def build(relative: str) -> Path:
 
 
 def nbdboot_run(uri: str, text: str, media: str = "auto") -> float:
-    cmd = [sys.executable, "-m", "nbdboot", "run", uri, "--media", media, "--expect", text, "--headless",
-           "--timeout", str(TIMEOUT)]
-    start = time.perf_counter()
-    result = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(f"nbdboot run did not show {text!r} (exit {result.returncode}): {result.stderr.strip()}")
-    return elapsed
+    return nbdboot_run_seconds([uri, "--media", media, "--expect", text, "--headless", "--timeout", str(TIMEOUT)])
 
 
 def qemu_run(uri: str, text: str, media: str = "hdd", guest: list | None = None) -> float:

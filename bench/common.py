@@ -48,6 +48,19 @@ def nbdkit(*args: str):
         proc.wait(5)
 
 
+def nbdboot_run_seconds(args: list[str]) -> float:
+    """Wall time of `nbdboot run ARGS` as a new process, Python start-up included
+    (what a user waits for); a failed run raises with its one-line error."""
+    cmd = [sys.executable, "-m", "nbdboot", "run", *args]
+    start = time.perf_counter()
+    result = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"nbdboot run {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+    return elapsed
+
+
 def time_command(cmd: list[str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
