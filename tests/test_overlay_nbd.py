@@ -148,3 +148,38 @@ def test_overlay_bad_files(tmp_path, nbdkit):
     open_guest_disk(lambda: NbdDevice(s_big.uri, read_only=True), overlay=str(ovl)).close()
     res = nbdboot("overlay", "commit", str(ovl), "--to", s_small.uri)
     assert res.returncode == 2 and "16777216-byte disk" in res.stderr
+
+
+def test_periodic_sync_reaches_the_disk_while_the_guest_is_quiet(tmp_path, nbdkit, monkeypatch):
+    """--sync periodic: a write followed by silence is fdatasync'd within the interval, not only
+    at the guest's next write or at close (the window a power loss can take is bounded)."""
+    import time
+    make_image(tmp_path / "base.img", 4 * MiB)
+    server = nbdkit("-r", "file", str(tmp_path / "base.img"))
+    synced: list[int] = []
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd):
+        synced.append(fd)
+        real_fdatasync(fd)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    disk = open_guest_disk(lambda: NbdDevice(server.uri), overlay=str(tmp_path / "m.overlay"), sync="periodic")
+    try:
+        disk.sync_interval = 0.3
+        time.sleep(0.4)                     # nothing written: the timer has nothing to do
+        assert synced == []
+        disk.pwrite(b"x" * 4096, 0)        # the first write after a quiet interval syncs at once
+        before = len(synced)
+        disk.pwrite(b"x" * 4096, 65536)
+        assert len(synced) == before        # acknowledged without a sync: the last one is recent
+        deadline = time.monotonic() + 3
+        while len(synced) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(synced) > before, "no sync within the interval after the guest went quiet"
+        count = len(synced)
+        time.sleep(0.8)
+        assert len(synced) == count         # and none again until the guest writes
+    finally:
+        disk.close()
+    with NbdDevice(server.uri) as base:
+        assert base.pread(4096, 65536) != b"x" * 4096

@@ -35,8 +35,8 @@ TARGET` is deploy_to=TARGET with the backup as source). `sync`:
               fsync) before it is acknowledged;
   "periodic"  journal, data and map are written through before acknowledging
               (a killed process loses nothing acknowledged); fsync happens on
-              guest flush or FUA, at the first write `sync_interval` seconds
-              after the last sync, and at close.
+              guest flush or FUA, within `sync_interval` seconds of a write
+              (inline or from a timer thread), and at close.
 
 Ordering (why crashes are safe, see docs/store.md): every guest write is first
 recorded in the map file's one-record journal and replayed on open, so it is
@@ -162,6 +162,13 @@ class StoreDevice(BlockDevice):
         self.max_block = min(source.max_block, 32 * 1024 * 1024)
         self.description = f"{source.description} + {blockmap.path}"
         self._replay_journal()
+        self._unsynced = False      # periodic: guest writes since the last sync
+        self.sync_error: BaseException | None = None
+        self._closing = threading.Event()
+        self._sync_thread: threading.Thread | None = None
+        if sync == "periodic":
+            self._sync_thread = threading.Thread(target=self._sync_timer, name="store-sync", daemon=True)
+            self._sync_thread.start()
 
     def _replay_journal(self) -> None:
         """Finish the guest write a crash interrupted, so it is applied whole or not at all."""
@@ -301,7 +308,9 @@ class StoreDevice(BlockDevice):
             if changing:
                 self.map.sync()
             self._last_sync = time.monotonic()
+            self._unsynced = False
         else:
+            self._unsynced = True
             self._maybe_periodic_sync()
 
     def _zero_target(self, offset: int, length: int) -> None:
@@ -320,12 +329,29 @@ class StoreDevice(BlockDevice):
             self.target.flush()
             self.map.sync()
             self._last_sync = time.monotonic()
+            self._unsynced = False
 
     def _maybe_periodic_sync(self) -> None:
         if time.monotonic() - self._last_sync >= self.sync_interval:
             self.target.flush()
             self.map.sync()
             self._last_sync = time.monotonic()
+            self._unsynced = False
+
+    def _sync_timer(self) -> None:
+        """`--sync periodic`: a guest that writes and then goes quiet still has its writes
+        synced within about sync_interval, not only at its next write or at close."""
+        while not self._closing.wait(min(self.sync_interval / 2, 0.5)):
+            with self.lock:
+                if self._closed:
+                    return
+                if not self._unsynced:
+                    continue
+                try:
+                    self._maybe_periodic_sync()
+                except Exception as e:  # noqa: BLE001 - the guest's next flush meets the same error
+                    self.sync_error = e
+                    return
 
     # -- metadata ------------------------------------------------------------------
     def extents(self, offset: int, length: int) -> list[Extent]:
@@ -369,6 +395,9 @@ class StoreDevice(BlockDevice):
         if self._closed:
             return
         self._closed = True
+        self._closing.set()
+        if self._sync_thread is not None:
+            self._sync_thread.join()   # outside the lock: it may be waiting for it
         try:
             if self.copier is not None:
                 self.copier.stop()
