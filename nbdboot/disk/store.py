@@ -443,7 +443,8 @@ class Copier:
         self.stop_after: int | None = None  # bytes; for tests of resuming
         self._plan_lock = threading.Lock()
         self._pending: dict[int, int] = {}   # block -> COPIED or COPIED_ZERO, written but not flushed
-        self._pending_bytes = 0
+        self._pending_bytes = 0   # all pending, for progress
+        self._pending_copied = 0  # pending data bytes: what a crash would make us fetch again
         self._last_commit = time.monotonic()
         self._threads: list[threading.Thread] = []
         self._reaper_thread: threading.Thread | None = None
@@ -564,19 +565,26 @@ class Copier:
                 else:
                     store.target.pwrite(memoryview(buf)[a - start:b - start], a)
                     self.stats.copied_bytes += b - a
+                    self._pending_copied += b - a
                     if self.stop_after is not None and self.stats.copied_bytes >= self.stop_after:
                         self._stop.set()   # as if interrupted here: what was copied is committed
                 for k in range(i, j):
                     self._pending[k] = COPIED_ZERO if is_zero else COPIED
                 self._pending_bytes += b - a
                 i = j
-            due = (self._pending_bytes >= self.commit_bytes
-                   or time.monotonic() - self._last_commit >= self.commit_interval)
+            due = self._due()
             if due and not self._flush_unlocked:
                 self._commit()
         if due and self._flush_unlocked:
             with self._commit_lock:
-                self._commit_unlocked()
+                self._commit_unlocked(only_if_due=True)
+
+    def _due(self) -> bool:
+        """Time to commit: commit_bytes of data since the last commit, or commit_interval.
+        Zeroed ranges do not count: redoing them after a crash costs nothing, and on a
+        mostly empty disk they would make a flush (an fdatasync, slow in VMs) every few pieces."""
+        return bool(self._pending) and (self._pending_copied >= self.commit_bytes
+                                        or time.monotonic() - self._last_commit >= self.commit_interval)
 
     def keep_fetched(self, data: memoryview, offset: int) -> None:
         """Store the whole blocks of a guest read from the source, as if copied: no second fetch.
@@ -597,6 +605,7 @@ class Copier:
                 self.store.target.pwrite(data[a - offset:b - offset], a)
                 self._pending[k] = COPIED
                 self._pending_bytes += b - a
+                self._pending_copied += b - a
                 self.stats.fetched_bytes += b - a
 
     def _commit(self) -> None:
@@ -606,10 +615,10 @@ class Copier:
         self.store.target.flush()
         self._mark(self._pending)
         self._pending = {}
-        self._pending_bytes = 0
+        self._pending_bytes = self._pending_copied = 0
         self._last_commit = time.monotonic()
 
-    def _commit_unlocked(self) -> None:
+    def _commit_unlocked(self, only_if_due: bool = False) -> None:
         """_commit for a file target: fdatasync without holding the store lock.
 
         A flush covers every write made before it, so blocks taken from
@@ -617,8 +626,10 @@ class Copier:
         reading and writing meanwhile, and marking only touches ABSENT blocks.
         """
         with self.store.lock:
+            if only_if_due and not self._due():
+                return   # another worker committed while this one waited for the commit lock
             pending, self._pending = self._pending, {}
-            self._pending_bytes = 0
+            self._pending_bytes = self._pending_copied = 0
             self._last_commit = time.monotonic()
         if pending:
             self.store.target.flush()
