@@ -213,7 +213,7 @@ def main(argv: list[str]) -> int:
                 "deploy in-process": lambda: in_process(uri, ours_t),
                 "nbdcopy + sync": lambda: timed(["sh", "-c", f"nbdcopy '{uri}' '{theirs_t}' && sync -d '{theirs_t}'"],
                                                 [theirs_t]),
-            }, args.repeat)
+            }, args.repeat, warmup=True)
             ours, theirs = median(times["nbdboot deploy"]), median(times["nbdcopy"])
             synced = median(times["nbdcopy + sync"])
             print(f"# deploy: {args.data} MiB of data in a {args.size} MiB export, median of {args.repeat}")

@@ -67,11 +67,16 @@ def time_command(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def alternate(runs: dict, repeat: int = 5) -> dict[str, list[float]]:
+def alternate(runs: dict, repeat: int = 5, warmup: bool = False) -> dict[str, list[float]]:
     """Call each runner (returning seconds) in turn, `repeat` rounds; the order
-    rotates every round so neither side always runs on a warm (or cold) machine."""
+    rotates every round so neither side always runs on a warm (or cold) machine.
+    `warmup`: one untimed round first (the first 1 GiB written to a fresh file
+    system takes several times longer, whichever tool writes it)."""
     names = list(runs)
     out: dict[str, list[float]] = {n: [] for n in names}
+    if warmup:
+        for n in names:
+            runs[n]()
     for r in range(repeat):
         order = names[r % len(names):] + names[:r % len(names)]
         for n in order:
