@@ -126,6 +126,9 @@ class BlockDevice(abc.ABC):
     def cache(self, offset: int, length: int) -> None:
         """Prefetch hint; ignored where it means nothing."""
 
+    def uncache(self, offset: int, length: int) -> None:
+        """Hint that a flushed range will not be read soon; ignored where it means nothing."""
+
     def extents(self, offset: int, length: int) -> list[Extent]:
         """Allocation of [offset, offset+length) as contiguous extents.
 

@@ -132,6 +132,12 @@ class FileDevice(BlockDevice):
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_WILLNEED)
 
+    def uncache(self, offset: int, length: int) -> None:
+        # A copy that leaves a GiB in the page cache makes every later write find fresh
+        # pages; dropping what is already on disk recycles the same ones (nbdcopy does too).
+        if hasattr(os, "posix_fadvise") and not self.is_block_device:
+            os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_DONTNEED)
+
     def extents(self, offset: int, length: int) -> list[Extent]:
         self.check_range(offset, length)
         end = offset + length

@@ -564,6 +564,7 @@ class Copier:
                     self.stats.zero_bytes += b - a
                 else:
                     store.target.pwrite(memoryview(buf)[a - start:b - start], a)
+                    store.target.uncache(a, b - a)   # starts its writeback now, not all at the commit
                     self.stats.copied_bytes += b - a
                     self._pending_copied += b - a
                     if self.stop_after is not None and self.stats.copied_bytes >= self.stop_after:
@@ -637,12 +638,17 @@ class Copier:
                 self._mark(pending)
 
     def _mark(self, pending: dict[int, int]) -> None:
+        """After a target flush: the map claims the flushed blocks, and their pages, now
+        clean, leave the page cache (a deploy reads them back rarely, if ever)."""
         by_state: dict[int, list[int]] = {}
         for k, s in pending.items():
             by_state.setdefault(s, []).append(k)
         for s, blocks in by_state.items():
             self.map.set_blocks(blocks, s, only_from=ABSENT)
         self.map.sync()
+        bs, size = self.map.block_size, self.map.size
+        for first, end in _runs(sorted(by_state.get(COPIED, ()))):
+            self.store.target.uncache(first * bs, min(end * bs, size) - first * bs)
 
     def _open_sources(self) -> None:
         first = self.source_factory()
@@ -775,6 +781,17 @@ class Copier:
         with self.map.lock:
             local = self.map.size - self.map.bytes_in(ABSENT)
         return local + self._pending_bytes, self.map.size
+
+
+def _runs(blocks: list[int]):
+    """(first, end) of each run of consecutive numbers in a sorted list."""
+    i = 0
+    while i < len(blocks):
+        j = i + 1
+        while j < len(blocks) and blocks[j] == blocks[j - 1] + 1:
+            j += 1
+        yield blocks[i], blocks[j - 1] + 1
+        i = j
 
 
 def attach_copier(store: StoreDevice, source_factory, **kw) -> Copier:
