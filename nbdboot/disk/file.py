@@ -33,8 +33,8 @@ def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
     """fallocate(2); False where the kernel or filesystem says it cannot."""
     global _libc
     if _libc is None:
-        import ctypes.util  # pulls in subprocess: only when fallocate is first needed
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The C library Python itself runs on: ctypes.util.find_library would run ldconfig.
+        _libc = ctypes.CDLL(None, use_errno=True)
         _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     if _libc.fallocate(fd, mode, offset, length) == 0:
         return True
