@@ -45,17 +45,7 @@ start:
         ENDL
 %endmacro
 
-%macro READCHS 2                        ; id, DL: C/H/S 0/0/1 into BUF through AH=02h
-        mov edx, BUF
-        mov cx, 1
-        mov al, 0CCh
-        call fill_linear
-        mov ax, BUF_SEG
-        mov es, ax
-        xor bx, bx
-        mov ax, 0201h
-        mov cx, 0001h
-        mov dx, %2                      ; DH = head 0
+%macro SUM_REPORT 1                     ; id: int 13h, then its status and a checksum of BUF's first sector
         int 13h
         call snap
         xor ax, ax
@@ -70,6 +60,20 @@ start:
         ENDL
 %endmacro
 
+%macro READCHS 2                        ; id, DL: C/H/S 0/0/1 into BUF through AH=02h
+        mov edx, BUF
+        mov cx, 1
+        mov al, 0CCh
+        call fill_linear
+        mov ax, BUF_SEG
+        mov es, ax
+        xor bx, bx
+        mov ax, 0201h
+        mov cx, 0001h
+        mov dx, %2                      ; DH = head 0
+        SUM_REPORT %1
+%endmacro
+
 %macro READ0 2                          ; id, DL: LBA 0 into BUF through AH=42h
         mov edx, BUF
         mov cx, 1
@@ -82,18 +86,7 @@ start:
         mov si, DAP
         mov ah, 42h
         mov dl, %2
-        int 13h
-        call snap
-        xor ax, ax
-        mov ds, ax
-        mov es, ax
-        T %1
-        STATUS
-        mov edx, BUF
-        mov cx, 1
-        call csum_linear
-        HEX "SUM", 32, dword [r_sum]
-        ENDL
+        SUM_REPORT %1
 %endmacro
 
 main:
