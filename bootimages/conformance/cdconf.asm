@@ -33,14 +33,6 @@ start:
 
 %include "report.inc"
 
-%macro CALL13 0
-        int 13h
-        call snap
-        xor ax, ax
-        mov ds, ax
-        mov es, ax
-%endmacro
-
 ; fill_low: CX bytes at DI = FILLER.
 fill_low:
         pusha

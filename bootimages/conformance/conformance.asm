@@ -58,14 +58,6 @@ start:
 ; Helpers for the cases.
 
 ; int13: int 13h with DL = the boot drive unless the caller set the flag below, snapshot afterwards.
-%macro CALL13 0
-        int 13h
-        call snap
-        xor ax, ax
-        mov ds, ax
-        mov es, ax
-%endmacro
-
 ; chs_read: fills BUF, then AH=02h with AL=count and CX/DH as given, DL = the boot drive, ES:BX = BUF_SEG:0.
 chs_read:
         push eax

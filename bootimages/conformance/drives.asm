@@ -33,11 +33,7 @@ start:
         mov ah, 08h
         xor di, di
         mov es, di
-        int 13h
-        call snap
-        xor ax, ax
-        mov ds, ax
-        mov es, ax
+        CALL13
         T %1
         STATUS
         HEX "CX", 16, word [r_ecx]
@@ -46,11 +42,7 @@ start:
 %endmacro
 
 %macro SUM_REPORT 1                     ; id: int 13h, then its status and a checksum of BUF's first sector
-        int 13h
-        call snap
-        xor ax, ax
-        mov ds, ax
-        mov es, ax
+        CALL13
         T %1
         STATUS
         mov edx, BUF
@@ -133,11 +125,7 @@ main:
         mov ah, 08h
         xor di, di
         mov es, di
-        int 13h
-        call snap
-        xor ax, ax
-        mov ds, ax
-        mov es, ax
+        CALL13
         T "1.25"
         STATUS
         HEX "DX", 16, word [r_edx]

@@ -35,14 +35,6 @@ start:
 
 %include "report.inc"
 
-%macro CALL13 0
-        int 13h
-        call snap
-        xor ax, ax
-        mov ds, ax
-        mov es, ax
-%endmacro
-
 %macro SUM 2
         push edx
         push cx
