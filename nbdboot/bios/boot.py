@@ -50,7 +50,7 @@ class Boot:
         point(0x1F, 0, 0)
         point(0x43, rom.FONT_8X8)
         disks = self.bios.disk
-        has_hd = any(d.number >= 0x80 for d in disks.drives.values())
+        has_hd = disks.hard_disk_count() > 0
         point(0x41, rom.FDPT if has_hd else 0, rom.ROM_SEGMENT if has_hd else 0)
         point(0x46, rom.FDPT + 16 if has_hd else 0, rom.ROM_SEGMENT if has_hd else 0)
         for vector in range(0x60, 0x68):
@@ -108,18 +108,21 @@ class Boot:
             self.m._fail(BootFailed(f"drive {self.boot_drive:#04x} has no boot signature (55AA)"))
             return
         cpu.write(BOOT_ADDR, sector)
+        self._enter(self.boot_drive, 0, BOOT_ADDR)
+
+    def _enter(self, drive_number: int, cs: int, ip: int) -> None:
+        """The hand-off as iPXE's sanboot makes it: general registers 0 but DL = the drive,
+        data segments 0, the stack below 0:7C00, interrupts on."""
+        cpu = self.m.cpu
         for reg in ("eax", "ebx", "ecx", "esi", "edi", "ebp"):
             cpu.set(reg, 0)
-        cpu.set("edx", self.boot_drive)
+        cpu.set("edx", drive_number)
         for seg in ("ds", "es", "fs", "gs", "ss"):
             cpu.set(seg, 0)
         cpu.set("esp", BOOT_ADDR)
         cpu._write_flags_live(0x0202, running=True)
-        cpu.set("cs", 0)
-        cpu.set("eip", BOOT_ADDR)
-        self._end_slice()
-
-    def _end_slice(self) -> None:
+        cpu.set("cs", cs)
+        cpu.set("eip", ip)
         # Start the boot code in a fresh slice. Unicorn 2.1 carries on after a hook that
         # moved CS, but a later asynchronous stop (the watchdog's) in that same run then
         # reports a stale EIP: the start of a block whose instructions already ran, so
@@ -139,15 +142,5 @@ class Boot:
             self.m._fail(BootFailed(f"drive {drive.number:#04x} is a CD without a no-emulation El Torito image"))
             return
         segment, image = found
-        cpu = self.m.cpu
-        cpu.write(segment << 4, image)
-        for reg in ("eax", "ebx", "ecx", "esi", "edi", "ebp"):
-            cpu.set(reg, 0)
-        cpu.set("edx", drive.number)
-        for seg in ("ds", "es", "fs", "gs", "ss"):
-            cpu.set(seg, 0)
-        cpu.set("esp", BOOT_ADDR)
-        cpu._write_flags_live(0x0202, running=True)
-        cpu.set("cs", segment)
-        cpu.set("eip", 0)
-        self._end_slice()
+        self.m.cpu.write(segment << 4, image)
+        self._enter(drive.number, segment, 0)

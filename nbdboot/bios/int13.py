@@ -209,13 +209,6 @@ class Int13:
                 return san  # iPXE: 7Fh/FFh mean "the CD" (old ELTORITO.SYS)
         return self.firmware.get(number)
 
-    @property
-    def drives(self) -> dict[int, Drive]:
-        """Every BIOS number the guest can reach, and the disk behind it."""
-        numbers = set(self.firmware) | set(self.san) | {d.natural for d in self.san.values()}
-        routed = {n: self.route(n) for n in sorted(numbers)}
-        return {n: d for n, d in routed.items() if d is not None}
-
     # -- drive counts in the BDA ---------------------------------------------------------
     def _firmware_counts(self) -> tuple[int, int]:
         """(floppies, hard disks) as POST counts the PC's own disks: enough to cover every number."""
