@@ -96,12 +96,6 @@ class Keyboard:
         self.m.cpu.write16(0x41C, nxt)
         return True
 
-    def _first(self) -> int | None:
-        head, tail, start, end = self._ring()
-        if head == tail:
-            return None
-        return self.m.cpu.read16(0x400 + head)
-
     def _pop(self) -> int | None:
         head, tail, start, end = self._ring()
         if head == tail:

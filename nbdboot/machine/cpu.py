@@ -13,7 +13,7 @@ microcode would: push a frame and vector through the IVT (real mode) or the IDT
 - While the engine runs (inside a hook) EFLAGS is written without its
   arithmetic bits: QEMU keeps those outside env->eflags during execution, and
   bits written there would be ORed into every later pushf. BIOS results travel
-  in the FLAGS word of the caller's interrupt frame instead (frame_flags()).
+  in the FLAGS word of the caller's interrupt frame instead (set_frame_flags()).
 """
 
 from __future__ import annotations
@@ -217,13 +217,19 @@ class Cpu:
         data = bytes(data)
         if not self._fast:
             self.uc.mem_write(addr, data)
-            if code and _may_hold_code(addr, len(data)):
-                self.uc.ctl_remove_cache(addr, addr + len(data))
-            return
-        if self._c_mem_write(self._uch, addr, data, len(data)):
+        elif self._c_mem_write(self._uch, addr, data, len(data)):
             raise UcError(7)  # UC_ERR_WRITE_UNMAPPED
-        if code and _may_hold_code(addr, len(data)):
-            self._c_ctl(self._uch, self._remove_cache_code, ctypes.c_uint64(addr), ctypes.c_uint64(addr + len(data)))
+        if code:
+            self._drop_code(addr, len(data))
+
+    def _drop_code(self, addr: int, size: int) -> None:
+        """Forget code translated from [addr, addr+size), unless nothing runs there."""
+        if not _may_hold_code(addr, size):
+            return
+        if self._fast:
+            self._c_ctl(self._uch, self._remove_cache_code, ctypes.c_uint64(addr), ctypes.c_uint64(addr + size))
+        else:
+            self.uc.ctl_remove_cache(addr, addr + size)
 
     def _small_read(self, addr: int, size: int) -> bytes:
         if self._fast:
@@ -259,8 +265,8 @@ class Cpu:
         self._u16.value = value & 0xFFFF
         if _raw_mem_write(self._uch, addr, self._u16_at, 2):
             raise UcError(7)  # UC_ERR_WRITE_UNMAPPED
-        if code and _may_hold_code(addr, 2):
-            self._c_ctl(self._uch, self._remove_cache_code, ctypes.c_uint64(addr), ctypes.c_uint64(addr + 2))
+        if code:
+            self._drop_code(addr, 2)
 
     def write32(self, addr: int, value: int) -> None:
         self.write(addr, struct.pack("<I", value & 0xFFFFFFFF))
@@ -271,9 +277,6 @@ class Cpu:
         if self.service_flags_at is not None:
             return self.service_flags_at
         return ((self.get("ss") & 0xFFFF) << 4) + ((self.get("sp") + 4) & 0xFFFF)
-
-    def frame_flags(self) -> int:
-        return self.read16(self.frame_flags_addr())
 
     def set_frame_flags(self, set_bits: int = 0, clear_bits: int = 0) -> None:
         addr = self.frame_flags_addr()

@@ -216,11 +216,7 @@ class Machine:
             if trap is not None and trap[0] == intno:
                 self.history.append((intno, "bios", cs, eip - 2, eax))
                 if trap[1] is not None:
-                    cpu.service_flags_at = (ss << 4) + ((sp + 4) & 0xFFFF)
-                    try:
-                        trap[1]()
-                    finally:
-                        cpu.service_flags_at = None
+                    self._serve_bios(trap[1], (ss << 4) + ((sp + 4) & 0xFFFF))
                 return
         if intno == 0x28:  # DOS idle call: DOS is waiting for console input
             self.bios.keyboard.guest_waiting()
@@ -242,11 +238,7 @@ class Machine:
                 if service is None:
                     return  # `int n` into a bare iret changes nothing: DOS's int 2Ah calls cost no frame
                 cpu.enter_real(eip, cs, flags, sp, ss, seg, off + 2)
-                cpu.service_flags_at = (ss << 4) + ((sp - 2) & 0xFFFF)
-                try:
-                    service()
-                finally:
-                    cpu.service_flags_at = None
+                self._serve_bios(service, (ss << 4) + ((sp - 2) & 0xFFFF))  # the frame just pushed
             else:
                 self.history.append((intno, "int", cs, eip, eax))
                 cpu.enter_real(eip, cs, flags, sp, ss, seg, off)
@@ -258,6 +250,15 @@ class Machine:
                 self._fail(GuestCrash(f"unhandled CPU exception {intno:#04x} ({EXCEPTION_NAMES.get(intno, '?')})"))
                 return
         cpu.deliver_real(intno, eip & 0xFFFF, running=True, cs=cs)
+
+    def _serve_bios(self, service, flags_at: int) -> None:
+        """Run a BIOS service; the caller's FLAGS are at `flags_at` (known from the SS:SP already read)."""
+        cpu = self.cpu
+        cpu.service_flags_at = flags_at
+        try:
+            service()
+        finally:
+            cpu.service_flags_at = None
 
     def _interrupt_protected(self, intno: int, cs: int, eip: int, eax: int) -> None:
         software = self._is_software_int(self.cpu.seg_base(cs), eip, intno)
