@@ -150,8 +150,6 @@ def _source(args):
 
     server = local = None
     if args.image:
-        import os
-
         from nbdboot.disk.file import FileDevice
         from nbdboot.nbd.server import NbdServer
         if not os.path.isfile(args.image):

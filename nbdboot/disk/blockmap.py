@@ -262,15 +262,9 @@ class BlockMap:
     def set_blocks(self, indices, state: int, *, only_from: int | None = None) -> list[int]:
         """set_range over runs of consecutive indices: one write per run, not per block."""
         changed: list[int] = []
-        order = sorted(indices)
         with self.lock:
-            k = 0
-            while k < len(order):
-                m = k + 1
-                while m < len(order) and order[m] == order[m - 1] + 1:
-                    m += 1
-                changed += self.set_range(order[k], order[m - 1] + 1, state, only_from=only_from)
-                k = m
+            for first, end in block_runs(indices):
+                changed += self.set_range(first, end, state, only_from=only_from)
         return changed
 
     def reset(self) -> None:
@@ -298,6 +292,18 @@ class BlockMap:
                 pass
             os.close(self.fd)
             self.fd = -1
+
+
+def block_runs(indices):
+    """(first, end) of each run of consecutive block numbers, in order."""
+    order = sorted(indices)
+    k = 0
+    while k < len(order):
+        m = k + 1
+        while m < len(order) and order[m] == order[m - 1] + 1:
+            m += 1
+        yield order[k], order[m - 1] + 1
+        k = m
 
 
 def source_fingerprint(source) -> bytes:

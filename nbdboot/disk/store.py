@@ -73,6 +73,7 @@ from nbdboot.disk.blockmap import (
     JOURNAL_ZERO,
     BlockMap,
     BlockMapError,
+    block_runs,
     source_fingerprint,
 )
 from nbdboot.errors import LocalIOError, UsageError
@@ -163,7 +164,6 @@ class StoreDevice(BlockDevice):
         self.description = f"{source.description} + {blockmap.path}"
         self._replay_journal()
         self._unsynced = False      # periodic: guest writes since the last sync
-        self.sync_error: BaseException | None = None
         self._closing = threading.Event()
         self._sync_thread: threading.Thread | None = None
         if sync == "periodic":
@@ -349,8 +349,7 @@ class StoreDevice(BlockDevice):
                     continue
                 try:
                     self._maybe_periodic_sync()
-                except Exception as e:  # noqa: BLE001 - the guest's next flush meets the same error
-                    self.sync_error = e
+                except Exception:  # noqa: BLE001 - the guest's next flush or write meets the same error
                     return
 
     # -- metadata ------------------------------------------------------------------
@@ -647,7 +646,7 @@ class Copier:
             self.map.set_blocks(blocks, s, only_from=ABSENT)
         self.map.sync()
         bs, size = self.map.block_size, self.map.size
-        for first, end in _runs(sorted(by_state.get(COPIED, ()))):
+        for first, end in block_runs(by_state.get(COPIED, ())):
             self.store.target.uncache(first * bs, min(end * bs, size) - first * bs)
 
     def _open_sources(self) -> None:
@@ -781,17 +780,6 @@ class Copier:
         with self.map.lock:
             local = self.map.size - self.map.bytes_in(ABSENT)
         return local + self._pending_bytes, self.map.size
-
-
-def _runs(blocks: list[int]):
-    """(first, end) of each run of consecutive numbers in a sorted list."""
-    i = 0
-    while i < len(blocks):
-        j = i + 1
-        while j < len(blocks) and blocks[j] == blocks[j - 1] + 1:
-            j += 1
-        yield blocks[i], blocks[j - 1] + 1
-        i = j
 
 
 def attach_copier(store: StoreDevice, source_factory, **kw) -> Copier:
