@@ -207,6 +207,23 @@ class BlockMap:
                 f"{self.path}: this {kind} was made from a different source (its first/last "
                 f"64 KiB differ)" + ("" if self.is_overlay else "; use --restart to copy anew"))
 
+    @classmethod
+    def open_for(cls, path: str, source, *, overlay: bool) -> "BlockMap":
+        """PATH reopened for `source`: the kind asked for, made for a disk of its size and contents."""
+        blockmap = cls.open(path)
+        try:
+            if blockmap.is_overlay != overlay:
+                raise BlockMapError(f"{path} is a deploy map, not an overlay" if overlay
+                                    else f"{path} is an overlay, not a deploy map")
+            if blockmap.size != source.size:
+                raise BlockMapError(f"{path} was made for a {blockmap.size}-byte disk, "
+                                    f"the {'export' if overlay else 'source'} has {source.size} bytes")
+            blockmap.check_source(source_fingerprint(source))
+        except BaseException:
+            blockmap.close()
+            raise
+        return blockmap
+
     @property
     def is_overlay(self) -> bool:
         return self.magic == MAGIC_OVERLAY

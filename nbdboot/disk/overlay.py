@@ -62,17 +62,7 @@ def open_overlay(source: BlockDevice, path: str, *, sync: str = "each", source_s
                  block_size: int = DEFAULT_BLOCK_SIZE) -> StoreDevice:
     """The guest disk `source` + overlay FILE; FILE is created on first use and reused after."""
     if os.path.exists(path) and os.path.getsize(path) > 0:
-        blockmap = BlockMap.open(path)
-        try:
-            if not blockmap.is_overlay:
-                raise BlockMapError(f"{path} is a deploy map, not an overlay")
-            if blockmap.size != source.size:
-                raise BlockMapError(f"{path} was made for a {blockmap.size}-byte disk, "
-                                    f"the export has {source.size} bytes")
-            blockmap.check_source(source_fingerprint(source))
-        except BaseException:
-            blockmap.close()
-            raise
+        blockmap = BlockMap.open_for(path, source, overlay=True)
     else:
         blockmap = BlockMap.create(path, source.size, block_size=block_size, overlay=True,
                                    source=source_spec, fingerprint=source_fingerprint(source))

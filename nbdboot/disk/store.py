@@ -802,21 +802,7 @@ def open_store(source: BlockDevice, target_spec: str, *, map_path: str | None = 
     blockmap = None
     if not fresh:
         # Check the map before the target is touched (or created).
-        blockmap = BlockMap.open(map_path)
-        problem = None
-        if blockmap.is_overlay:
-            problem = f"{map_path} is an overlay, not a deploy map"
-        elif blockmap.size != source.size:
-            problem = (f"{map_path} was made for a {blockmap.size}-byte disk, "
-                       f"the source has {source.size}")
-        if problem:
-            blockmap.close()
-            raise BlockMapError(problem)
-        try:
-            blockmap.check_source(source_fingerprint(source))
-        except BaseException:
-            blockmap.close()
-            raise
+        blockmap = BlockMap.open_for(map_path, source, overlay=False)
     try:
         target = open_device(target_spec, create_size=source.size)
     except BaseException:
