@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -73,6 +74,43 @@ class Server:
                 self.proc.wait()
 
 
+def start_nbdkit(args, *, socket_path: str | None = None, port: int | None = None, extra_env=None,
+                 stderr=subprocess.PIPE) -> Server:
+    """`nbdkit -f --exit-with-parent ARGS` on a unix socket or a loopback port (a free one by default),
+    returned once it accepts connections."""
+    cmd = ["nbdkit", "-f", "--exit-with-parent"]
+    if socket_path:
+        cmd += ["-U", socket_path]
+    else:
+        port = port or free_port()
+        cmd += ["-i", "127.0.0.1", "-p", str(port)]
+    cmd += list(args)
+    env = dict(os.environ, **(extra_env or {}))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+    try:
+        if socket_path:
+            wait_for_path(socket_path, proc)
+            return Server(proc, f"nbd+unix:///?socket={socket_path}", socket_path=socket_path)
+        wait_for_port(port, proc)
+        return Server(proc, f"nbd://127.0.0.1:{port}", port=port)
+    except Exception:
+        proc.kill()
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        raise RuntimeError(f"nbdkit failed to start: {' '.join(cmd)}\n{err}")
+
+
+@contextlib.contextmanager
+def running_nbdkit(*args: str):
+    """nbdkit for a block of code, for module-scoped fixtures (the `nbdkit` fixture is per test).
+    Its stderr is discarded: a long run's messages must not fill a pipe nobody reads."""
+    require_tool("nbdkit")
+    server = start_nbdkit(args, stderr=subprocess.DEVNULL)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def nbdkit(tmp_path):
     """Factory: nbdkit(*args, unix=False, port=None) starts `nbdkit -f --exit-with-parent ...`."""
@@ -80,27 +118,8 @@ def nbdkit(tmp_path):
     servers: list[Server] = []
 
     def start(*args: str, unix: bool = False, port: int | None = None, extra_env=None) -> Server:
-        cmd = ["nbdkit", "-f", "--exit-with-parent"]
-        if unix:
-            sock = str(tmp_path / f"nbdkit{len(servers)}.sock")
-            cmd += ["-U", sock]
-        else:
-            port = port or free_port()
-            cmd += ["-i", "127.0.0.1", "-p", str(port)]
-        cmd += list(args)
-        env = dict(os.environ, **(extra_env or {}))
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-        try:
-            if unix:
-                wait_for_path(sock, proc)
-                server = Server(proc, f"nbd+unix:///?socket={sock}", socket_path=sock)
-            else:
-                wait_for_port(port, proc)
-                server = Server(proc, f"nbd://127.0.0.1:{port}", port=port)
-        except Exception:
-            proc.kill()
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            raise RuntimeError(f"nbdkit failed to start: {' '.join(cmd)}\n{err}")
+        sock = str(tmp_path / f"nbdkit{len(servers)}.sock") if unix else None
+        server = start_nbdkit(args, socket_path=sock, port=port, extra_env=extra_env)
         servers.append(server)
         return server
 

@@ -6,14 +6,13 @@ process and the results are read from its port E9h log.
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
 
 import int13_expect
 import qemuref
-from conftest import Server, free_port, require_tool, wait_for_port
+from conftest import running_nbdkit
 from images import image
 from nbdboot.disk.nbd import NbdDevice
 from nbdboot.machine.machine import Machine
@@ -37,19 +36,9 @@ def run_program(uri: str, drive: int, end: bytes, timeout: float = 30.0, media: 
 
 @pytest.fixture(scope="module")
 def conformance_run():
-    require_tool("nbdkit")
     img = image("conformance")
-    port = free_port()
-    proc = subprocess.Popen(
-        ["nbdkit", "-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", str(port), *conformance_server_args(img)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    server = Server(proc, f"nbd://127.0.0.1:{port}", port=port)
-    try:
-        wait_for_port(port, proc)
+    with running_nbdkit(*conformance_server_args(img)) as server:
         results, log = run_program(server.uri, 0x80, b"END conformance")
-    finally:
-        server.stop()
     return img, results, log
 
 
@@ -96,20 +85,9 @@ def test_cd_answers_as_decided(nbdkit):
 def test_reset_reopens_the_nbd_connection(tmp_path):
     # AH=00h is iPXE's sandev_reset: the conformance program's reset (case 2.1) must reach the server as a
     # second connection, and the program must carry on reading through it.
-    require_tool("nbdkit")
     img = image("conformance")
     log = tmp_path / "nbdkit.log"
-    port = free_port()
-    proc = subprocess.Popen(
-        ["nbdkit", "-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", str(port), "--filter=log",
-         *conformance_server_args(img), f"logfile={log}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    server = Server(proc, f"nbd://127.0.0.1:{port}", port=port)
-    try:
-        wait_for_port(port, proc)
+    with running_nbdkit("--filter=log", *conformance_server_args(img), f"logfile={log}") as server:
         results, _ = run_program(server.uri, 0x80, b"END conformance")
-    finally:
-        server.stop()
     assert results["2.1"]["CF"] == 0 and results["2.1"]["AH"] == 0
     assert log.read_text().count("Connect ") >= 2

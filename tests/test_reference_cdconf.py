@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 import int13_expect as ie
 import qemuref
-from conftest import Server, free_port, require_tool, wait_for_port
+from conftest import running_nbdkit
 from images import image
 
 
 @pytest.fixture(scope="module")
 def cd_run():
-    require_tool("nbdkit")
     iso = image("cdconf")
-    port = free_port()
-    proc = subprocess.Popen(
-        ["nbdkit", "-f", "--exit-with-parent", "-r", "-i", "127.0.0.1", "-p", str(port), "file", str(iso)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    server = Server(proc, f"nbd://127.0.0.1:{port}", port=port)
-    try:
-        wait_for_port(port, proc)
+    with running_nbdkit("-r", "file", str(iso)) as server:
         result = qemuref.boot(server.uri, ["CD conformance: done"], media="cd", readonly=True,
                               expect_debug="END cdconf", timeout=60)
-    finally:
-        server.stop()
     assert result.matched, f"{result.debug}\n{result.text()}"
     return iso, result
 

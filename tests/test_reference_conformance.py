@@ -7,13 +7,11 @@ in docs/int13.md rests on observed behaviour.
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 import int13_expect
 import qemuref
-from conftest import Server, free_port, require_tool, wait_for_port
+from conftest import running_nbdkit
 from images import ROOT, image
 
 BAD_SECTORS_MAP = ROOT / "bootimages" / "conformance" / "badsectors.map"
@@ -30,19 +28,9 @@ def conformance_server_args(img) -> list[str]:
 
 @pytest.fixture(scope="module")
 def seabios_run():
-    require_tool("nbdkit")
     img = image("conformance")
-    port = free_port()
-    proc = subprocess.Popen(
-        ["nbdkit", "-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", str(port), *conformance_server_args(img)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    server = Server(proc, f"nbd://127.0.0.1:{port}", port=port)
-    try:
-        wait_for_port(port, proc)
+    with running_nbdkit(*conformance_server_args(img)) as server:
         result = qemuref.boot(server.uri, ["conformance: done"], expect_debug="END conformance", timeout=60)
-    finally:
-        server.stop()
     assert result.matched, f"the program did not finish: {result.debug[-2000:]}\n{result.text()}"
     return img, result
 

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 import int13_expect as ie
 import qemuref
-from conftest import Server, free_port, wait_for_port
+from conftest import running_nbdkit
 from images import image
 
 
 @pytest.fixture(scope="module", params=["fdconf1440", "fdconf360"])
 def fd_run(request):
     img = image(request.param)
-    port = free_port()
-    proc = subprocess.Popen(
-        ["nbdkit", "-f", "--exit-with-parent", "-r", "-i", "127.0.0.1", "-p", str(port), "file", str(img)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    server = Server(proc, f"nbd://127.0.0.1:{port}", port=port)
-    try:
-        wait_for_port(port, proc)
+    with running_nbdkit("-r", "file", str(img)) as server:
         result = qemuref.boot(server.uri, ["floppy conformance: done"], media="floppy", readonly=True,
                               expect_debug="END fdconf", timeout=60)
-    finally:
-        server.stop()
     assert result.matched, f"{result.debug}\n{result.text()}"
     return request.param, img, result
 
