@@ -90,6 +90,8 @@ class BlockDevice(abc.ABC):
     preferred_block: int = 4096
     max_block: int = 32 * 1024 * 1024
     description: str = ""
+    # Made by this process as one hole: it read as zeroes until something wrote to it.
+    created_blank: bool = False
 
     @property
     def sector_size(self) -> int:
@@ -126,8 +128,12 @@ class BlockDevice(abc.ABC):
     def cache(self, offset: int, length: int) -> None:
         """Prefetch hint; ignored where it means nothing."""
 
+    def start_writeback(self, offset: int, length: int) -> None:
+        """Hint: begin writing the range out now, without waiting (not a flush)."""
+
     def uncache(self, offset: int, length: int) -> None:
-        """Hint that a flushed range will not be read soon; ignored where it means nothing."""
+        """Hint that a written range will not be read soon: wait for its writeback and
+        drop it from any cache (still not a flush); ignored where it means nothing."""
 
     def extents(self, offset: int, length: int) -> list[Extent]:
         """Allocation of [offset, offset+length) as contiguous extents.

@@ -26,17 +26,37 @@ _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 _FALLOC_FL_ZERO_RANGE = 0x10
 
+_SYNC_FILE_RANGE_WAIT_BEFORE = 0x1
+_SYNC_FILE_RANGE_WRITE = 0x2
+_SYNC_FILE_RANGE_WAIT_AFTER = 0x4
+
 _libc = None
+
+
+def _c():
+    """The C library Python itself runs on: ctypes.util.find_library would run ldconfig."""
+    global _libc
+    if _libc is None:
+        lib = ctypes.CDLL(None, use_errno=True)
+        lib.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        try:
+            lib.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+        except AttributeError:   # not Linux: writeback hints become no-ops
+            pass
+        _libc = lib
+    return _libc
+
+
+def _sync_file_range(fd: int, offset: int, length: int, flags: int) -> None:
+    """sync_file_range(2) as a hint: errors are left for the next fdatasync to report."""
+    fn = getattr(_c(), "sync_file_range", None)
+    if fn is not None:
+        fn(fd, offset, length, flags)
 
 
 def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
     """fallocate(2); False where the kernel or filesystem says it cannot."""
-    global _libc
-    if _libc is None:
-        # The C library Python itself runs on: ctypes.util.find_library would run ldconfig.
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    if _libc.fallocate(fd, mode, offset, length) == 0:
+    if _c().fallocate(fd, mode, offset, length) == 0:
         return True
     err = ctypes.get_errno()
     if err in (_errno.EOPNOTSUPP, _errno.ENOSYS, _errno.EINVAL):
@@ -61,6 +81,8 @@ class FileDevice(BlockDevice):
         self.is_block_device = stat.S_ISBLK(st.st_mode)
         if create_size is not None and not self.is_block_device and st.st_size != create_size:
             os.ftruncate(self.fd, create_size)
+            # Grown from nothing, a file is one hole: it reads as zeroes without writing any.
+            self.created_blank = st.st_size == 0
         self.size = os.lseek(self.fd, 0, os.SEEK_END)
         self.read_only = read_only
         self.can_flush = not read_only
@@ -132,10 +154,20 @@ class FileDevice(BlockDevice):
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_WILLNEED)
 
+    def start_writeback(self, offset: int, length: int) -> None:
+        if not self.read_only:
+            _sync_file_range(self.fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
     def uncache(self, offset: int, length: int) -> None:
         # A copy that leaves a GiB in the page cache makes every later write find fresh
-        # pages; dropping what is already on disk recycles the same ones (nbdcopy does too).
-        if hasattr(os, "posix_fadvise") and not self.is_block_device:
+        # pages (slow in a VM whose freed memory goes back to the host); waiting for a
+        # written range and dropping it recycles the same few pages, as nbdcopy does.
+        if self.is_block_device:
+            return
+        if not self.read_only:
+            _sync_file_range(self.fd, offset, length, _SYNC_FILE_RANGE_WAIT_BEFORE
+                             | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER)
+        if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_DONTNEED)
 
     def extents(self, offset: int, length: int) -> list[Extent]:

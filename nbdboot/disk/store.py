@@ -53,6 +53,7 @@ import contextlib
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from nbdboot.disk.base import (
@@ -73,7 +74,6 @@ from nbdboot.disk.blockmap import (
     JOURNAL_ZERO,
     BlockMap,
     BlockMapError,
-    block_runs,
     source_fingerprint,
 )
 from nbdboot.errors import LocalIOError, UsageError
@@ -146,6 +146,8 @@ class StoreDevice(BlockDevice):
         self.copier: "Copier | None" = None
         self._last_sync = time.monotonic()
         self._source_closed = False
+        # A fresh map over a target made blank this run: blocks nobody wrote read as zeroes.
+        self.target_blank = False
         self._closed = False
         self.replayed: tuple[int, int] | None = None
         self.last_guest_io = 0.0   # the copier backs off while the guest is busy
@@ -412,6 +414,39 @@ class StoreDevice(BlockDevice):
                 self.source.close()
 
 
+class WritebackWindow:
+    """The copier's written ranges, each written out as soon as it lands and dropped
+    from the page cache once `limit` bytes newer than it are in flight.
+
+    The page cache then holds a few MiB per worker instead of everything since the
+    last commit: writing a GiB into fresh pages is several times slower in a VM
+    whose freed memory is handed back to the host. Hints only; the commit's flush
+    is what makes data durable.
+    """
+
+    def __init__(self, target: BlockDevice, limit: int = 4 << 20):
+        self.target = target
+        self.limit = limit
+        self._ranges: deque[tuple[int, int]] = deque()
+        self._bytes = 0
+
+    def add(self, offset: int, length: int) -> None:
+        self.target.start_writeback(offset, length)
+        self._ranges.append((offset, length))
+        self._bytes += length
+        while self._bytes > self.limit and len(self._ranges) > 1:
+            self._retire()
+
+    def drain(self) -> None:
+        while self._ranges:
+            self._retire()
+
+    def _retire(self) -> None:
+        offset, length = self._ranges.popleft()
+        self._bytes -= length
+        self.target.uncache(offset, length)
+
+
 class Copier:
     """Fills a store's ABSENT blocks from the source, on its own connections.
 
@@ -451,6 +486,8 @@ class Copier:
         # fdatasync on a file may run beside other I/O on it; an NBD target is one connection.
         self._flush_unlocked = getattr(store.target, "flush_is_thread_safe", False)
         self._planner = None
+        self._skip_zeroes = store.target_blank   # a blank target already reads as zeroes
+        self._step_window = WritebackWindow(store.target)
         self._planner_src: BlockDevice | None = None
         self._sources: list[BlockDevice] = []
         self.started = time.monotonic()
@@ -523,8 +560,8 @@ class Copier:
                 return None
 
     # -- copying -------------------------------------------------------------------
-    def _copy(self, src: BlockDevice, item, buf: bytearray | None = None) -> None:
-        self._store(item, self._fetch(src, item, buf))
+    def _copy(self, src: BlockDevice, item, buf: bytearray | None, window: WritebackWindow) -> None:
+        self._store(item, self._fetch(src, item, buf), window)
 
     def _fetch(self, src: BlockDevice, item, buf: bytearray | None = None) -> memoryview | bytearray | None:
         """Read a data item from the source, outside the store lock (the guest keeps going),
@@ -540,7 +577,7 @@ class Copier:
         src.pread_into(data, start)
         return data
 
-    def _store(self, item, buf: bytearray | None) -> None:
+    def _store(self, item, buf: bytearray | None, window: WritebackWindow | None = None) -> None:
         """Write what is still ABSENT of an item to the target; the guest may have won some blocks."""
         first, end, is_zero = item
         if buf is None and not is_zero:
@@ -548,6 +585,7 @@ class Copier:
         bs, states, store = self.map.block_size, self.map.states, self.store
         start = first * bs
         due = False
+        written: list[tuple[int, int]] = []
         with store.lock:
             i = first
             while i < end:
@@ -559,11 +597,12 @@ class Copier:
                     j += 1
                 a, b = i * bs, min(j * bs, self.map.size)
                 if is_zero:
-                    store._zero_target(a, b - a)
+                    if not self._skip_zeroes:
+                        store._zero_target(a, b - a)
                     self.stats.zero_bytes += b - a
                 else:
                     store.target.pwrite(memoryview(buf)[a - start:b - start], a)
-                    store.target.uncache(a, b - a)   # starts its writeback now, not all at the commit
+                    written.append((a, b - a))
                     self.stats.copied_bytes += b - a
                     self._pending_copied += b - a
                     if self.stop_after is not None and self.stats.copied_bytes >= self.stop_after:
@@ -575,6 +614,9 @@ class Copier:
             due = self._due()
             if due and not self._flush_unlocked:
                 self._commit()
+        window = window or self._step_window
+        for a, n in written:   # outside the lock: retiring a range waits for the disk
+            window.add(a, n)
         if due and self._flush_unlocked:
             with self._commit_lock:
                 self._commit_unlocked(only_if_due=True)
@@ -637,17 +679,13 @@ class Copier:
                 self._mark(pending)
 
     def _mark(self, pending: dict[int, int]) -> None:
-        """After a target flush: the map claims the flushed blocks, and their pages, now
-        clean, leave the page cache (a deploy reads them back rarely, if ever)."""
+        """After a target flush: the map claims the flushed blocks."""
         by_state: dict[int, list[int]] = {}
         for k, s in pending.items():
             by_state.setdefault(s, []).append(k)
         for s, blocks in by_state.items():
             self.map.set_blocks(blocks, s, only_from=ABSENT)
         self.map.sync()
-        bs, size = self.map.block_size, self.map.size
-        for first, end in block_runs(by_state.get(COPIED, ())):
-            self.store.target.uncache(first * bs, min(end * bs, size) - first * bs)
 
     def _open_sources(self) -> None:
         first = self.source_factory()
@@ -674,6 +712,7 @@ class Copier:
         if phase in ("fetch", "all"):
             item = self._next_item()
             if item is None:
+                self._step_window.drain()
                 with self.store.lock:
                     self._commit()
                 self._finish()
@@ -716,6 +755,7 @@ class Copier:
 
     def _worker(self, src: BlockDevice) -> None:
         buf = bytearray(self.chunk)   # reused: _store has written it out before the next _fetch
+        window = WritebackWindow(self.store.target)
         try:
             while not self._stop.is_set():
                 if time.monotonic() - self.store.last_guest_io < self.guest_busy_window:
@@ -724,8 +764,9 @@ class Copier:
                     self._stop.wait(self.yield_to_guest)
                 item = self._next_item()
                 if item is None:
-                    return
-                self._copy(src, item, buf)
+                    break
+                self._copy(src, item, buf, window)
+            window.drain()
         except BaseException as e:  # noqa: BLE001 - reported through .error, the guest keeps running
             self.error = e
             self._stop.set()
@@ -822,6 +863,7 @@ def open_store(source: BlockDevice, target_spec: str, *, map_path: str | None = 
         target.close()
         raise
     store.fresh_map = fresh
+    store.target_blank = fresh and target.created_blank
     return store
 
 
