@@ -68,6 +68,25 @@ def test_sparse_8g_export_deploys_its_100m_of_data_not_8g(tmp_path, nbdkit):
     same_data(src, target)
 
 
+def test_deploy_over_an_old_disk_zeroes_the_sources_holes(tmp_path, nbdkit):
+    """A fresh target file is one hole and the copier skips zeroing it; an old disk
+    holds data where the source has holes, and those ranges must read as zeroes."""
+    src = tmp_path / "src.img"
+    rnd = random.Random(5)
+    with open(src, "wb") as f:
+        f.truncate(32 * MiB)
+        for k in range(0, 32, 8):
+            f.seek(k * MiB)
+            f.write(rnd.randbytes(MiB))
+    target = tmp_path / "old-disk.img"
+    target.write_bytes(b"\xaa" * (32 * MiB))
+    server = nbdkit("-r", "file", str(src))
+    res = nbdboot("deploy", server.uri, str(target))
+    assert res.returncode == 0, res.stderr
+    assert copied_bytes(res.stderr) == 4 * MiB
+    assert target.read_bytes() == src.read_bytes()
+
+
 def test_deploy_uses_several_connections_when_server_advertises_multi_conn(tmp_path, nbdkit):
     src = tmp_path / "src.img"
     src.write_bytes(random.Random(1).randbytes(64 * MiB))
