@@ -45,7 +45,6 @@ import select
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
 
 from nbdboot.disk.base import DiskRangeError, DiskReadOnlyError, DiskUnsupportedError
 from nbdboot.nbd import protocol as P
@@ -87,18 +86,29 @@ class Command(P.Request):
             raise NbdCommandError(msg + (f" ({self.message})" if self.message else ""), self.error)
 
 
-@dataclass
 class Export:
     """What negotiation told us about the export."""
-    size: int = 0
-    flags: int = P.TFLAG_HAS_FLAGS
-    block_sizes: P.BlockSizes = field(default_factory=P.BlockSizes)
-    structured: bool = False
-    contexts: dict = field(default_factory=dict)      # id -> name
-    name: str = ""
-    description: str = ""
-    protocol: str = "newstyle-fixed"
-    tls: bool = False
+
+    __slots__ = ("size", "flags", "block_sizes", "structured", "contexts", "name", "description",
+                 "protocol", "tls")
+
+    def __init__(self, size: int = 0, flags: int = P.TFLAG_HAS_FLAGS,
+                 block_sizes: P.BlockSizes = P.BlockSizes(), structured: bool = False,
+                 contexts: dict[int, str] | None = None, name: str = "", description: str = "",
+                 protocol: str = "newstyle-fixed", tls: bool = False):
+        self.size = size
+        self.flags = flags
+        self.block_sizes = block_sizes
+        self.structured = structured
+        self.contexts = {} if contexts is None else contexts   # id -> name
+        self.name = name
+        self.description = description
+        self.protocol = protocol
+        self.tls = tls
+
+    def __repr__(self) -> str:
+        return (f"Export({self.name!r}, size={self.size}, flags={self.flags:#x}, {self.protocol}"
+                f"{', structured' if self.structured else ''}{', tls' if self.tls else ''})")
 
     def same_shape(self, other: "Export") -> bool:
         return (self.size, self.flags, self.block_sizes) == (other.size, other.flags, other.block_sizes)

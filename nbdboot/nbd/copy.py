@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import stat
 import time
-from dataclasses import dataclass
 
 from nbdboot.disk.base import EXTENT_ZERO
 from nbdboot.disk.file import FileDevice
@@ -46,12 +45,18 @@ def _is_null(spec: str) -> bool:
     return spec == "null:" or os.path.realpath(spec) == "/dev/null"
 
 
-@dataclass
 class CopyResult:
-    size: int
-    data_bytes: int
-    zero_bytes: int
-    seconds: float
+    __slots__ = ("size", "data_bytes", "zero_bytes", "seconds")
+
+    def __init__(self, size: int, data_bytes: int, zero_bytes: int, seconds: float):
+        self.size = size
+        self.data_bytes = data_bytes
+        self.zero_bytes = zero_bytes
+        self.seconds = seconds
+
+    def __repr__(self) -> str:
+        return (f"CopyResult(size={self.size}, data_bytes={self.data_bytes}, zero_bytes={self.zero_bytes}, "
+                f"seconds={self.seconds:.3f})")
 
 
 class _NbdEnd:

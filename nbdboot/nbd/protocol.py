@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import bisect
 import struct
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 from nbdboot.nbd.errors import NbdProtocolError, known_errno
 
@@ -204,12 +204,11 @@ def encode_oldstyle_greeting(size: int, flags: int) -> bytes:
     return _GREETING.pack(NBDMAGIC, OLD_VERSION) + _OLDSTYLE_REST.pack(size, flags) + bytes(124)
 
 
-@dataclass(frozen=True)
-class Greeting:
-    oldstyle: bool
-    handshake_flags: int = 0           # newstyle only
-    size: int = 0                      # oldstyle only
-    transmission_flags: int = 0        # oldstyle only
+# Records are namedtuples, not frozen dataclasses: importing `dataclasses` and generating each class
+# cost several ms of every command's start-up, and Chunk/ReadData are built per reply.
+
+# handshake_flags is newstyle's; size and transmission_flags are oldstyle's.
+Greeting = namedtuple("Greeting", "oldstyle handshake_flags size transmission_flags", defaults=(0, 0, 0))
 
 
 def decode_greeting(head: bytes) -> str:
@@ -264,11 +263,8 @@ def encode_option_reply(option: int, reply_type: int, data: bytes = b"") -> byte
     return _OPTION_REPLY.pack(REP_MAGIC, option, reply_type, len(data)) + data
 
 
-@dataclass(frozen=True)
-class OptionReply:
-    option: int
-    type: int
-    length: int
+class OptionReply(namedtuple("OptionReply", "option type length")):
+    __slots__ = ()
 
     @property
     def is_error(self) -> bool:
@@ -326,11 +322,9 @@ def encode_info_string(info_type: int, text: str) -> bytes:
     return _U16.pack(info_type) + _encode_string(text, "info string")
 
 
-@dataclass(frozen=True)
-class BlockSizes:
-    minimum: int = 1
-    preferred: int = 4096
-    maximum: int = DEFAULT_MAX_BLOCK
+class BlockSizes(namedtuple("BlockSizes", "minimum preferred maximum",
+                            defaults=(1, 4096, DEFAULT_MAX_BLOCK))):
+    __slots__ = ()
 
     @property
     def advertised(self) -> bool:
@@ -532,12 +526,8 @@ class Request:
         return f"<{CMD_NAMES.get(self.cmd, self.cmd)} cookie={self.cookie} {self.offset}+{self.length}>"
 
 
-@dataclass(frozen=True)
-class Chunk:
-    request: Request
-    flags: int
-    type: int
-    length: int
+class Chunk(namedtuple("Chunk", "request flags type length")):
+    __slots__ = ()
 
     @property
     def done(self) -> bool:
@@ -717,40 +707,17 @@ class ReplyTracker:
 # h11-style event parser over the tracker (tests, fuzzing, simple transports)
 # =============================================================================
 
-@dataclass(frozen=True)
-class ReadData:
-    cookie: int
-    offset: int          # absolute export offset
-    data: bytes
+# Offsets are absolute export offsets. Being tuples, events of different kinds with equal fields would
+# compare equal, but no two kinds can have equal fields: their arity or field types differ.
+ReadData = namedtuple("ReadData", "cookie offset data")
+ReadHole = namedtuple("ReadHole", "cookie offset length")
+BlockStatusEvent = namedtuple("BlockStatusEvent", "cookie context_id extents", defaults=((),))
+CommandFailed = namedtuple("CommandFailed", "cookie errno message offset", defaults=("", None))
 
 
-@dataclass(frozen=True)
-class ReadHole:
-    cookie: int
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True)
-class BlockStatusEvent:
-    cookie: int
-    context_id: int
-    extents: list = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class CommandFailed:
-    cookie: int
-    errno: int
-    message: str = ""
-    offset: int | None = None
-
-
-@dataclass(frozen=True)
-class Done:
+class Done(namedtuple("Done", "cookie error", defaults=(0,))):
     """The request is complete; its error (0 for success) is final."""
-    cookie: int
-    error: int = 0
+    __slots__ = ()
 
 
 NEED_DATA = object()

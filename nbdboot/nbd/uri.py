@@ -13,7 +13,7 @@ Unknown parameters are refused unless they start with "x-".
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import namedtuple
 from urllib.parse import quote, unquote
 
 from nbdboot.errors import UsageError
@@ -29,24 +29,18 @@ class UriError(UsageError):
     pass
 
 
-@dataclass(frozen=True)
-class NbdUri:
-    host: str = ""               # TCP host (no brackets); "" for unix sockets
-    port: int = DEFAULT_PORT
-    socket: str | None = None    # unix socket path
-    export: str = ""
-    tls: bool = False            # nbds: TLS is required
-    tls_hostname: str | None = None
-    tls_verify_peer: bool = True
-    tls_certificates: str | None = None
-    user: str | None = None
+# host: TCP host (no brackets), "" for unix sockets; socket: unix socket path; tls: nbds, TLS required.
+class NbdUri(namedtuple("NbdUri", "host port socket export tls tls_hostname tls_verify_peer "
+                                  "tls_certificates user",
+                        defaults=("", DEFAULT_PORT, None, "", False, None, True, None, None))):
+    __slots__ = ()
 
     @property
     def is_unix(self) -> bool:
         return self.socket is not None
 
     def with_export(self, export: str) -> "NbdUri":
-        return NbdUri(**{**self.__dict__, "export": export})
+        return self._replace(export=export)
 
     def __str__(self) -> str:
         scheme = ("nbds" if self.tls else "nbd") + ("+unix" if self.is_unix else "")
