@@ -323,11 +323,23 @@ def block_runs(indices):
         k = m
 
 
+def _sha256(data: bytes):
+    # hashlib loads OpenSSL, a few ms of every deploy's start-up; CPython's own
+    # module gives the same digest.
+    try:
+        from _sha2 import sha256          # Python 3.12+
+    except ImportError:
+        try:
+            from _sha256 import sha256    # Python 3.10, 3.11
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data)
+
+
 def source_fingerprint(source) -> bytes:
     """sha256 of a BlockDevice's first and last 64 KiB: tells one source from another cheaply."""
-    import hashlib
     n = min(65536, source.size)
-    h = hashlib.sha256(str(source.size).encode())
+    h = _sha256(str(source.size).encode())
     if n:
         h.update(source.pread(n, 0))
         h.update(source.pread(n, source.size - n))

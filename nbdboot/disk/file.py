@@ -7,7 +7,6 @@ zeroes where it does not.
 
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 import os
 import stat
@@ -37,6 +36,7 @@ def _c():
     """The C library Python itself runs on: ctypes.util.find_library would run ldconfig."""
     global _libc
     if _libc is None:
+        import ctypes   # only once a file needs a hole punched or written out
         lib = ctypes.CDLL(None, use_errno=True)
         lib.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
         try:
@@ -56,8 +56,10 @@ def _sync_file_range(fd: int, offset: int, length: int, flags: int) -> None:
 
 def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
     """fallocate(2); False where the kernel or filesystem says it cannot."""
-    if _c().fallocate(fd, mode, offset, length) == 0:
+    lib = _c()
+    if lib.fallocate(fd, mode, offset, length) == 0:
         return True
+    import ctypes
     err = ctypes.get_errno()
     if err in (_errno.EOPNOTSUPP, _errno.ENOSYS, _errno.EINVAL):
         return False

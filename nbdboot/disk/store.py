@@ -50,11 +50,11 @@ only if it is still ABSENT, so a guest block is never overwritten or demoted.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 
 from nbdboot.disk.base import (
     EXTENT_HOLE,
@@ -98,14 +98,22 @@ def open_device(spec: str, *, read_only: bool = False, create_size: int | None =
     return dev
 
 
-@dataclass
 class StoreStats:
-    copied_bytes: int = 0      # data read from the source and written to the target
-    zero_bytes: int = 0        # blocks the copier zeroed/punched instead of copying
-    guest_bytes: int = 0       # bytes the guest wrote or zeroed
-    fill_bytes: int = 0        # source bytes read to complete a partly written block
-    skipped_bytes: int = 0     # already local when this run started, or clean in the bitmap
-    fetched_bytes: int = 0     # kept from guest reads of the source, not copied again
+    """Byte counts for progress and the closing summary."""
+
+    __slots__ = ("copied_bytes", "zero_bytes", "guest_bytes", "fill_bytes", "skipped_bytes", "fetched_bytes")
+
+    def __init__(self, copied_bytes: int = 0, zero_bytes: int = 0, guest_bytes: int = 0, fill_bytes: int = 0,
+                 skipped_bytes: int = 0, fetched_bytes: int = 0):
+        self.copied_bytes = copied_bytes      # data read from the source and written to the target
+        self.zero_bytes = zero_bytes          # blocks the copier zeroed/punched instead of copying
+        self.guest_bytes = guest_bytes        # bytes the guest wrote or zeroed
+        self.fill_bytes = fill_bytes          # source bytes read to complete a partly written block
+        self.skipped_bytes = skipped_bytes    # already local when this run started, or clean in the bitmap
+        self.fetched_bytes = fetched_bytes    # kept from guest reads of the source, not copied again
+
+    def __repr__(self) -> str:
+        return "StoreStats(" + ", ".join(f"{k}={getattr(self, k)}" for k in self.__slots__) + ")"
 
 
 @contextlib.contextmanager
@@ -497,7 +505,9 @@ class Copier:
     def _plan(self, src: BlockDevice):
         """Yield (first_block, end_block, is_zero) for every ABSENT run, in disk order."""
         bs, states, n = self.map.block_size, self.map.states, self.map.nblocks
-        window = 1 << 30
+        # Block status for a GiB takes milliseconds: the first window is small so
+        # data starts flowing at once, later ones grow.
+        window = 64 << 20
         i = 0
         while i < n:
             i = states.find(ABSENT, i)   # skip what is local already (a resumed copy)
@@ -519,6 +529,7 @@ class Copier:
                 yield k, m, is_zero
                 k = m
             i = j
+            window = min(window * 2, 1 << 30)
 
     def _zero_blocks(self, src: BlockDevice, start: int, stop: int) -> list[bool]:
         """For each block in [start, stop): does block status say it reads as zeroes?"""
@@ -754,7 +765,9 @@ class Copier:
         self._reaper()
 
     def _worker(self, src: BlockDevice) -> None:
-        buf = bytearray(self.chunk)   # reused: _store has written it out before the next _fetch
+        # Reused: _store has written it out before the next _fetch. An anonymous mapping is
+        # zeroed lazily, page by page, where bytearray would touch all of it before the first read.
+        buf = mmap.mmap(-1, self.chunk)
         window = WritebackWindow(self.store.target)
         try:
             while not self._stop.is_set():
