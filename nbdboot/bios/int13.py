@@ -16,7 +16,6 @@ programs hang if a disk call returns with interrupts off). docs/int13.md,
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from nbdboot.disk.base import BlockDevice, DiskError, DiskReadOnlyError
 from nbdboot.machine import rom
@@ -73,18 +72,26 @@ def looks_like_cd(device: BlockDevice) -> bool:
         return False
 
 
-@dataclass
 class Drive:
-    number: int
-    device: BlockDevice
-    cylinders: int
-    heads: int
-    sectors: int
-    floppy_type: int = 0  # CMOS type; 0 for hard disks
-    last_status: int = 0
-    last_failed: bool = False  # 41h leaves AH=30h as last status with CF clear
-    sector_size: int = SECTOR  # 2048 for a CD, as iPXE presents an ISO9660 SAN disk
-    natural: int | None = None  # a SAN drive's natural number (iPXE's natural_drive); None for the PC's own disks
+    __slots__ = ("number", "device", "cylinders", "heads", "sectors", "floppy_type", "last_status",
+                 "last_failed", "sector_size", "natural")
+
+    def __init__(self, number: int, device: BlockDevice, cylinders: int, heads: int, sectors: int,
+                 floppy_type: int = 0, last_status: int = 0, last_failed: bool = False,
+                 sector_size: int = SECTOR, natural: int | None = None):
+        self.number = number
+        self.device = device
+        self.cylinders = cylinders
+        self.heads = heads
+        self.sectors = sectors
+        self.floppy_type = floppy_type  # CMOS type; 0 for hard disks
+        self.last_status = last_status
+        self.last_failed = last_failed  # 41h leaves AH=30h as last status with CF clear
+        self.sector_size = sector_size  # 2048 for a CD, as iPXE presents an ISO9660 SAN disk
+        self.natural = natural  # a SAN drive's natural number (iPXE's natural_drive); None for the PC's own disks
+
+    def __repr__(self) -> str:
+        return f"Drive({self.number:#04x}, {self.cylinders}/{self.heads}/{self.sectors}, sector_size={self.sector_size})"
 
     @property
     def is_floppy(self) -> bool:

@@ -9,7 +9,6 @@ overlay (there is no copier), so the map doubles as the list of what to commit.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from nbdboot.disk.base import BlockDevice
 from nbdboot.disk.blockmap import (
@@ -81,15 +80,22 @@ def open_overlay(source: BlockDevice, path: str, *, sync: str = "each", source_s
         raise
 
 
-@dataclass
 class OverlayInfo:
-    path: str
-    source: str
-    size: int
-    block_size: int
-    guest_blocks: int
-    zero_blocks: int
-    file_bytes: int      # space the overlay file takes on disk
+    __slots__ = ("path", "source", "size", "block_size", "guest_blocks", "zero_blocks", "file_bytes")
+
+    def __init__(self, path: str, source: str, size: int, block_size: int, guest_blocks: int,
+                 zero_blocks: int, file_bytes: int):
+        self.path = path
+        self.source = source
+        self.size = size
+        self.block_size = block_size
+        self.guest_blocks = guest_blocks
+        self.zero_blocks = zero_blocks
+        self.file_bytes = file_bytes      # space the overlay file takes on disk
+
+    def __repr__(self) -> str:
+        return (f"OverlayInfo({self.path!r}, source={self.source!r}, size={self.size}, "
+                f"guest_blocks={self.guest_blocks}, zero_blocks={self.zero_blocks})")
 
     @property
     def guest_bytes(self) -> int:

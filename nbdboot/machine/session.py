@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 from nbdboot.console.screen import CP437, screen_text
 from nbdboot.errors import NbdbootError
@@ -56,13 +55,20 @@ def deferred_sigint():
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-@dataclass
 class Outcome:
-    met: bool                      # every expectation seen
-    timed_out: bool
-    seen: list[str] = field(default_factory=list)
-    missing: str | None = None     # first expectation not seen
-    seconds: float = 0.0
+    __slots__ = ("met", "timed_out", "seen", "missing", "seconds")
+
+    def __init__(self, met: bool, timed_out: bool, seen: list[str] | None = None,
+                 missing: str | None = None, seconds: float = 0.0):
+        self.met = met                  # every expectation seen
+        self.timed_out = timed_out
+        self.seen = [] if seen is None else seen
+        self.missing = missing          # first expectation not seen
+        self.seconds = seconds
+
+    def __repr__(self) -> str:
+        return (f"Outcome(met={self.met}, timed_out={self.timed_out}, seen={self.seen!r}, "
+                f"missing={self.missing!r}, seconds={self.seconds:.2f})")
 
 
 class Session:
