@@ -113,7 +113,9 @@ class Session:
                 raise
             check_interrupt()
             now = time.monotonic()
-            if pending and (now >= next_check or m.waiting_in_bios):
+            # A guest that waits for a key or has halted until the next tick has likely just
+            # written what it wanted to say: look now, not after the idle sleep below.
+            if pending and (now >= next_check or m.waiting_in_bios or m.idle_since is not None):
                 next_check = now + SCREEN_CHECK_INTERVAL
                 text = screen_text(m.cpu)
                 output = "".join(self.transcript)
