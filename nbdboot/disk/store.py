@@ -759,12 +759,12 @@ class Copier:
         for n, src in enumerate(workers):
             if self._stop.is_set():
                 break
-            t = threading.Thread(target=self._worker, args=(src,), name=f"copier-{n}", daemon=True)
+            t = threading.Thread(target=self._worker, args=(src, n == 0), name=f"copier-{n}", daemon=True)
             self._threads.append(t)
             t.start()
         self._reaper()
 
-    def _worker(self, src: BlockDevice) -> None:
+    def _worker(self, src: BlockDevice, first: bool = True) -> None:
         # Reused: _store has written it out before the next _fetch. An anonymous mapping is
         # zeroed lazily, page by page, where bytearray would touch all of it before the first read.
         buf = mmap.mmap(-1, self.chunk)
@@ -773,8 +773,11 @@ class Copier:
             while not self._stop.is_set():
                 if time.monotonic() - self.store.last_guest_io < self.guest_busy_window:
                     # The guest is booting or working: give it the CPU, the lock and the
-                    # disk for a moment between pieces, so the copy never starves it.
+                    # disk for a moment between pieces, so the copy never starves it;
+                    # only the first worker copies meanwhile, on a machine of few cores.
                     self._stop.wait(self.yield_to_guest)
+                    if not first:
+                        continue
                 item = self._next_item()
                 if item is None:
                     break
