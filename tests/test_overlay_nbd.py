@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nbdboot.disk.blockmap import BlockMapError
 from nbdboot.disk.nbd import NbdDevice
-from nbdboot.disk.overlay import overlay_info
+from nbdboot.disk.overlay import open_overlay, overlay_info
 from nbdboot.disk.store import open_guest_disk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,3 +183,39 @@ def test_periodic_sync_reaches_the_disk_while_the_guest_is_quiet(tmp_path, nbdki
         disk.close()
     with NbdDevice(server.uri) as base:
         assert base.pread(4096, 65536) != b"x" * 4096
+
+
+def test_a_4k_guest_write_needs_nothing_from_the_source(tmp_path, nbdkit):
+    """Overlay blocks are 4 KiB: an aligned 4 KiB write is a whole block, so no round trip to
+    fetch the rest of it; a 512-byte write fetches only its 4 KiB block. An overlay made
+    with other blocks keeps them when reused."""
+    src = tmp_path / "src.img"
+    image = make_image(src)
+    server = nbdkit("-r", "file", str(src))
+    overlay = tmp_path / "ov.img"
+    disk = open_guest_disk(lambda: NbdDevice(server.uri, read_only=True), overlay=str(overlay),
+                           source_spec=server.uri)
+    try:
+        disk.pwrite(b"\x11" * 4096, 8 * 4096)
+        assert disk.stats.fill_bytes == 0
+        disk.pwrite(b"\x22" * 512, 20 * 4096 + 1024)
+        assert disk.stats.fill_bytes == 4096
+        got = disk.pread(3 * 4096, 19 * 4096)
+    finally:
+        disk.close()
+    want = bytearray(image[19 * 4096:22 * 4096])
+    want[4096 + 1024:4096 + 1536] = b"\x22" * 512
+    assert got == bytes(want)
+    assert overlay_info(str(overlay)).block_size == 4096
+
+    old = tmp_path / "old.img"
+    open_overlay(NbdDevice(server.uri, read_only=True), str(old), source_spec=server.uri,
+                 block_size=65536).close()
+    disk = open_guest_disk(lambda: NbdDevice(server.uri, read_only=True), overlay=str(old),
+                           source_spec=server.uri)
+    try:
+        disk.pwrite(b"\x33" * 4096, 8 * 4096)
+        assert disk.stats.fill_bytes == 65536
+    finally:
+        disk.close()
+    assert overlay_info(str(old)).block_size == 65536
