@@ -89,7 +89,7 @@ class BlockDevice(abc.ABC):
     preferred_block: int = 4096
     max_block: int = 32 * 1024 * 1024
     description: str = ""
-    # Made by this process as one hole: it read as zeroes until something wrote to it.
+    # Made by this process as one hole: it reads as zeroes wherever nothing has written since.
     created_blank: bool = False
 
     @property
