@@ -164,8 +164,7 @@ class FileDevice(BlockDevice):
         # A copy that leaves a GiB in the page cache makes every later write find fresh
         # pages (slow in a VM whose freed memory goes back to the host); waiting for a
         # written range and dropping it recycles the same few pages, as nbdcopy does.
-        if self.is_block_device:
-            return
+        # A block device's page cache is the same kind of page cache.
         if not self.read_only:
             _sync_file_range(self.fd, offset, length, _SYNC_FILE_RANGE_WAIT_BEFORE
                              | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER)
