@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from nbdboot.disk.blockmap import BlockMapError
 from nbdboot.disk.nbd import NbdDevice
 from nbdboot.disk.overlay import open_overlay, overlay_info
@@ -185,17 +187,18 @@ def test_periodic_sync_reaches_the_disk_while_the_guest_is_quiet(tmp_path, nbdki
         assert base.pread(4096, 65536) != b"x" * 4096
 
 
-def test_a_4k_guest_write_needs_nothing_from_the_source(tmp_path, nbdkit):
-    """Overlay blocks are 4 KiB: an aligned 4 KiB write is a whole block, so no round trip to
-    fetch the rest of it; a 512-byte write fetches only its 4 KiB block. An overlay made
-    with other blocks keeps them when reused."""
+@pytest.mark.parametrize("store", ["overlay", "deploy_to"])
+def test_a_4k_guest_write_needs_nothing_from_the_source(tmp_path, nbdkit, store):
+    """Blocks are 4 KiB: an aligned 4 KiB write is a whole block, so no round trip to fetch
+    the rest of it; a 512-byte write fetches only its 4 KiB block."""
     src = tmp_path / "src.img"
     image = make_image(src)
     server = nbdkit("-r", "file", str(src))
-    overlay = tmp_path / "ov.img"
-    disk = open_guest_disk(lambda: NbdDevice(server.uri, read_only=True), overlay=str(overlay),
-                           source_spec=server.uri)
+    local = tmp_path / "local.img"
+    disk = open_guest_disk(lambda: NbdDevice(server.uri, read_only=True), **{store: str(local)},
+                           source_spec=server.uri, start_copier=False)
     try:
+        assert disk.map.block_size == 4096
         disk.pwrite(b"\x11" * 4096, 8 * 4096)
         assert disk.stats.fill_bytes == 0
         disk.pwrite(b"\x22" * 512, 20 * 4096 + 1024)
@@ -206,8 +209,12 @@ def test_a_4k_guest_write_needs_nothing_from_the_source(tmp_path, nbdkit):
     want = bytearray(image[19 * 4096:22 * 4096])
     want[4096 + 1024:4096 + 1536] = b"\x22" * 512
     assert got == bytes(want)
-    assert overlay_info(str(overlay)).block_size == 4096
 
+
+def test_a_reused_overlay_keeps_its_block_size(tmp_path, nbdkit):
+    src = tmp_path / "src.img"
+    make_image(src)
+    server = nbdkit("-r", "file", str(src))
     old = tmp_path / "old.img"
     open_overlay(NbdDevice(server.uri, read_only=True), str(old), source_spec=server.uri,
                  block_size=65536).close()

@@ -44,7 +44,21 @@ STATE_NAMES = {ABSENT: "absent", COPIED: "copied", COPIED_ZERO: "copied-zero",
 LOCAL_STATES = (COPIED, COPIED_ZERO, GUEST, GUEST_ZERO)
 GUEST_STATES = (GUEST, GUEST_ZERO)
 
-DEFAULT_BLOCK_SIZE = 64 * 1024
+# Blocks are 4 KiB, the unit most guests write: a guest write that covers part of a block
+# not yet local must first read the rest of it from the source (one round trip, as qcow2's
+# copy-on-write of a cluster). The map is a byte per block, kept in memory, so past 16 Mi
+# blocks (a 64 GiB disk) the blocks grow instead.
+MIN_BLOCK_SIZE = 4096
+MAX_BLOCKS = 16 << 20
+
+
+def block_size_for(disk_size: int) -> int:
+    """The block size of a new map for a disk of `disk_size` bytes."""
+    bs = MIN_BLOCK_SIZE
+    while -(-disk_size // bs) > MAX_BLOCKS:
+        bs *= 2
+    return bs
+
 HEADER_SIZE = 4096
 MAGIC_MAP = b"NBDBMAP1"
 MAGIC_OVERLAY = b"NBDBOVL1"
@@ -90,8 +104,9 @@ class BlockMap:
 
     # -- creation ----------------------------------------------------------------
     @classmethod
-    def create(cls, path: str, size: int, *, block_size: int = DEFAULT_BLOCK_SIZE,
+    def create(cls, path: str, size: int, *, block_size: int | None = None,
                overlay: bool = False, source: str = "", fingerprint: bytes = bytes(32)) -> "BlockMap":
+        block_size = block_size or block_size_for(size)
         if block_size <= 0 or block_size & (block_size - 1) or block_size < 512:
             raise UsageError(f"block size {block_size} is not a power of two >= 512")
         nblocks = -(-size // block_size)
@@ -253,15 +268,19 @@ class BlockMap:
         return ABSENT not in self.states
 
     # -- updates -----------------------------------------------------------------
-    def set_range(self, first: int, end: int, state: int, *, only_from: int | None = None) -> list[int]:
-        """Set blocks [first, end) to `state` and write the bytes through.
+    def set_range(self, first: int, end: int, state: int, *, only_from: int | None = None) -> int:
+        """Set blocks [first, end) to `state` and write the bytes through; how many changed.
 
         With `only_from`, only blocks currently in that state change (the copier
         marks ABSENT blocks COPIED and must never demote a guest block).
-        Returns the indices that changed.
         """
-        changed: list[int] = []
+        changed = 0
         with self.lock:
+            if only_from is not None and only_from != state \
+                    and self.states.count(only_from, first, end) == end - first:
+                self.states[first:end] = bytes([state]) * (end - first)   # the copier's usual case
+                self._write(first, end)
+                return end - first
             i = first
             while i < end:
                 if self.states[i] == state or (only_from is not None and self.states[i] != only_from):
@@ -272,16 +291,8 @@ class BlockMap:
                     j += 1
                 self.states[i:j] = bytes([state]) * (j - i)
                 self._write(i, j)
-                changed.extend(range(i, j))
+                changed += j - i
                 i = j
-        return changed
-
-    def set_blocks(self, indices, state: int, *, only_from: int | None = None) -> list[int]:
-        """set_range over runs of consecutive indices: one write per run, not per block."""
-        changed: list[int] = []
-        with self.lock:
-            for first, end in block_runs(indices):
-                changed += self.set_range(first, end, state, only_from=only_from)
         return changed
 
     def reset(self) -> None:
@@ -309,18 +320,6 @@ class BlockMap:
                 pass
             os.close(self.fd)
             self.fd = -1
-
-
-def block_runs(indices):
-    """(first, end) of each run of consecutive block numbers, in order."""
-    order = sorted(indices)
-    k = 0
-    while k < len(order):
-        m = k + 1
-        while m < len(order) and order[m] == order[m - 1] + 1:
-            m += 1
-        yield order[k], order[m - 1] + 1
-        k = m
 
 
 def _sha256(data: bytes):

@@ -22,21 +22,6 @@ from nbdboot.disk.file import FileDevice
 from nbdboot.disk.store import StoreDevice
 
 
-# A guest write smaller than a block first reads the rest of the block from the source (one
-# round trip, as qcow2's copy-on-write of a cluster): 4 KiB blocks spare that for the 4 KiB
-# writes most guests make. The map is a byte per block, kept in memory; past 16 Mi blocks
-# (a 64 GiB disk) the blocks grow instead.
-OVERLAY_BLOCK_SIZE = 4096
-OVERLAY_MAX_BLOCKS = 16 << 20
-
-
-def overlay_block_size(disk_size: int) -> int:
-    bs = OVERLAY_BLOCK_SIZE
-    while -(-disk_size // bs) > OVERLAY_MAX_BLOCKS:
-        bs *= 2
-    return bs
-
-
 class WindowDevice(BlockDevice):
     """`size` bytes of another device starting at `base` (the overlay's data area)."""
 
@@ -78,8 +63,8 @@ def open_overlay(source: BlockDevice, path: str, *, sync: str = "each", source_s
     if os.path.exists(path) and os.path.getsize(path) > 0:
         blockmap = BlockMap.open_for(path, source, overlay=True)
     else:
-        blockmap = BlockMap.create(path, source.size, block_size=block_size or overlay_block_size(source.size),
-                                   overlay=True, source=source_spec, fingerprint=source_fingerprint(source))
+        blockmap = BlockMap.create(path, source.size, block_size=block_size, overlay=True,
+                                   source=source_spec, fingerprint=source_fingerprint(source))
     try:
         data = FileDevice(path)
         data.flush_is_thread_safe = True

@@ -52,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -67,7 +68,6 @@ from nbdboot.disk.blockmap import (
     ABSENT,
     COPIED,
     COPIED_ZERO,
-    DEFAULT_BLOCK_SIZE,
     GUEST,
     GUEST_ZERO,
     JOURNAL_WRITE,
@@ -80,6 +80,7 @@ from nbdboot.errors import LocalIOError, UsageError
 
 SYNC_POLICIES = ("each", "periodic")
 _ZEROES = bytes(1 << 20)
+_NOT_ABSENT = re.compile(b"[^%s]" % re.escape(bytes([ABSENT])))   # the end of an ABSENT run
 
 
 def open_device(spec: str, *, read_only: bool = False, create_size: int | None = None) -> BlockDevice:
@@ -484,7 +485,10 @@ class Copier:
         self._stop = threading.Event()
         self.stop_after: int | None = None  # bytes; for tests of resuming
         self._plan_lock = threading.Lock()
-        self._pending: dict[int, int] = {}   # block -> COPIED or COPIED_ZERO, written but not flushed
+        # Written but not flushed: runs (first, end, COPIED or COPIED_ZERO), and a byte per
+        # block saying whether it is in one.
+        self._pending: list[tuple[int, int, int]] = []
+        self._pending_mask = bytearray(self.map.nblocks)
         self._pending_bytes = 0   # all pending, for progress
         self._pending_copied = 0  # pending data bytes: what a crash would make us fetch again
         self._last_commit = time.monotonic()
@@ -505,6 +509,7 @@ class Copier:
     def _plan(self, src: BlockDevice):
         """Yield (first_block, end_block, is_zero) for every ABSENT run, in disk order."""
         bs, states, n = self.map.block_size, self.map.states, self.map.nblocks
+        step = max(1, self.chunk // bs)
         # Block status for a GiB takes milliseconds: the first window is small so
         # data starts flowing at once, later ones grow.
         window = 64 << 20
@@ -513,31 +518,37 @@ class Copier:
             i = states.find(ABSENT, i)   # skip what is local already (a resumed copy)
             if i < 0:
                 return
-            j = i
-            while j < n and states[j] == ABSENT and (j - i) * bs < window:
-                j += 1
-            start = i * bs
-            stop = min(j * bs, self.map.size)
-            zero = self._zero_blocks(src, start, stop)
+            limit = min(n, i + max(1, window // bs))
+            local = _NOT_ABSENT.search(states, i, limit)
+            j = local.start() if local else limit
             k = i
-            while k < j:
-                is_zero = zero[k - i]
-                m = k
-                limit = j if is_zero else min(j, k + self.chunk // bs)
-                while m < limit and zero[m - i] == is_zero:
-                    m += 1
-                yield k, m, is_zero
-                k = m
+            for a, b in self._data_runs(src, i, j):
+                if k < a:
+                    yield k, a, True
+                for c in range(a, b, step):
+                    yield c, min(c + step, b), False
+                k = b
+            if k < j:
+                yield k, j, True
             i = j
             window = min(window * 2, 1 << 30)
 
-    def _zero_blocks(self, src: BlockDevice, start: int, stop: int) -> list[bool]:
-        """For each block in [start, stop): does block status say it reads as zeroes?"""
-        bs = self.map.block_size
-        nblk = -(-(stop - start) // bs)
+    def _data_runs(self, src: BlockDevice, first: int, end: int) -> list[tuple[int, int]]:
+        """The runs of blocks in [first, end) that block status does not call all zero
+        (a block is zero only if every byte of it is in a zero extent), in order."""
+        bs, size = self.map.block_size, self.map.size
+        start, stop = first * bs, min(end * bs, size)
         if not src.can_extents:
-            return [False] * nblk
-        zero = [True] * nblk
+            return [(first, end)]
+        runs: list[tuple[int, int]] = []
+
+        def data(a: int, b: int) -> None:   # byte range [a, b) holds data
+            ka, kb = a // bs, -(-b // bs)
+            if runs and ka <= runs[-1][1]:
+                runs[-1] = (runs[-1][0], max(runs[-1][1], kb))
+            else:
+                runs.append((ka, kb))
+
         pos = start
         while pos < stop:
             got = src.extents(pos, stop - pos)
@@ -547,18 +558,14 @@ class Copier:
                 if e.offset >= stop:
                     break
                 if not e.is_zero:
-                    a = max(e.offset, start)
-                    b = min(e.end, stop)
-                    for k in range((a - start) // bs, (b - 1 - start) // bs + 1):
-                        zero[k] = False
+                    data(max(e.offset, start), min(e.end, stop))
             new_pos = max(pos, min(got[-1].end, stop))
             if new_pos <= pos:
                 break  # no progress: treat the rest as data
             pos = new_pos
         if pos < stop:
-            for k in range((pos - start) // bs, nblk):
-                zero[k] = False
-        return zero
+            data(pos, stop)
+        return runs
 
     def _next_item(self):
         with self._plan_lock:
@@ -580,7 +587,7 @@ class Copier:
         page faults and an munmap, which made whole deploys 3-4x slower on some runs."""
         first, end, is_zero = item
         bs, states = self.map.block_size, self.map.states
-        if is_zero or all(states[i] != ABSENT for i in range(first, end)):
+        if is_zero or states.find(ABSENT, first, end) < 0:
             return None
         start = first * bs
         length = min(end * bs, self.map.size) - start
@@ -593,19 +600,12 @@ class Copier:
         first, end, is_zero = item
         if buf is None and not is_zero:
             return
-        bs, states, store = self.map.block_size, self.map.states, self.store
+        bs, store = self.map.block_size, self.store
         start = first * bs
         due = False
         written: list[tuple[int, int]] = []
         with store.lock:
-            i = first
-            while i < end:
-                if states[i] != ABSENT or i in self._pending:
-                    i += 1
-                    continue
-                j = i
-                while j < end and states[j] == ABSENT and j not in self._pending:
-                    j += 1
+            for i, j in self._free_runs(first, end):
                 a, b = i * bs, min(j * bs, self.map.size)
                 if is_zero:
                     if not self._skip_zeroes:
@@ -618,10 +618,7 @@ class Copier:
                     self._pending_copied += b - a
                     if self.stop_after is not None and self.stats.copied_bytes >= self.stop_after:
                         self._stop.set()   # as if interrupted here: what was copied is committed
-                for k in range(i, j):
-                    self._pending[k] = COPIED_ZERO if is_zero else COPIED
-                self._pending_bytes += b - a
-                i = j
+                self._hold(i, j, COPIED_ZERO if is_zero else COPIED, b - a)
             due = self._due()
             if due and not self._flush_unlocked:
                 self._commit()
@@ -631,6 +628,38 @@ class Copier:
         if due and self._flush_unlocked:
             with self._commit_lock:
                 self._commit_unlocked(only_if_due=True)
+
+    def _free_runs(self, first: int, end: int) -> list[tuple[int, int]]:
+        """Runs of blocks in [first, end) still ABSENT and not pending. Holds store.lock."""
+        states, mask, n = self.map.states, self._pending_mask, end - first
+        if states.count(ABSENT, first, end) == n and mask.count(0, first, end) == n:
+            return [(first, end)]   # the usual case, without a loop per block
+        runs = []
+        i = first
+        while i < end:
+            if states[i] != ABSENT or mask[i]:
+                i += 1
+                continue
+            j = i
+            while j < end and states[j] == ABSENT and not mask[j]:
+                j += 1
+            runs.append((i, j))
+            i = j
+        return runs
+
+    def _hold(self, first: int, end: int, state: int, nbytes: int) -> None:
+        """Blocks [first, end) are written and wait for the next commit to be marked `state`."""
+        self._pending.append((first, end, state))
+        self._pending_mask[first:end] = b"\x01" * (end - first)
+        self._pending_bytes += nbytes
+
+    def _take_pending(self) -> list[tuple[int, int, int]]:
+        pending, self._pending = self._pending, []
+        for first, end, _ in pending:
+            self._pending_mask[first:end] = bytes(end - first)
+        self._pending_bytes = self._pending_copied = 0
+        self._last_commit = time.monotonic()
+        return pending
 
     def _due(self) -> bool:
         """Time to commit: commit_bytes of data since the last commit, or commit_interval.
@@ -644,20 +673,17 @@ class Copier:
 
         Same rules as _store: only ABSENT blocks, under the store lock, marked after a flush.
         """
-        bs, states, size = self.map.block_size, self.map.states, self.map.size
+        bs, size = self.map.block_size, self.map.size
         end = offset + len(data)
         first = -(-offset // bs)
         last = end // bs if end < size else self.map.nblocks
         if first >= last:
             return
         with self.store.lock:
-            for k in range(first, last):
-                if states[k] != ABSENT or k in self._pending:
-                    continue
-                a, b = k * bs, min((k + 1) * bs, size)
+            for i, j in self._free_runs(first, last):
+                a, b = i * bs, min(j * bs, size)
                 self.store.target.pwrite(data[a - offset:b - offset], a)
-                self._pending[k] = COPIED
-                self._pending_bytes += b - a
+                self._hold(i, j, COPIED, b - a)
                 self._pending_copied += b - a
                 self.stats.fetched_bytes += b - a
 
@@ -666,10 +692,7 @@ class Copier:
         if not self._pending:
             return
         self.store.target.flush()
-        self._mark(self._pending)
-        self._pending = {}
-        self._pending_bytes = self._pending_copied = 0
-        self._last_commit = time.monotonic()
+        self._mark(self._take_pending())
 
     def _commit_unlocked(self, only_if_due: bool = False) -> None:
         """_commit for a file target: fdatasync without holding the store lock.
@@ -681,21 +704,16 @@ class Copier:
         with self.store.lock:
             if only_if_due and not self._due():
                 return   # another worker committed while this one waited for the commit lock
-            pending, self._pending = self._pending, {}
-            self._pending_bytes = self._pending_copied = 0
-            self._last_commit = time.monotonic()
+            pending = self._take_pending()
         if pending:
             self.store.target.flush()
             with self.store.lock:
                 self._mark(pending)
 
-    def _mark(self, pending: dict[int, int]) -> None:
+    def _mark(self, pending: list[tuple[int, int, int]]) -> None:
         """After a target flush: the map claims the flushed blocks."""
-        by_state: dict[int, list[int]] = {}
-        for k, s in pending.items():
-            by_state.setdefault(s, []).append(k)
-        for s, blocks in by_state.items():
-            self.map.set_blocks(blocks, s, only_from=ABSENT)
+        for first, end, state in pending:
+            self.map.set_range(first, end, state, only_from=ABSENT)
         self.map.sync()
 
     def _open_sources(self) -> None:
@@ -851,7 +869,7 @@ def default_map_path(target: str) -> str:
 
 
 def open_store(source: BlockDevice, target_spec: str, *, map_path: str | None = None,
-               sync: str = "each", resume: bool = True, block_size: int = DEFAULT_BLOCK_SIZE,
+               sync: str = "each", resume: bool = True, block_size: int | None = None,
                source_spec: str = "", own_source: bool = True) -> StoreDevice:
     """Source + TARGET + map as a StoreDevice; a new map when none exists (or resume=False)."""
     map_path = map_path or default_map_path(target_spec)
@@ -890,13 +908,15 @@ def mark_clean_from_bitmap(store: StoreDevice, dirty) -> int:
     target already holds the backup as of the bitmap's creation. Returns the
     bytes left to copy.
     """
-    marks = bytearray(store.map.nblocks)
+    bs, n = store.map.block_size, store.map.nblocks
+    dirty_blocks = bytearray(n)
     for ext in dirty:
-        for k in store.map.block_range(ext.offset, ext.length):
-            marks[k] = 1
-    clean = [k for k in range(store.map.nblocks) if not marks[k]]
+        first = min(ext.offset // bs, n)
+        end = min(-(-(ext.offset + ext.length) // bs), n)
+        dirty_blocks[first:end] = b"\x01" * (end - first)
     with store.lock:
-        store.map.set_blocks(clean, COPIED, only_from=ABSENT)
+        for clean in re.finditer(b"\x00+", dirty_blocks):
+            store.map.set_range(clean.start(), clean.end(), COPIED, only_from=ABSENT)
         store.map.sync()
     store.stats.skipped_bytes = store.map.bytes_in(COPIED, COPIED_ZERO, GUEST, GUEST_ZERO)
     return store.size - store.stats.skipped_bytes
