@@ -345,3 +345,17 @@ def _already_local(stderr: str) -> int:
     m = re.search(r"([\d.]+) (B|KiB|MiB|GiB) already local", stderr)
     assert m, stderr
     return int(float(m.group(1)) * {"B": 1, "KiB": 1024, "MiB": MiB, "GiB": 1 << 30}[m.group(2)])
+
+
+def test_a_copy_stopped_after_its_last_block_is_complete(tmp_path):
+    """`run --deploy-to` stops the copier when the guest is done; if every block was copied
+    by then, the copy is complete (the run reports it so), not 'interrupted'."""
+    src = tmp_path / "src.img"
+    src.write_bytes(random.Random(7).randbytes(2 * MiB))
+    store = copy_to_target(str(src), str(tmp_path / "t.img"), stop_after=2 * MiB)
+    assert store.copier.done
+    assert (tmp_path / "t.img").read_bytes() == src.read_bytes()
+    big = tmp_path / "big.img"
+    big.write_bytes(random.Random(8).randbytes(16 * MiB))
+    part = copy_to_target(str(big), str(tmp_path / "p.img"), stop_after=MiB, connections=1)
+    assert 0 < part.stats.copied_bytes < 16 * MiB and not part.copier.done

@@ -813,8 +813,8 @@ class Copier:
                 self._commit()
             except BaseException as e:  # noqa: BLE001
                 self.error = self.error or e
-        if self.error is None and not self._stop.is_set():
-            self._finish()
+        if self.error is None:
+            self._finish()   # stopped or not: a copy stopped after its last block is complete
         self._close_sources()
 
     def _finish(self) -> None:
@@ -847,6 +847,7 @@ class Copier:
         else:
             with self.store.lock:
                 self._commit()
+            self._finish()
             self._close_sources()
 
     # -- progress ----------------------------------------------------------------------
