@@ -92,6 +92,7 @@ def guest_io(uri: str, rw_uri: str, work: str, n: int) -> list[list]:
     base = {}
     for op, u in (("read", uri), ("write", rw_uri)):
         plain = NbdDevice(u)
+        run(plain, op)   # untimed: the first pass warms the server's page cache for the others
         base[op] = run(plain, op)
         plain.close()
     for label, kw in (("overlay sync=each", {"overlay": os.path.join(work, "o1"), "sync": "each"}),
