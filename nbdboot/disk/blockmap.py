@@ -1,7 +1,7 @@
 """The persistent map of a local store: one state byte per block.
 
-A store (overlay, deploy, restore) keeps the disk in fixed-size blocks (64 KiB
-by default). Each block is in one of these states:
+A store (overlay, deploy, restore) keeps the disk in fixed-size blocks (4 KiB,
+or more on disks over 64 GiB: see block_size_for). Each block is in one of these states:
 
   ABSENT      not local: read it from the source
   COPIED      the copier put the source's data in the target

@@ -3,7 +3,7 @@
 A store is a *source* (the export: read only as far as we are concerned), a
 *target* (any writable BlockDevice: a raw file, a block device, an NBD export,
 or the data area of an overlay file) and a persistent BlockMap saying, per
-64 KiB block, whether the block is local and whether the copier or the guest
+block (4 KiB, more on disks over 64 GiB), whether the block is local and whether the copier or the guest
 put it there. The guest sees one disk:
 
   * reads of local blocks come from the target, the rest from the source;
