@@ -41,6 +41,13 @@ def read_until(proc: subprocess.Popen, text: str, timeout: float) -> str:
     return out.decode(errors="replace")
 
 
+def boot_freedos(hostport: str, timeout: float, *extra: str) -> subprocess.Popen:
+    """`nbdboot run` of the FreeDOS floppy from `hostport`, headless, streaming its console."""
+    return subprocess.Popen([sys.executable, "-m", "nbdboot", "run", "--server", hostport, "--drive", "0x00",
+                             "--expect", PROMPT, "--timeout", str(timeout), "--headless", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
 @pytest.mark.parametrize("stop", ["terminate", "kill"])  # SIGTERM: nbdkit fails in-flight reads with ESHUTDOWN
 def test_server_restart_mid_boot_is_ridden_out(stop, nbdkit, freedos_img, tmp_path):
     # The 30 ms read delay stretches the boot, so the kernel banner comes with most of the disk still to read.
@@ -49,9 +56,7 @@ def test_server_restart_mid_boot_is_ridden_out(stop, nbdkit, freedos_img, tmp_pa
                       f"logfile={log}", port=port)
 
     first = serve(tmp_path / "first.log")
-    proc = subprocess.Popen([sys.executable, "-m", "nbdboot", "run", "--server", first.hostport, "--drive", "0x00",
-                             "--expect", PROMPT, "--timeout", "60", "--headless"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = boot_freedos(first.hostport, 60)
     try:
         read_until(proc, KERNEL_BANNER, 30)
         getattr(first.proc, stop)()
@@ -77,9 +82,7 @@ def test_guest_reset_reopens_after_the_budget_is_spent(nbdkit, freedos_img):
     # The boot sector hears 04h and loops on reset + read; each reset reopens (iPXE's sandev_reset), so once the
     # server is back the boot goes on. The failure is logged once, not once per guest retry.
     first = nbdkit("--filter=delay", "--filter=cow", "file", str(freedos_img), "rdelay=30ms")
-    proc = subprocess.Popen([sys.executable, "-m", "nbdboot", "run", "--server", first.hostport, "--drive", "0x00",
-                             "--expect", PROMPT, "--timeout", "30", "--headless", "--retries", "1",
-                             "--retry-delay", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = boot_freedos(first.hostport, 30, "--retries", "1", "--retry-delay", "0")
     try:
         assert KERNEL_BANNER not in read_until(proc, "FreeDOS", 30)
         first.proc.kill()
