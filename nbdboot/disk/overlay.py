@@ -57,7 +57,7 @@ class WindowDevice(BlockDevice):
 
 
 def open_overlay(source: BlockDevice, path: str, *, sync: str = "each", source_spec: str = "",
-                 block_size: int | None = None) -> StoreDevice:
+                 block_size: int | None = None, own_source: bool = True) -> StoreDevice:
     """The guest disk `source` + overlay FILE; FILE is created on first use and reused after
     (with the block size it was made with)."""
     if os.path.exists(path) and os.path.getsize(path) > 0:
@@ -73,7 +73,7 @@ def open_overlay(source: BlockDevice, path: str, *, sync: str = "each", source_s
         blockmap.close()
         raise
     try:
-        return StoreDevice(source, target, blockmap, sync=sync)
+        return StoreDevice(source, target, blockmap, sync=sync, own_source=own_source)
     except BaseException:
         blockmap.close()
         target.close()
@@ -141,6 +141,13 @@ def commit_overlay(path: str, dest: BlockDevice, *, keep: bool = False, chunk: i
     server without WRITE_ZEROES gets a WRITE of zeroes.
     """
     blockmap = BlockMap.open(path)
+    if blockmap.is_overlay and blockmap.journal_read() is not None:
+        # A run that did not close left its last guest write in the journal, maybe torn in the
+        # data area: finish it first, with the export as the source (the fingerprint check
+        # refuses another export).
+        blockmap.close()
+        open_overlay(dest, path, own_source=False).close()
+        blockmap = BlockMap.open(path)
     try:
         if not blockmap.is_overlay:
             raise BlockMapError(f"{path} is a deploy map, not an overlay")
