@@ -232,8 +232,22 @@ class StoreDevice(BlockDevice):
         self.last_guest_io = time.monotonic()
         self._maybe_drop_source()
         with self.lock, _local_errors():
-            self.map.journal_write(JOURNAL_WRITE, offset, len(view), view, sync=self.sync_policy == "each")
+            if self._needs_journal(offset, len(view)):
+                self.map.journal_write(JOURNAL_WRITE, offset, len(view), view, sync=self.sync_policy == "each")
             self._apply_write(view, offset, fua)
+
+    def _needs_journal(self, offset: int, length: int) -> bool:
+        """Whether a guest operation must be journalled to be applied whole after a crash.
+
+        Not when it lies in one block the map does not claim yet: the block's one state
+        byte, written after its data, commits it, and a crash before that leaves the block
+        reading from the source. Anything wider needs the journal, since its claims are
+        several bytes and a crash can land between them. (The journal then still holds an
+        older write, on blocks claimed since, which a replay rewrites with the same bytes;
+        a map reset clears the journal.)
+        """
+        first, last = offset // self.block_size, (offset + length - 1) // self.block_size
+        return first != last or self.map.states[first] != ABSENT
 
     def _apply_write(self, view: memoryview, offset: int, fua: bool) -> None:
         head, body, tail = self._whole_blocks(offset, len(view))
@@ -251,7 +265,8 @@ class StoreDevice(BlockDevice):
             return
         self._maybe_drop_source()
         with self.lock, _local_errors():
-            self.map.journal_write(JOURNAL_ZERO, offset, length, sync=self.sync_policy == "each")
+            if self._needs_journal(offset, length):
+                self.map.journal_write(JOURNAL_ZERO, offset, length, sync=self.sync_policy == "each")
             self._apply_zero(offset, length)
 
     def _apply_zero(self, offset: int, length: int) -> None:
