@@ -123,7 +123,7 @@ guest_ops = st.lists(
     min_size=1, max_size=6)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mode=st.sampled_from(["overlay", "deploy"]), ops=guest_ops, copier_steps=st.lists(st.booleans(), max_size=6),
        cut_at=st.floats(0, 1), seed=st.integers(0, 2**32 - 1))
 def test_acknowledged_writes_survive_a_power_cut(monkeypatch, mode, ops, copier_steps, cut_at, seed):
