@@ -117,6 +117,9 @@ class StoreMachine(RuleBasedStateMachine):
     def crash_and_reopen(self):
         """Drop everything without closing (as kill -9 would) and reopen: journal replay, resume."""
         dev = self.dev
+        dev._closing.set()   # a killed process takes its threads along: no sync timer outlives it
+        if dev._sync_thread is not None:
+            dev._sync_thread.join()
         if dev.copier is not None:
             dev.copier._close_sources()
         os.close(dev.map.fd)
