@@ -295,6 +295,12 @@ class BlockMap:
                 i = j
         return changed
 
+    def set_states(self, first: int, states: bytes) -> None:
+        """Blocks from `first` take these states, in one write."""
+        with self.lock:
+            self.states[first:first + len(states)] = states
+            self._write(first, first + len(states))
+
     def reset(self) -> None:
         with self.lock:
             self.states[:] = bytes(self.nblocks)

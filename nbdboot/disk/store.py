@@ -239,15 +239,17 @@ class StoreDevice(BlockDevice):
     def _needs_journal(self, offset: int, length: int) -> bool:
         """Whether a guest operation must be journalled to be applied whole after a crash.
 
-        Not when it lies in one block the map does not claim yet: the block's one state
-        byte, written after its data, commits it, and a crash before that leaves the block
-        reading from the source. Anything wider needs the journal, since its claims are
-        several bytes and a crash can land between them. (The journal then still holds an
-        older write, on blocks claimed since, which a replay rewrites with the same bytes;
-        a map reset clears the journal.)
+        Not when every block it touches is still unclaimed and their state bytes share one
+        512-byte sector of the map: the one write of those bytes, after the data, commits
+        it (a sector is written whole or not at all), and a crash before that leaves the
+        blocks reading from the source. (The journal then still holds an older write, on
+        blocks claimed since, which a replay rewrites with the same bytes; a map reset
+        clears the journal.)
         """
-        first, last = offset // self.block_size, (offset + length - 1) // self.block_size
-        return first != last or self.map.states[first] != ABSENT
+        first, end = offset // self.block_size, (offset + length - 1) // self.block_size + 1
+        at = self.map.states_offset
+        return ((at + first) // 512 != (at + end - 1) // 512
+                or self.map.states.count(ABSENT, first, end) != end - first)
 
     def _apply_write(self, view: memoryview, offset: int, fua: bool) -> None:
         head, body, tail = self._whole_blocks(offset, len(view))
@@ -322,14 +324,14 @@ class StoreDevice(BlockDevice):
         blocks = self.map.block_range(offset, length)
         zfirst = zero_range[0] // self.block_size
         zend = zfirst + -(-zero_range[1] // self.block_size) if zero_range[1] else zfirst
-        want = {i: (GUEST_ZERO if zfirst <= i < zend else GUEST) for i in blocks}
-        changing = [i for i, s in want.items() if self.map.states[i] != s]
+        want = bytes(GUEST_ZERO if zfirst <= i < zend else GUEST for i in blocks)
+        changing = want != self.map.states[blocks.start:blocks.stop]
         durable = self.sync_policy == "each" or fua
         if durable:
             # Data before map: after a power loss the map never claims data the disk lacks.
             self.target.flush()
-        for i in changing:
-            self.map.set_range(i, i + 1, want[i])
+        if changing:
+            self.map.set_states(blocks.start, want)   # one write: within a sector it cannot tear
         if durable:
             if changing:
                 self.map.sync()
