@@ -27,6 +27,7 @@ opened again; a torn record fails its CRC and its write never began.
 from __future__ import annotations
 
 import os
+import re
 import struct
 import threading
 import zlib
@@ -38,6 +39,8 @@ COPIED = 1
 COPIED_ZERO = 2
 GUEST = 3
 GUEST_ZERO = 4
+
+_ABSENT_RUN = re.compile(b"%s+" % re.escape(bytes([ABSENT])))
 
 STATE_NAMES = {ABSENT: "absent", COPIED: "copied", COPIED_ZERO: "copied-zero",
                GUEST: "guest", GUEST_ZERO: "guest-zero"}
@@ -268,32 +271,13 @@ class BlockMap:
         return ABSENT not in self.states
 
     # -- updates -----------------------------------------------------------------
-    def set_range(self, first: int, end: int, state: int, *, only_from: int | None = None) -> int:
-        """Set blocks [first, end) to `state` and write the bytes through; how many changed.
-
-        With `only_from`, only blocks currently in that state change (the copier
-        marks ABSENT blocks COPIED and must never demote a guest block).
-        """
-        changed = 0
+    def claim_absent(self, first: int, end: int, state: int) -> None:
+        """Blocks of [first, end) still ABSENT take `state`, one write per run: the copier
+        marks what it copied and never demotes a block the guest claimed meanwhile."""
         with self.lock:
-            if only_from is not None and only_from != state \
-                    and self.states.count(only_from, first, end) == end - first:
-                self.states[first:end] = bytes([state]) * (end - first)   # the copier's usual case
-                self._write(first, end)
-                return end - first
-            i = first
-            while i < end:
-                if self.states[i] == state or (only_from is not None and self.states[i] != only_from):
-                    i += 1
-                    continue
-                j = i
-                while j < end and self.states[j] != state and (only_from is None or self.states[j] == only_from):
-                    j += 1
-                self.states[i:j] = bytes([state]) * (j - i)
-                self._write(i, j)
-                changed += j - i
-                i = j
-        return changed
+            for a, b in [m.span() for m in _ABSENT_RUN.finditer(self.states, first, end)]:
+                self.states[a:b] = bytes([state]) * (b - a)
+                self._write(a, b)
 
     def set_states(self, first: int, states: bytes) -> None:
         """Blocks from `first` take these states, in one write."""

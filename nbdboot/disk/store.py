@@ -730,7 +730,7 @@ class Copier:
     def _mark(self, pending: list[tuple[int, int, int]]) -> None:
         """After a target flush: the map claims the flushed blocks."""
         for first, end, state in pending:
-            self.map.set_range(first, end, state, only_from=ABSENT)
+            self.map.claim_absent(first, end, state)
         self.map.sync()
 
     def _open_sources(self) -> None:
@@ -934,7 +934,7 @@ def mark_clean_from_bitmap(store: StoreDevice, dirty) -> int:
         dirty_blocks[first:end] = b"\x01" * (end - first)
     with store.lock:
         for clean in re.finditer(b"\x00+", dirty_blocks):
-            store.map.set_range(clean.start(), clean.end(), COPIED, only_from=ABSENT)
+            store.map.claim_absent(clean.start(), clean.end(), COPIED)
         store.map.sync()
     store.stats.skipped_bytes = store.map.bytes_in(COPIED, COPIED_ZERO, GUEST, GUEST_ZERO)
     return store.size - store.stats.skipped_bytes
