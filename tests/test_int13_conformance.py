@@ -27,9 +27,9 @@ def run_program(uri: str, drive: int, end: bytes, timeout: float = 30.0, media: 
         machine.bios.disk.add_drive(drive, device, media=media)
         machine.power_on(drive)
         deadline = time.monotonic() + timeout
-        while end not in machine.ports.debug and time.monotonic() < deadline:
+        while end not in machine.debugcon.output and time.monotonic() < deadline:
             machine.run_slice()
-    log = machine.ports.debug.decode(errors="replace")
+    log = machine.debugcon.output.decode(errors="replace")
     assert end.decode() in log, f"the program did not finish:\n{log[-2000:]}"
     return qemuref.parse_results(log), log
 

@@ -54,12 +54,12 @@ def run_drives(san_uri: str, san_drive: int, local: list[str], timeout: float = 
         machine.bios.disk.add_drive(san_drive, san)
         machine.power_on(san_drive)
         deadline = time.monotonic() + timeout
-        while b"END drives" not in machine.ports.debug and time.monotonic() < deadline:
+        while b"END drives" not in machine.debugcon.output and time.monotonic() < deadline:
             machine.run_slice()
     finally:
         for device in opened:
             device.close()
-    log = machine.ports.debug.decode(errors="replace")
+    log = machine.debugcon.output.decode(errors="replace")
     assert "END drives" in log, f"the program did not finish:\n{log[-2000:]}"
     return qemuref.parse_results(log)
 

@@ -66,7 +66,7 @@ def test_l7_grub_hybrid_boots_as_a_cd(nbdkit):
             machine.run_slice()
     screen = screen_text(machine.cpu)
     assert "GNU GRUB" in screen and "grub>" in screen, screen
-    assert b"GRUB-CFG\n" in machine.ports.debug  # grub.cfg was read from the CD, not only the core image
+    assert b"GRUB-CFG\n" in machine.debugcon.output  # grub.cfg was read from the CD, not only the core image
 
 
 def test_l7_through_the_cli_with_media_cd(nbdkit, tmp_path):

@@ -88,5 +88,5 @@ def test_watchdog_stops_resume_where_the_cpu_was(fill_loop_disk, monkeypatch):
         while time.monotonic() < deadline:
             machine.run_slice()
             stops += machine.stop_reason == "watchdog"
-            assert b"X" not in machine.ports.debug, "the stack drifted: instructions ran twice after a stop"
+            assert b"X" not in machine.debugcon.output, "the stack drifted: instructions ran twice after a stop"
     assert stops >= 20   # the stops did happen

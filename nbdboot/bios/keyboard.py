@@ -74,7 +74,7 @@ class Keyboard:
             return
         _, word = self.queue.popleft()
         self.latched = word
-        self.m.ports.kbc.output = [(word >> 8) & 0x7F]
+        self.m.kbc.output = [(word >> 8) & 0x7F]
         self.m.pic.raise_irq(1)
 
     # -- BDA ring ------------------------------------------------------------------------
@@ -109,7 +109,7 @@ class Keyboard:
         if self.latched is not None:
             self.push(self.latched)
             self.latched = None
-        self.m.ports.kbc.output = []
+        self.m.kbc.output = []
 
     # -- int 16h -----------------------------------------------------------------------
     def int16(self) -> None:

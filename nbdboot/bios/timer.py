@@ -8,7 +8,7 @@ jiffies there) see a PC's sequence. The RTC follows the virtual clock.
 from __future__ import annotations
 
 from nbdboot.machine.cpu import FLAG_CF
-from nbdboot.machine.devices import bcd
+from nbdboot.machine.devices.cmos import bcd
 
 TICKS_PER_DAY = 0x1800B0
 

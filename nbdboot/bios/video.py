@@ -39,7 +39,7 @@ class Video:
         self.m.cpu.write16(0x450 + 2 * (page & 7), (row << 8) | col)
         if page == self.page():
             pos = page * PAGE_BYTES // 2 + row * COLS + col
-            crtc = self.m.ports.crtc
+            crtc = self.m.vga.crtc
             crtc[0x0E], crtc[0x0F] = (pos >> 8) & 0xFF, pos & 0xFF
 
     def cell(self, page: int, row: int, col: int) -> int:

@@ -90,8 +90,8 @@ def run_sector(tmp_path, body: str, *, extra: str = "", disk_size: int = 1440 * 
         machine.bios.keyboard.type_keys(keys)
     machine.power_on(drive)
     deadline = time.monotonic() + timeout
-    while until.encode() not in machine.ports.debug:
+    while until.encode() not in machine.debugcon.output:
         if time.monotonic() > deadline:
-            raise AssertionError(f"{until!r} not reported; E9h output: {machine.ports.debug.decode(errors='replace')!r}")
+            raise AssertionError(f"{until!r} not reported; E9h output: {machine.debugcon.output.decode(errors='replace')!r}")
         machine.run_slice()
-    return machine, machine.ports.debug.decode(errors="replace")
+    return machine, machine.debugcon.output.decode(errors="replace")

@@ -31,7 +31,9 @@ from nbdboot.errors import EXIT_GUEST_CRASH, NbdbootError
 from nbdboot.machine import rom
 from nbdboot.machine.clock import VirtualClock
 from nbdboot.machine.cpu import FLAG_IF, Cpu, CpuFault
-from nbdboot.machine.devices import Cmos, Pic, Pit, Ports
+from nbdboot.machine.devices import (Cmos, DebugConsole, Keyboard8042, Pic, Pit, SystemControlA,
+                                     SystemControlB, VgaPorts)
+from nbdboot.machine.ports import PortBus
 
 CONVENTIONAL_TOP = 0x9FC00
 EBDA_SEGMENT = 0x9FC0
@@ -91,7 +93,13 @@ class Machine:
         self.pic = Pic()
         self.pit = Pit(self.clock)
         self.cmos = Cmos(self.clock, ext_kb=self.extended_bytes // 1024)
-        self.ports = Ports(self.clock, self.pic, self.pit, self.cmos, debug_out=debug_out)
+        self.kbc = Keyboard8042()
+        self.vga = VgaPorts()
+        self.debugcon = DebugConsole(debug_out)
+        self.ports = PortBus()
+        for device in (self.pic, self.pit, self.cmos, self.kbc, self.vga, self.debugcon,
+                       SystemControlA(), SystemControlB(self.clock, self.pit)):
+            device.attach(self.ports)
         self.pit.on_channel0_change = self._reschedule_timer
         self.next_irq0 = self.pit.period()
         self.traps: dict[int, tuple] = {}  # linear address -> (vector, service)
@@ -163,18 +171,11 @@ class Machine:
     # debug output printed twice (found by tests/test_int13_readparams.py).
     def _on_in(self, uc, port, size, _user):
         with self._hook_lock:  # nor may the watchdog stop the CPU inside one
-            value = self.ports.inb(port)
-            if size == 2:
-                value |= self.ports.inb(port + 1) << 8
-            elif size == 4:
-                value |= 0xFFFFFF00 if value == 0xFF else 0
-            return value
+            return self.ports.read(port, size)
 
     def _on_out(self, uc, port, size, value, _user):
         with self._hook_lock:
-            self.ports.outb(port, value & 0xFF)
-            if size == 2:
-                self.ports.outb(port + 1, (value >> 8) & 0xFF)
+            self.ports.write(port, size, value)
 
     def _on_invalid(self, uc, _user):
         with self._hook_lock:
