@@ -363,8 +363,10 @@ class Int13:
         return STATUS_OK
 
     def _disk_failed(self, drive: Drive, lba: int, count: int, write: bool, error: Exception) -> None:
-        # A dead connection fails every later request the same way: say it once, not on each guest retry.
-        if str(error) != self._last_failure:
+        # A dead connection fails every later request, in words that change as the server goes from resetting
+        # to refusing connections: say it once per outage, not on each guest retry.
+        still_down = isinstance(error, NbdError) and self.lost_drive == drive.number
+        if not still_down and str(error) != self._last_failure:
             _log().warning("nbdboot: int13: drive %#04x %s of %d sectors at LBA %d failed: %s", drive.number,
                         "write" if write else "read", count, lba, error)
             self._last_failure = str(error)
