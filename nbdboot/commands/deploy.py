@@ -34,9 +34,15 @@ def run_copy(args, since_bitmap: str | None = None) -> int:
         raise UsageError("--status-interval must be positive")
     progress = Progress(interval=args.status_interval, quiet=args.quiet)
     started = time.monotonic()
-    store = copy_to_target(args.source, args.target, map_path=args.map_path, resume=args.resume,
-                           connections=args.connections, since_bitmap=since_bitmap,
-                           sync=args.sync, progress=progress)
+    try:
+        store = copy_to_target(args.source, args.target, map_path=args.map_path, resume=args.resume,
+                               connections=args.connections, since_bitmap=since_bitmap,
+                               sync=args.sync, progress=progress)
+    except KeyboardInterrupt:   # Ctrl-C, SIGTERM, SIGHUP: what was copied is committed
+        if progress.stats is not None:
+            print(f"nbdboot: stopped (run again to resume): {summary(progress.stats, time.monotonic() - started)}",
+                  file=sys.stderr)
+        raise
     print(f"nbdboot: {summary(store.stats, time.monotonic() - started)}", file=sys.stderr)
     return 0
 

@@ -11,12 +11,14 @@ number is reached at the export's natural number (docs/int13.md, "Drives").
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
 import time
 from typing import NamedTuple
 
+from nbdboot import interrupt
 from nbdboot.bios.int13 import looks_like_floppy
 from nbdboot.console.keys import parse_keys
 from nbdboot.console.output import HeadlessConsole, TerminalConsole
@@ -211,13 +213,26 @@ def _drive_number(drive, media: str, device) -> int:
     return drive
 
 
-def handler(args) -> int:
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError("--timeout must be positive")
+def _check_numbers(args) -> None:
+    """nan compares false with everything, so each bound is written to fail for it."""
+    if args.timeout is not None and not (0 < args.timeout < math.inf):
+        raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout}")
     if not 1 <= args.memory <= 3072:
         raise UsageError("--memory must be between 1 and 3072 MiB")
-    if args.retries < 0 or args.retry_delay < 0:
-        raise UsageError("--retries and --retry-delay must not be negative")
+    if not 0 <= args.retries <= 1000:
+        raise UsageError(f"--retries must be between 0 and 1000, not {args.retries}")
+    if not 0 <= args.retry_delay <= 3600:
+        raise UsageError(f"--retry-delay must be between 0 and 3600 seconds, not {args.retry_delay}")
+
+
+def _arm_deadline(timeout: float | None) -> None:
+    """--timeout bounds the whole run: NBD waits and reconnects in the guest's int 13h calls end there too."""
+    if timeout is not None:
+        interrupt.set_deadline(time.monotonic() + timeout, f"--timeout {timeout:g} s")
+
+
+def handler(args) -> int:
+    _check_numbers(args)
     _check_media(args.drive, args.media)
     keys = parse_keys(args.keys) if args.keys else []
     local_disks = number_disks(args.disks or [])
@@ -226,6 +241,7 @@ def handler(args) -> int:
     console = None
     opened: list = []
     started = time.monotonic()
+    _arm_deadline(args.timeout)
     try:
         machine = Machine(memory_mb=args.memory)
         attach_local_disks(machine, local_disks, opened)
@@ -257,6 +273,7 @@ def handler(args) -> int:
         print(f"nbdboot: timeout after {args.timeout:g}s waiting for {outcome.missing!r}", file=sys.stderr)
         return EXIT_EXPECT_FAILED
     finally:
+        interrupt.set_deadline(None)
         if console is not None:
             console.close()
         if device is not None:

@@ -76,6 +76,7 @@ from nbdboot.disk.blockmap import (
     BlockMapError,
     source_fingerprint,
 )
+from nbdboot import interrupt
 from nbdboot.errors import LocalIOError, UsageError
 
 SYNC_POLICIES = ("each", "periodic")
@@ -784,8 +785,12 @@ class Copier:
         self._reaper_thread.start()
 
     def _run(self) -> None:
+        interrupt.watch(self._stop)   # a stop ends this thread's NBD waits within interrupt.TICK
         try:
             self._open_sources()
+        except interrupt.Cancelled:
+            self._close_sources()
+            return
         except BaseException as e:  # noqa: BLE001 - reported through .error, the guest keeps running
             self.error = e
             self._close_sources()
@@ -802,6 +807,7 @@ class Copier:
     def _worker(self, src: BlockDevice, first: bool = True) -> None:
         # Reused: _store has written it out before the next _fetch. An anonymous mapping is
         # zeroed lazily, page by page, where bytearray would touch all of it before the first read.
+        interrupt.watch(self._stop)
         buf = mmap.mmap(-1, self.chunk)
         window = WritebackWindow(self.store.target)
         try:
@@ -818,6 +824,8 @@ class Copier:
                     break
                 self._copy(src, item, buf, window)
             window.drain()
+        except interrupt.Cancelled:
+            window.drain()   # stopped mid-piece: what was stored before it still commits
         except BaseException as e:  # noqa: BLE001 - reported through .error, the guest keeps running
             self.error = e
             self._stop.set()

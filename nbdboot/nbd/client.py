@@ -46,6 +46,7 @@ import socket
 import sys
 import time
 
+from nbdboot import interrupt
 from nbdboot.disk.base import DiskRangeError, DiskReadOnlyError, DiskUnsupportedError
 from nbdboot.nbd import protocol as P
 from nbdboot.nbd.errors import (
@@ -64,6 +65,9 @@ from nbdboot.nbd.errors import (
 from nbdboot.nbd.uri import NbdUri, parse_uri
 
 _RX_SIZE = 256 * 1024
+# Called with (client, text) when a client starts reconnecting ("reconnecting (try 3/10)") and with
+# (client, None) once it is back: progress bars and status lines show it instead of a falling speed.
+status_listeners: list = []
 _OUTQ_MAX = 256          # queued request headers (7 KiB) before we send without waiting
 _ZEROS = bytes(1 << 20)
 
@@ -124,6 +128,9 @@ class _Link:
     def __init__(self, sock, timeout: float):
         self.sock = sock
         self.timeout = timeout
+        # Blocking calls wake every TICK to look for signals and the run's deadline (interrupt.check);
+        # `timeout` is how long the server may stay silent, counted across those wake-ups.
+        sock.settimeout(interrupt.TICK)
         # ssl costs ~5 ms to import and only nbds:// needs it: without it, no socket is TLS.
         ssl = sys.modules.get("ssl")
         self.tls = ssl is not None and isinstance(sock, ssl.SSLSocket)
@@ -133,12 +140,20 @@ class _Link:
         self.end = 0
 
     def _recv_into(self, view) -> int:
-        try:
-            n = self.sock.recv_into(view)
-        except (socket.timeout, TimeoutError):
-            raise NbdTimeoutError(f"no data from the server for {self.timeout:g} s") from None
-        except OSError as e:
-            raise self._lost(e) from None
+        silent_since = None
+        while True:
+            try:
+                n = self.sock.recv_into(view)
+                break
+            except (socket.timeout, TimeoutError):
+                now = time.monotonic()
+                if silent_since is None:
+                    silent_since = now - interrupt.TICK
+                interrupt.check()
+                if now - silent_since >= self.timeout:
+                    raise NbdTimeoutError(f"no data from the server for {self.timeout:g} s") from None
+            except OSError as e:
+                raise self._lost(e) from None
         if n == 0:
             raise NbdConnectionError("server closed the connection")
         return n
@@ -182,12 +197,18 @@ class _Link:
         views = [memoryview(p).cast("B") for p in parts if len(p)]
         try:
             if self.tls:
-                for v in views:
-                    for i in range(0, len(v), 65536):
-                        while on_readable is not None and self._readable(0):
-                            on_readable()
-                        self.sock.sendall(v[i:i + 65536])
+                # A TLS record half sent cannot be resumed after a timeout: give sendall the whole wait.
+                self.sock.settimeout(interrupt.remaining(self.timeout) or interrupt.TICK)
+                try:
+                    for v in views:
+                        for i in range(0, len(v), 65536):
+                            while on_readable is not None and self._readable(0):
+                                on_readable()
+                            self.sock.sendall(v[i:i + 65536])
+                finally:
+                    self.sock.settimeout(interrupt.TICK)
                 return
+            stalled_since = None
             while views:
                 try:
                     n = self.sock.sendmsg(views, (), socket.MSG_DONTWAIT) if len(views) > 1 \
@@ -203,9 +224,16 @@ class _Link:
                         n = 0
                 if not views:
                     return
-                r, w, _ = select.select([self.sock] if on_readable else [], [self.sock], [], self.timeout)
+                r, w, _ = select.select([self.sock] if on_readable else [], [self.sock], [], interrupt.TICK)
                 if not r and not w:
-                    raise NbdTimeoutError(f"server accepted no data for {self.timeout:g} s")
+                    now = time.monotonic()
+                    if stalled_since is None:
+                        stalled_since = now - interrupt.TICK
+                    interrupt.check()
+                    if now - stalled_since >= self.timeout:
+                        raise NbdTimeoutError(f"server accepted no data for {self.timeout:g} s")
+                    continue
+                stalled_since = None
                 if r and not w:
                     on_readable()
         except (socket.timeout, TimeoutError):
@@ -240,6 +268,8 @@ class _Link:
 
 
 def _connect_socket(uri: NbdUri, timeout: float):
+    interrupt.check()
+    timeout = interrupt.remaining(timeout) or interrupt.TICK
     try:
         if uri.is_unix:
             path = uri.socket  # a leading NUL (from %00) names an abstract socket
@@ -337,6 +367,7 @@ class _Negotiation:
         ctx = _tls_context(self.uri, self.certificates)
         hostname = self.uri.tls_hostname or (self.uri.host if not self.uri.is_unix else "localhost")
         try:
+            self.link.sock.settimeout(interrupt.remaining(self.link.timeout) or interrupt.TICK)
             tls_sock = ctx.wrap_socket(self.link.sock, server_hostname=hostname)
         except (ssl.SSLError, ssl.CertificateError) as e:
             raise NbdTLSError(f"TLS handshake failed: {e}") from None
@@ -464,7 +495,6 @@ def _open(uri: NbdUri, *, connect_timeout: float, timeout: float, structured: bo
             neg.link.close(False)
         raise
     link.timeout = timeout
-    link.sock.settimeout(timeout)
     return link, info
 
 
@@ -532,6 +562,7 @@ class NbdClient:
         self.max_retry_delay = max_retry_delay
         self.tls_certificates = tls_certificates
         self.reconnects = 0
+        self.status: str | None = None   # "reconnecting (try N/M)" while it is
         self._strikes = 0    # connection failures since a command last completed
         self._cookie = 0
         self._link: _Link | None = None
@@ -841,6 +872,11 @@ class NbdClient:
                 self._recover(e)
                 if once:
                     return None
+            except (KeyboardInterrupt, interrupt.DeadlineReached, interrupt.Cancelled) as e:
+                # A reply may be half read: the connection cannot be used again, only closed.
+                if not self._dead:
+                    self._die(NbdConnectionError(f"interrupted: {type(e).__name__}"))
+                raise
 
     def _die(self, why: NbdError) -> None:
         self._dead = why
@@ -856,14 +892,22 @@ class NbdClient:
 
     def _recover(self, why: NbdError) -> None:
         """Reopen with bounded retries; NbdError (why) if the budget runs out."""
+        try:
+            self._reopen(why)
+        finally:
+            if self.status is not None:
+                self._report(None)
+
+    def _reopen(self, why: NbdError) -> None:
         if self._link is not None:
             self._link.close(False)
         last: Exception = why
         delay = self.retry_delay
         for attempt in range(self.retries):
             if attempt:
-                time.sleep(delay)
+                interrupt.sleep(delay)
                 delay = min(delay * self.backoff, self.max_retry_delay)
+            self._report(f"reconnecting (try {attempt + 1}/{self.retries})")
             try:
                 link, info = self._open()
             except (NbdConnectionError, NbdNegotiationError) as e:
@@ -902,6 +946,11 @@ class NbdClient:
         self._link = None
         self._die(err)
         raise err
+
+    def _report(self, text: str | None) -> None:
+        self.status = text
+        for listener in list(status_listeners):
+            listener(self, text)
 
     def reconnect(self) -> None:
         """Drop the connection and negotiate a fresh one now; unanswered commands are re-sent. Also after the
