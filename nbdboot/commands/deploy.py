@@ -30,8 +30,8 @@ def add_copy_arguments(p) -> None:
 def run_copy(args, since_bitmap: str | None = None) -> int:
     if args.connections < 1 or args.connections > 64:
         raise UsageError("--connections must be between 1 and 64")
-    if args.status_interval <= 0:
-        raise UsageError("--status-interval must be positive")
+    if not 0 < args.status_interval <= 86400:   # written so that nan fails it too
+        raise UsageError(f"--status-interval must be a positive number of seconds, not {args.status_interval}")
     progress = Progress(interval=args.status_interval, quiet=args.quiet)
     started = time.monotonic()
     try:

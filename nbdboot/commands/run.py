@@ -154,8 +154,11 @@ def _source(args):
     if args.image:
         from nbdboot.disk.file import FileDevice
         from nbdboot.nbd.server import NbdServer
+        if os.path.isdir(args.image):
+            raise LocalIOError(f"--image {args.image} is a directory, not a disk image")
         if not os.path.isfile(args.image):
             raise LocalIOError(f"no such image file: {args.image}")
+        _refuse_image_as_disk(args.image, args.disks or [])
         # With an overlay or a deploy target the guest never writes the image itself.
         writable = os.access(args.image, os.W_OK) and not (args.overlay or args.deploy_to)
         local = FileDevice(args.image, read_only=not writable)
@@ -181,6 +184,17 @@ def _source(args):
         return NbdDevice(uri, **options)
 
     return factory, str(uri), server, local
+
+
+def _refuse_image_as_disk(image: str, disks: list[DiskSpec]) -> None:
+    """One file as the export and as a PC disk would be two drives writing one file behind each other's back."""
+    for spec in disks:
+        try:
+            same = os.path.samefile(image, spec.source)
+        except OSError:
+            continue
+        if same:
+            raise UsageError(f"--image and --disk name the same file: {spec.source}")
 
 
 def _open_disk(args, factory, source_uri):

@@ -24,7 +24,8 @@ import sys
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nbdboot.nbd import protocol as P  # noqa: E402
 
@@ -64,11 +65,16 @@ class BadServer:
     def close(self) -> None:
         self._stop.set()
         try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
             self.listener.close()
         except OSError:
             pass
         for s in list(self._socks):
             try:
+                s.shutdown(socket.SHUT_RDWR)   # close() alone leaves a thread blocked in recv holding it
                 s.close()
             except OSError:
                 pass
