@@ -7,7 +7,7 @@ import time
 
 from nbdboot.disk.deploy import Progress, copy_to_target, summary
 from nbdboot.disk.store import SYNC_POLICIES
-from nbdboot.errors import UsageError
+from nbdboot.errors import UsageError, seconds
 
 
 def add_copy_arguments(p) -> None:
@@ -22,7 +22,7 @@ def add_copy_arguments(p) -> None:
     p.add_argument("--connections", type=int, default=4, metavar="N",
                    help="source connections when the server advertises multi-conn (default 4)")
     p.add_argument("--sync", choices=SYNC_POLICIES, default="each")
-    p.add_argument("--status-interval", type=float, default=5.0, metavar="SECONDS",
+    p.add_argument("--status-interval", type=seconds, default=5.0, metavar="SECONDS",
                    help="seconds between status lines when stderr is not a terminal")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the summary")
 

@@ -74,6 +74,8 @@ def check_file_size_fits(path: str, size: int) -> None:
     filesystem cannot hold (ext4 stops at 16 TiB, tmpfs and xfs at 8 EiB): a sparse probe file beside
     it is sized as the real one would be, then removed. Block devices and existing files of that size
     need no probe."""
+    if size > (1 << 63) - 1:
+        raise LocalIOError(f"{path}: a {size}-byte file is larger than any file can be (2^63-1 bytes)")
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode) or st.st_size == size:

@@ -65,6 +65,8 @@ from nbdboot.nbd.errors import (
 from nbdboot.nbd.uri import NbdUri, parse_uri
 
 _RX_SIZE = 256 * 1024
+MAX_EXPORTS = 10000          # NBD_OPT_LIST replies `ls` accepts
+MAX_META_CONTEXTS = 10000    # meta contexts `info` accepts
 # Called with (client, text) when a client starts reconnecting ("reconnecting (try 3/10)") and with
 # (client, None) once it is back: progress bars and status lines show it instead of a falling speed.
 status_listeners: list = []
@@ -339,11 +341,21 @@ class _Negotiation:
         cflags = (P.FLAG_C_FIXED_NEWSTYLE if self.fixed else 0) | (P.FLAG_C_NO_ZEROES if self.no_zeroes else 0)
         link.send(P.encode_client_flags(cflags))
 
-    def option(self, opt: int, data: bytes = b""):
-        """Send one option; yield (OptionReply, payload) up to and including the final one."""
+    def option(self, opt: int, data: bytes = b"", max_replies: int = 0, max_length: int = P.MAX_OPTION_REPLY):
+        """Send one option; yield (OptionReply, payload) up to and including the final one. A server
+        may send more replies (max_replies, 0: no limit) or longer ones (max_length) only as an error."""
         self.link.send(P.encode_option(opt, data))
+        count = 0
         while True:
             reply = P.decode_option_reply_header(self.link.take(P.OPTION_REPLY_HEADER_SIZE), opt)
+            count += 1
+            name = {P.OPT_LIST: "NBD_OPT_LIST", P.OPT_LIST_META_CONTEXT: "NBD_OPT_LIST_META_CONTEXT",
+                    P.OPT_SET_META_CONTEXT: "NBD_OPT_SET_META_CONTEXT"}.get(opt, f"option {opt}")
+            if max_replies and count > max_replies:
+                raise NbdProtocolError(f"server sent more than {max_replies - 1} entries in reply to {name}")
+            if reply.length > max_length and not reply.is_error:
+                raise NbdProtocolError(f"server sent a {reply.length}-byte reply to {name} "
+                                       f"(at most {max_length} expected)")
             payload = self.link.read_bytes(reply.length) if reply.length else b""
             yield reply, payload
             if reply.type == P.REP_ACK or reply.is_error:
@@ -379,7 +391,9 @@ class _Negotiation:
 
     def list_exports(self) -> list[tuple[str, str]]:
         out = []
-        for reply, payload in self.option(P.OPT_LIST):
+        # NBD_REP_SERVER: a name and a description, strings of at most 4096 bytes each.
+        for reply, payload in self.option(P.OPT_LIST, max_replies=MAX_EXPORTS + 1,
+                                          max_length=4 + 2 * P.MAX_STRING):
             if reply.type == P.REP_SERVER:
                 out.append(P.decode_rep_server(payload))
             elif reply.is_error:
@@ -391,7 +405,8 @@ class _Negotiation:
 
     def meta_contexts(self, opt: int, export: str, queries) -> dict[int, str] | None:
         found: dict[int, str] = {}
-        for reply, payload in self.option(opt, P.encode_meta_query(export, list(queries))):
+        for reply, payload in self.option(opt, P.encode_meta_query(export, list(queries)),
+                                          max_replies=MAX_META_CONTEXTS + 1, max_length=4 + P.MAX_STRING):
             if reply.type == P.REP_META_CONTEXT:
                 cid, name = P.decode_rep_meta_context(payload)
                 if opt == P.OPT_SET_META_CONTEXT and name not in queries:
@@ -415,9 +430,10 @@ class _Negotiation:
                     info.size, info.flags = value
                     got_export = True
                 elif kind == P.INFO_BLOCK_SIZE:
-                    if P.sane_block_sizes(*value):
-                        mn, pref, mx = value
-                        info.block_sizes = P.BlockSizes(mn, pref, mx)
+                    broken = P.block_size_violation(*value)
+                    if broken:
+                        raise NbdProtocolError(f"server sent an invalid {broken}")
+                    info.block_sizes = P.BlockSizes(*value)
                 elif kind == P.INFO_NAME:
                     info.name = value
                 elif kind == P.INFO_DESCRIPTION:
@@ -581,7 +597,7 @@ class NbdClient:
                      certificates=self.tls_certificates)
 
     def _new_tracker(self) -> P.ReplyTracker:
-        return P.ReplyTracker(self.export.structured, self.export.contexts)
+        return P.ReplyTracker(self.export.structured, self.export.contexts, export_size=self.export.size)
 
     @property
     def size(self) -> int:
