@@ -1,6 +1,7 @@
 """Exclusive locks on the files a store writes: overlays, deploy/restore maps and targets.
 
 API
+    check_free(path, what)           FileInUse if another process holds PATH now
     lock_exclusive(fd, path, what)   raise FileInUse (exit 6) naming the holder's pid if another
                                      process has PATH locked; else hold the lock until fd is closed
 
@@ -36,6 +37,18 @@ def holder_pid(fd: int) -> int | None:
         return None
     l_type, _whence, _start, _len, pid = _FLOCK.unpack(answer)
     return pid if l_type != fcntl.F_UNLCK and pid > 0 else None
+
+
+def check_free(path: str, what: str) -> None:
+    """FileInUse if someone holds PATH now (before a command connects anywhere on its behalf)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return   # the real open reports it
+    try:
+        lock_exclusive(fd, path, what)
+    finally:
+        os.close(fd)   # and with it both locks
 
 
 def lock_exclusive(fd: int, path: str, what: str) -> None:
