@@ -6,6 +6,8 @@ API
                               pipe records every signal so a wait can see a Ctrl-C someone else deferred
     set_deadline(when, what)  monotonic time after which waits in the main thread raise DeadlineReached
                               (`what` names it in the message: "--timeout 20 s"); None clears it
+    set_poll(fn)              fn() runs in the main thread at each check() (a live terminal reads its keys
+                              there, so Ctrl-C typed while the guest waits on the network is seen); None clears
     watch(event)              in a background thread: its waits raise Cancelled once `event` is set
     check()                   raise what a wait must stop for: a signal that came in, the deadline
                               (main thread), the watched event (other threads)
@@ -82,6 +84,12 @@ def install() -> None:
 
 
 _local = threading.local()
+_poll = None
+
+
+def set_poll(fn) -> None:
+    global _poll
+    _poll = fn
 
 
 def watch(event: threading.Event | None) -> None:
@@ -118,6 +126,8 @@ def check(waiting_for: str = "the NBD server") -> None:
         return
     if _deferred_sigint_seen():
         raise KeyboardInterrupt
+    if _poll is not None:
+        _poll()
     if _deadline is not None and time.monotonic() >= _deadline:
         raise DeadlineReached(f"{_deadline_what or 'the deadline'} reached while waiting for {waiting_for}")
 

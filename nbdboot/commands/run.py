@@ -14,6 +14,7 @@ import argparse
 import math
 import os
 import re
+import select
 import sys
 import time
 from typing import NamedTuple
@@ -253,6 +254,7 @@ def handler(args) -> int:
     factory, source_uri, server, local = _source(args)
     device = None
     console = None
+    undo_status = None
     opened: list = []
     started = time.monotonic()
     _arm_deadline(args.timeout)
@@ -267,6 +269,8 @@ def handler(args) -> int:
         live = not args.headless and sys.stdout.isatty() and sys.stdin.isatty()
         console = TerminalConsole() if live else HeadlessConsole()
         console.attach(machine)
+        if live:
+            undo_status = _status_line_while_live(console, machine)
         machine.power_on(drive)
         session = Session(machine, console, args.expect or [], args.timeout)
         try:
@@ -282,6 +286,7 @@ def handler(args) -> int:
             raise
         _finish(console, machine, args)
         console = None
+        _raise_if_disk_lost(machine, outcome)
         if outcome.met or not args.expect:
             return 0
         print(f"nbdboot: timeout after {args.timeout:g}s waiting for {outcome.missing!r}", file=sys.stderr)
@@ -290,6 +295,8 @@ def handler(args) -> int:
         interrupt.set_deadline(None)
         if console is not None:
             console.close()
+        if undo_status is not None:
+            undo_status()
         if device is not None:
             device.close()
             _report_copy(device, time.monotonic() - started)
@@ -298,6 +305,74 @@ def handler(args) -> int:
             local.close()
         for disk in opened:
             disk.close()
+
+
+def _status_line_while_live(console, machine):
+    """On a live terminal, NBD news (a reconnect under way, a failed int 13h call) goes to a status line
+    below the guest's 25 rows, or to the window title on a terminal of 25 rows, never into the guest's
+    screen; and while the guest waits on the network the screen is kept drawn and keys are read, so
+    Ctrl-C works then too.
+    Returns what undoes it; the last message is printed to stderr once the screen is gone."""
+    import logging
+
+    from nbdboot.console.keys import terminal_keys
+    from nbdboot.nbd.client import status_listeners
+    try:
+        rows = os.get_terminal_size(sys.stdout.fileno()).lines
+    except OSError:
+        rows = 25
+    last: list[str] = []
+
+    def show(text: str | None) -> None:
+        line = f"nbdboot: {text}" if text else ""
+        if text:
+            last[:] = [line]
+        if rows > 25:
+            sys.stdout.write(f"\x1b7\x1b[26;1H\x1b[7m{line[:79]}\x1b[0m\x1b[K\x1b8")
+        else:
+            sys.stdout.write(f"\x1b]2;{line or 'nbdboot'}\x07")
+        sys.stdout.flush()
+
+    def on_client(_client, text):
+        show(text)
+
+    class ToStatusLine(logging.Handler):
+        def emit(self, record):
+            show(record.getMessage().removeprefix("nbdboot: "))
+
+    def poll() -> None:
+        console.update(machine)   # what the guest printed before it began to wait shows now, not after
+        if not select.select([console.fd], [], [], 0)[0]:
+            return
+        data = os.read(console.fd, 256).decode("latin-1")
+        if "\x03" in data:
+            raise KeyboardInterrupt
+        machine.bios.keyboard.type_keys(terminal_keys(data), start_now=True)
+
+    logger = logging.getLogger("nbdboot")
+    handler = ToStatusLine()
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    status_listeners.append(on_client)
+    interrupt.set_poll(poll)
+
+    def undo() -> None:
+        interrupt.set_poll(None)
+        status_listeners.remove(on_client)
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        if last:
+            print(last[0], file=sys.stderr)
+
+    return undo
+
+
+def _raise_if_disk_lost(machine, outcome) -> None:
+    """A run that reached --timeout while its disk's connection was gone for good ends with that NBD error
+    (exit 3), with or without --expect: the guest was told 04h and could not have done its work."""
+    lost = machine.bios.disk.lost_connection
+    if outcome.timed_out and lost is not None:
+        raise lost
 
 
 def _report_copy(device, elapsed: float) -> None:

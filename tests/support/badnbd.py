@@ -5,6 +5,10 @@
 
 Modes (all negotiate fixed newstyle, structured replies, base:allocation and GO unless said):
   stall             completes the handshake, then never answers a request (keeps the socket open)
+  stall-after-boot  serves a boot sector (READER: prints '*', then reads LBA 1 with int 13h in a loop)
+                    at offset 0 and never answers a read anywhere else: the guest hangs in int 13h
+  drop-after-boot   the same boot sector, then closes the connection at any other read (reconnects
+                    are accepted, and dropped again at the re-sent read)
   list-flood        answers NBD_OPT_LIST with NBD_REP_SERVER replies that never end
   huge              an export of `size` bytes (default 2^63-512): reads are zeros, block status one
                     hole+zero extent over the request
@@ -29,7 +33,12 @@ if __name__ == "__main__":
 
 from nbdboot.nbd import protocol as P  # noqa: E402
 
-MODES = ("stall", "list-flood", "huge", "extents-past-end", "bad-block-size", "zeros")
+MODES = ("stall", "stall-after-boot", "drop-after-boot", "list-flood", "huge", "extents-past-end", "bad-block-size", "zeros")
+
+# mov ah,0Eh; mov al,'*'; int 10h; again: mov ax,0201h; mov cx,2; mov dx,80h; xor bx,bx; mov es,bx;
+# mov bx,8000h; int 13h; jmp again
+READER = bytes.fromhex("b40eb02acd10" "b80102" "b90200" "ba8000" "31db" "8ec3" "bb0080" "cd13" "ebec")
+BOOT_SECTOR = READER.ljust(510, b"\0") + b"\x55\xaa"
 
 
 class BadServer:
@@ -150,10 +159,19 @@ class BadServer:
             _flags, cmd, cookie, offset, length = P.decode_request(self._recv(s, 28))
             if cmd == P.CMD_DISC:
                 return
+            after_boot = self.mode.endswith("-after-boot")
+            if after_boot and (cmd != P.CMD_READ or offset >= 512):
+                if self.mode == "drop-after-boot":
+                    return
+                self._stop.wait()
+                return
             if self.mode == "stall":
                 self._stop.wait()
                 return
-            if cmd == P.CMD_READ:
+            if cmd == P.CMD_READ and after_boot:
+                data = (BOOT_SECTOR + bytes(length))[offset:offset + length]
+                s.sendall(P.encode_offset_data(cookie, offset, length, True) + data)
+            elif cmd == P.CMD_READ:
                 s.sendall(P.encode_offset_data(cookie, offset, length, True) + bytes(length))
             elif cmd == P.CMD_BLOCK_STATUS and contexts:
                 extent = length
