@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-from nbdboot import __version__
+from nbdboot import __version__, interrupt
 from nbdboot.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_USAGE
 
 COMMANDS = ["run", "serve", "info", "ls", "copy", "overlay", "deploy", "restore"]
@@ -45,8 +45,50 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _StdoutThatMayClose:
+    """sys.stdout for a command whose reader may go away (`| head -1`, `| true`): once a write fails
+    with EPIPE, output goes to /dev/null and the command carries on, so its exit code is the outcome's
+    (a boot that failed still exits 5), not the pipe's."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.lost = False
+
+    def _lose(self) -> None:
+        self.lost = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+
+    def write(self, text):
+        if self.lost:
+            return len(text)
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._lose()
+            return len(text)
+
+    def flush(self) -> None:
+        if self.lost:
+            return
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._lose()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    interrupt.install()
+    if not isinstance(sys.stdout, _StdoutThatMayClose) and sys.stdout is sys.__stdout__:
+        sys.stdout = _StdoutThatMayClose(sys.stdout)
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -54,17 +96,25 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
+    except interrupt.Terminated as e:
+        _say(f"nbdboot: terminated by {e}")
+        return e.exit_code
     except KeyboardInterrupt:
-        print("nbdboot: interrupted", file=sys.stderr)
+        _say("nbdboot: interrupted")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return 0
     except Exception as e:  # noqa: BLE001 - map our typed errors to one line + exit code
         code = getattr(e, "exit_code", None)
         if code is None:
             raise
-        print(f"nbdboot: error: {e}", file=sys.stderr)
+        _say(f"nbdboot: error: {e}")
         return code
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr)
+    except OSError:
+        pass   # stderr gone too: the exit code still says it
 
 
 def entry() -> None:

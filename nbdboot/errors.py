@@ -27,6 +27,30 @@ exit codes:
   130  interrupted"""
 
 
+def seconds(text: str) -> float:
+    """argparse type for a duration: a positive, finite number of seconds (float() takes nan and inf)."""
+    import argparse
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 10 ** 7:   # written so that nan fails it too
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def port(text: str) -> int:
+    """argparse type for a TCP port (0: any free one)."""
+    import argparse
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, not {text}")
+    return value
+
+
 class NbdbootError(Exception):
     """Base of errors that end a command with a one-line message."""
 

@@ -7,7 +7,7 @@ import time
 
 from nbdboot.disk.deploy import Progress, copy_to_target, summary
 from nbdboot.disk.store import SYNC_POLICIES
-from nbdboot.errors import UsageError
+from nbdboot.errors import UsageError, seconds
 
 
 def add_copy_arguments(p) -> None:
@@ -22,7 +22,7 @@ def add_copy_arguments(p) -> None:
     p.add_argument("--connections", type=int, default=4, metavar="N",
                    help="source connections when the server advertises multi-conn (default 4)")
     p.add_argument("--sync", choices=SYNC_POLICIES, default="each")
-    p.add_argument("--status-interval", type=float, default=5.0, metavar="SECONDS",
+    p.add_argument("--status-interval", type=seconds, default=5.0, metavar="SECONDS",
                    help="seconds between status lines when stderr is not a terminal")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the summary")
 
@@ -30,13 +30,19 @@ def add_copy_arguments(p) -> None:
 def run_copy(args, since_bitmap: str | None = None) -> int:
     if args.connections < 1 or args.connections > 64:
         raise UsageError("--connections must be between 1 and 64")
-    if args.status_interval <= 0:
-        raise UsageError("--status-interval must be positive")
+    if not 0 < args.status_interval <= 86400:   # written so that nan fails it too
+        raise UsageError(f"--status-interval must be a positive number of seconds, not {args.status_interval}")
     progress = Progress(interval=args.status_interval, quiet=args.quiet)
     started = time.monotonic()
-    store = copy_to_target(args.source, args.target, map_path=args.map_path, resume=args.resume,
-                           connections=args.connections, since_bitmap=since_bitmap,
-                           sync=args.sync, progress=progress)
+    try:
+        store = copy_to_target(args.source, args.target, map_path=args.map_path, resume=args.resume,
+                               connections=args.connections, since_bitmap=since_bitmap,
+                               sync=args.sync, progress=progress)
+    except KeyboardInterrupt:   # Ctrl-C, SIGTERM, SIGHUP: what was copied is committed
+        if progress.stats is not None:
+            print(f"nbdboot: stopped (run again to resume): {summary(progress.stats, time.monotonic() - started)}",
+                  file=sys.stderr)
+        raise
     print(f"nbdboot: {summary(store.stats, time.monotonic() - started)}", file=sys.stderr)
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from nbdboot.errors import seconds
 from nbdboot.nbd import protocol as P
 from nbdboot.nbd.client import NbdClient, list_meta_contexts
 
@@ -75,5 +76,5 @@ def register(subparsers) -> None:
                               description=__doc__)
     p.add_argument("uri", metavar="URI")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS")
+    p.add_argument("--timeout", type=seconds, default=15.0, metavar="SECONDS")
     p.set_defaults(func=handler)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nbdboot.errors import seconds
 from nbdboot.nbd.client import list_exports
 
 
@@ -14,5 +15,5 @@ def handler(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("ls", help="list a server's exports", description=__doc__)
     p.add_argument("uri", metavar="URI", help="nbd://HOST[:PORT], nbd+unix:///?socket=PATH or HOST:PORT")
-    p.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS")
+    p.add_argument("--timeout", type=seconds, default=15.0, metavar="SECONDS")
     p.set_defaults(func=handler)

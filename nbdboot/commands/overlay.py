@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from nbdboot.disk.deploy import human
+from nbdboot.disk.lock import check_free
 from nbdboot.disk.overlay import commit_overlay, discard_overlay, overlay_info
 from nbdboot.disk.store import open_device
 from nbdboot.errors import UsageError
@@ -29,6 +30,7 @@ def handler(args) -> int:
     uri = args.to or overlay_info(args.file).source
     if args.to:
         overlay_info(args.file)
+    check_free(args.file, "overlay")
     if not uri:
         raise UsageError("the overlay does not record its export: give --to URI")
     dest = open_device(uri)

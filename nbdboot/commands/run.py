@@ -11,12 +11,15 @@ number is reached at the export's natural number (docs/int13.md, "Drives").
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
+import select
 import sys
 import time
 from typing import NamedTuple
 
+from nbdboot import interrupt
 from nbdboot.bios.int13 import looks_like_floppy
 from nbdboot.console.keys import parse_keys
 from nbdboot.console.output import HeadlessConsole, TerminalConsole
@@ -152,8 +155,11 @@ def _source(args):
     if args.image:
         from nbdboot.disk.file import FileDevice
         from nbdboot.nbd.server import NbdServer
+        if os.path.isdir(args.image):
+            raise LocalIOError(f"--image {args.image} is a directory, not a disk image")
         if not os.path.isfile(args.image):
             raise LocalIOError(f"no such image file: {args.image}")
+        _refuse_image_as_disk(args.image, args.disks or [])
         # With an overlay or a deploy target the guest never writes the image itself.
         writable = os.access(args.image, os.W_OK) and not (args.overlay or args.deploy_to)
         local = FileDevice(args.image, read_only=not writable)
@@ -179,6 +185,17 @@ def _source(args):
         return NbdDevice(uri, **options)
 
     return factory, str(uri), server, local
+
+
+def _refuse_image_as_disk(image: str, disks: list[DiskSpec]) -> None:
+    """One file as the export and as a PC disk would be two drives writing one file behind each other's back."""
+    for spec in disks:
+        try:
+            same = os.path.samefile(image, spec.source)
+        except OSError:
+            continue
+        if same:
+            raise UsageError(f"--image and --disk name the same file: {spec.source}")
 
 
 def _open_disk(args, factory, source_uri):
@@ -211,21 +228,36 @@ def _drive_number(drive, media: str, device) -> int:
     return drive
 
 
-def handler(args) -> int:
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError("--timeout must be positive")
+def _check_numbers(args) -> None:
+    """nan compares false with everything, so each bound is written to fail for it."""
+    if args.timeout is not None and not (0 < args.timeout < math.inf):
+        raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout}")
     if not 1 <= args.memory <= 3072:
         raise UsageError("--memory must be between 1 and 3072 MiB")
-    if args.retries < 0 or args.retry_delay < 0:
-        raise UsageError("--retries and --retry-delay must not be negative")
+    if not 0 <= args.retries <= 1000:
+        raise UsageError(f"--retries must be between 0 and 1000, not {args.retries}")
+    if not 0 <= args.retry_delay <= 3600:
+        raise UsageError(f"--retry-delay must be between 0 and 3600 seconds, not {args.retry_delay}")
+
+
+def _arm_deadline(timeout: float | None) -> None:
+    """--timeout bounds the whole run: NBD waits and reconnects in the guest's int 13h calls end there too."""
+    if timeout is not None:
+        interrupt.set_deadline(time.monotonic() + timeout, f"--timeout {timeout:g} s")
+
+
+def handler(args) -> int:
+    _check_numbers(args)
     _check_media(args.drive, args.media)
     keys = parse_keys(args.keys) if args.keys else []
     local_disks = number_disks(args.disks or [])
     factory, source_uri, server, local = _source(args)
     device = None
     console = None
+    undo_status = None
     opened: list = []
     started = time.monotonic()
+    _arm_deadline(args.timeout)
     try:
         machine = Machine(memory_mb=args.memory)
         attach_local_disks(machine, local_disks, opened)
@@ -237,6 +269,8 @@ def handler(args) -> int:
         live = not args.headless and sys.stdout.isatty() and sys.stdin.isatty()
         console = TerminalConsole() if live else HeadlessConsole()
         console.attach(machine)
+        if live:
+            undo_status = _status_line_while_live(console, machine)
         machine.power_on(drive)
         session = Session(machine, console, args.expect or [], args.timeout)
         try:
@@ -252,13 +286,17 @@ def handler(args) -> int:
             raise
         _finish(console, machine, args)
         console = None
+        _raise_if_disk_lost(machine, outcome)
         if outcome.met or not args.expect:
             return 0
         print(f"nbdboot: timeout after {args.timeout:g}s waiting for {outcome.missing!r}", file=sys.stderr)
         return EXIT_EXPECT_FAILED
     finally:
+        interrupt.set_deadline(None)
         if console is not None:
             console.close()
+        if undo_status is not None:
+            undo_status()
         if device is not None:
             device.close()
             _report_copy(device, time.monotonic() - started)
@@ -267,6 +305,74 @@ def handler(args) -> int:
             local.close()
         for disk in opened:
             disk.close()
+
+
+def _status_line_while_live(console, machine):
+    """On a live terminal, NBD news (a reconnect under way, a failed int 13h call) goes to a status line
+    below the guest's 25 rows, or to the window title on a terminal of 25 rows, never into the guest's
+    screen; and while the guest waits on the network the screen is kept drawn and keys are read, so
+    Ctrl-C works then too.
+    Returns what undoes it; the last message is printed to stderr once the screen is gone."""
+    import logging
+
+    from nbdboot.console.keys import terminal_keys
+    from nbdboot.nbd.client import status_listeners
+    try:
+        rows = os.get_terminal_size(sys.stdout.fileno()).lines
+    except OSError:
+        rows = 25
+    last: list[str] = []
+
+    def show(text: str | None) -> None:
+        line = f"nbdboot: {text}" if text else ""
+        if text:
+            last[:] = [line]
+        if rows > 25:
+            sys.stdout.write(f"\x1b7\x1b[26;1H\x1b[7m{line[:79]}\x1b[0m\x1b[K\x1b8")
+        else:
+            sys.stdout.write(f"\x1b]2;{line or 'nbdboot'}\x07")
+        sys.stdout.flush()
+
+    def on_client(_client, text):
+        show(text)
+
+    class ToStatusLine(logging.Handler):
+        def emit(self, record):
+            show(record.getMessage().removeprefix("nbdboot: "))
+
+    def poll() -> None:
+        console.update(machine)   # what the guest printed before it began to wait shows now, not after
+        if not select.select([console.fd], [], [], 0)[0]:
+            return
+        data = os.read(console.fd, 256).decode("latin-1")
+        if "\x03" in data:
+            raise KeyboardInterrupt
+        machine.bios.keyboard.type_keys(terminal_keys(data), start_now=True)
+
+    logger = logging.getLogger("nbdboot")
+    handler = ToStatusLine()
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    status_listeners.append(on_client)
+    interrupt.set_poll(poll)
+
+    def undo() -> None:
+        interrupt.set_poll(None)
+        status_listeners.remove(on_client)
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        if last:
+            print(last[0], file=sys.stderr)
+
+    return undo
+
+
+def _raise_if_disk_lost(machine, outcome) -> None:
+    """A run that reached --timeout while its disk's connection was gone for good ends with that NBD error
+    (exit 3), with or without --expect: the guest was told 04h and could not have done its work."""
+    lost = machine.bios.disk.lost_connection
+    if outcome.timed_out and lost is not None:
+        raise lost
 
 
 def _report_copy(device, elapsed: float) -> None:

@@ -6,7 +6,7 @@ import os
 import sys
 
 from nbdboot.disk.file import FileDevice
-from nbdboot.errors import UsageError
+from nbdboot.errors import UsageError, port
 from nbdboot.nbd.server import NbdServer
 
 
@@ -45,7 +45,7 @@ def handler(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="serve image files over NBD", description=__doc__)
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--port", type=int, default=10809, help="TCP port (0 = any free port; default 10809)")
+    p.add_argument("--port", type=port, default=10809, help="TCP port (0 = any free port; default 10809)")
     p.add_argument("--bind", default="127.0.0.1", metavar="ADDR", help="address to listen on")
     p.add_argument("--unix", metavar="PATH", help="listen on a unix socket instead of TCP")
     p.add_argument("--read-only", action="store_true", help="refuse writes")

@@ -26,12 +26,14 @@ opened again; a torn record fails its CRC and its write never began.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import struct
 import threading
 import zlib
 
+from nbdboot.disk.lock import FileInUse, lock_exclusive
 from nbdboot.errors import LocalIOError, UsageError
 
 ABSENT = 0
@@ -63,6 +65,7 @@ def block_size_for(disk_size: int) -> int:
     return bs
 
 HEADER_SIZE = 4096
+MAX_DISK_SIZE = (1 << 63) - 1   # the NBD limit
 MAGIC_MAP = b"NBDBMAP1"
 MAGIC_OVERLAY = b"NBDBOVL1"
 
@@ -108,7 +111,8 @@ class BlockMap:
     # -- creation ----------------------------------------------------------------
     @classmethod
     def create(cls, path: str, size: int, *, block_size: int | None = None,
-               overlay: bool = False, source: str = "", fingerprint: bytes = bytes(32)) -> "BlockMap":
+               overlay: bool = False, source: str = "", fingerprint: bytes = bytes(32),
+               replace: bool = False) -> "BlockMap":
         block_size = block_size or block_size_for(size)
         if block_size <= 0 or block_size & (block_size - 1) or block_size < 512:
             raise UsageError(f"block size {block_size} is not a power of two >= 512")
@@ -120,7 +124,8 @@ class BlockMap:
         src = source.encode()[:HEADER_SIZE - _HEADER.size]
         header = _HEADER.pack(MAGIC_OVERLAY if overlay else MAGIC_MAP, _VERSION, block_size,
                               size, HEADER_SIZE, data_offset, fingerprint, len(src)) + src
-        tmp = path + ".tmp"
+        # A name of our own: two processes creating the same overlay at once must not share one.
+        tmp = f"{path}.tmp{os.getpid()}"
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
             try:
@@ -129,10 +134,24 @@ class BlockMap:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.rename(tmp, path)  # a crash mid-create leaves no half-made map behind
+            # A crash mid-create leaves no half-made map at PATH. Unless told to replace a map
+            # (--restart, under the target's lock), PATH must still not exist: link() fails where
+            # rename() would silently replace the map of whoever created it meanwhile.
+            if replace:
+                os.rename(tmp, path)
+            else:
+                os.link(tmp, path)
+                os.unlink(tmp)
             _fsync_dir(path)
         except OSError as e:
-            raise LocalIOError(f"cannot create {path}: {e.strerror}") from None
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            if e.errno == errno.EEXIST:
+                raise FileInUse(f"{path} was just created by another process") from None
+            hint = " (larger than this filesystem allows)" if e.errno == errno.EFBIG else ""
+            raise LocalIOError(f"cannot create {path}: {e.strerror}{hint}") from None
         return cls.open(path)
 
     @classmethod
@@ -153,6 +172,13 @@ class BlockMap:
                 raise BlockMapError(f"{path}: map version {version} is not supported")
             if block_size < 512 or block_size & (block_size - 1):
                 raise BlockMapError(f"{path}: corrupt header (block size {block_size})")
+            if size > MAX_DISK_SIZE or states_offset < HEADER_SIZE or (data_offset and data_offset < states_offset):
+                raise BlockMapError(f"{path}: corrupt header (disk size {size}, offsets {states_offset}/{data_offset})")
+            if not read_only:
+                lock_exclusive(fd, path, "overlay" if magic == MAGIC_OVERLAY else "block map")
+            if magic == MAGIC_OVERLAY and os.fstat(fd).st_size < data_offset + size:
+                raise BlockMapError(f"{path}: truncated overlay ({os.fstat(fd).st_size} bytes, its "
+                                    f"{size}-byte disk needs {data_offset + size})")
             nblocks = -(-size // block_size)
             states = bytearray(os.pread(fd, nblocks, states_offset))
             if len(states) != nblocks:

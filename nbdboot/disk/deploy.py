@@ -13,6 +13,7 @@ import time
 from nbdboot.disk.dirty import dirty_extents
 from nbdboot.disk.store import StoreDevice, attach_copier, mark_clean_from_bitmap, open_device, open_store
 from nbdboot.errors import NbdbootError
+from nbdboot.nbd.client import status_listeners
 
 
 def human(n: float) -> str:
@@ -35,12 +36,19 @@ class Progress:
         self.last: float | None = None   # the first update always shows
         self.first_done: int | None = None
         self.shown: int | None = None   # `done` of the last line shown
+        self.note: str | None = None    # "reconnecting (try 3/10)": shown instead of the speed
+        self.stats = None               # the copier's, as of the last update
+
+    def nbd_status(self, _client, text: str | None) -> None:
+        """An NbdClient status listener (nbdboot.nbd.client.status_listeners)."""
+        self.note = text
 
     def update(self, done: int, total: int, stats, *, force: bool = False) -> None:
+        self.stats = stats
         now = time.monotonic()
         if self.quiet or (not force and self.last is not None and now - self.last < self.interval):
             return
-        if force and not self.tty and done == self.shown:
+        if force and not self.tty and done == self.shown and not self.note:
             return   # the closing update would repeat the last line
         self.shown = done
         self.last = now
@@ -53,7 +61,13 @@ class Progress:
         eta = 0.0 if not left else (left / progress_rate if progress_rate > 0 else float("inf"))
         pct = 100.0 * done / total if total else 100.0
         eta_s = "--:--" if eta == float("inf") else f"{int(eta) // 60:02d}:{int(eta) % 60:02d}"
-        if self.tty:
+        note = self.note
+        if note:
+            if self.tty:
+                self.stream.write(f"\r{pct:5.1f}% {human(done)}/{human(total)}: {note}\x1b[K")
+            else:
+                self.stream.write(f"nbdboot: {pct:5.1f}% {human(done)} of {human(total)} local: {note}\n")
+        elif self.tty:
             width = 30
             fill = int(width * pct / 100)
             self.stream.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {pct:5.1f}% "
@@ -109,6 +123,8 @@ def copy_to_target(source_spec: str, target_spec: str, *, map_path: str | None =
     try:
         if dirty is not None and store.fresh_map:
             mark_clean_from_bitmap(store, dirty)
+        if progress:
+            status_listeners.append(progress.nbd_status)
         copier = attach_copier(store, factory, connections=connections)
         copier.stop_after = stop_after
         copier.start()
@@ -128,5 +144,7 @@ def copy_to_target(source_spec: str, target_spec: str, *, map_path: str | None =
             exc.exit_code = getattr(err, "exit_code", None) or 6
             raise exc
     finally:
+        if progress and progress.nbd_status in status_listeners:
+            status_listeners.remove(progress.nbd_status)
         store.close()
     return store

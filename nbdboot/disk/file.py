@@ -69,22 +69,76 @@ def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
 _ZERO_CHUNK = bytes(1 << 20)
 
 
+def check_file_size_fits(path: str, size: int) -> None:
+    """Refuse, before anything is created or truncated, a file of `size` bytes at PATH that its
+    filesystem cannot hold (ext4 stops at 16 TiB, tmpfs and xfs at 8 EiB): a sparse probe file beside
+    it is sized as the real one would be, then removed. Block devices and existing files of that size
+    need no probe."""
+    if size > (1 << 63) - 1:
+        raise LocalIOError(f"{path}: a {size}-byte file is larger than any file can be (2^63-1 bytes)")
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == size:
+            return
+    except OSError:
+        pass
+    directory = os.path.dirname(os.path.abspath(path))
+    probe = os.path.join(directory, f".nbdboot-probe-{os.getpid()}")
+    try:
+        fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return   # cannot probe (directory not writable...): the real create reports it
+    try:
+        os.ftruncate(fd, size)
+    except OSError as e:
+        if e.errno in (_errno.EFBIG, _errno.EINVAL):
+            raise LocalIOError(f"{path}: a {size}-byte file is larger than the filesystem of "
+                               f"{directory} allows") from None
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+
+
 class FileDevice(BlockDevice):
-    def __init__(self, path: str | os.PathLike, read_only: bool = False, create_size: int | None = None):
+    def __init__(self, path: str | os.PathLike, read_only: bool = False, create_size: int | None = None,
+                 lock: str | None = None):
+        """lock: take an exclusive lock (disk/lock.py) naming the file's role ("deploy target"), before
+        the file is sized or written."""
         self.path = os.fspath(path)
         flags = os.O_RDONLY if read_only else os.O_RDWR
+        created = False
         if create_size is not None:
             flags |= os.O_CREAT
+            created = not os.path.lexists(self.path)
         try:
             self.fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as e:
             raise LocalIOError(f"cannot open {self.path}: {e.strerror}") from None
-        st = os.fstat(self.fd)
-        self.is_block_device = stat.S_ISBLK(st.st_mode)
-        if create_size is not None and not self.is_block_device and st.st_size != create_size:
-            os.ftruncate(self.fd, create_size)
-            # Grown from nothing, a file is one hole: it reads as zeroes without writing any.
-            self.created_blank = st.st_size == 0
+        try:
+            if lock:
+                from nbdboot.disk.lock import lock_exclusive
+                lock_exclusive(self.fd, self.path, lock)
+            st = os.fstat(self.fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise LocalIOError(f"{self.path} is a directory, not a disk image")
+            self.is_block_device = stat.S_ISBLK(st.st_mode)
+            if create_size is not None and not self.is_block_device and st.st_size != create_size:
+                try:
+                    os.ftruncate(self.fd, create_size)
+                except OSError as e:
+                    raise LocalIOError(f"cannot make {self.path} {create_size} bytes long: {e.strerror}"
+                                       + (" (larger than this filesystem allows)" if e.errno == _errno.EFBIG
+                                          else "")) from None
+                # Grown from nothing, a file is one hole: it reads as zeroes without writing any.
+                self.created_blank = st.st_size == 0
+        except BaseException:
+            os.close(self.fd)
+            if created:
+                try:
+                    os.unlink(self.path)   # a failed create leaves nothing behind to block the next try
+                except OSError:
+                    pass
+            raise
         self.size = os.lseek(self.fd, 0, os.SEEK_END)
         self.read_only = read_only
         self.can_flush = not read_only

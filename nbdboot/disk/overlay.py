@@ -18,7 +18,7 @@ from nbdboot.disk.blockmap import (
     BlockMapError,
     source_fingerprint,
 )
-from nbdboot.disk.file import FileDevice
+from nbdboot.disk.file import FileDevice, check_file_size_fits
 from nbdboot.disk.store import StoreDevice
 
 
@@ -60,9 +60,15 @@ def open_overlay(source: BlockDevice, path: str, *, sync: str = "each", source_s
                  block_size: int | None = None, own_source: bool = True) -> StoreDevice:
     """The guest disk `source` + overlay FILE; FILE is created on first use and reused after
     (with the block size it was made with)."""
-    if os.path.exists(path) and os.path.getsize(path) > 0:
+    if os.path.isdir(path):
+        raise BlockMapError(f"{path} is a directory, not an overlay")
+    if os.path.exists(path) and os.path.getsize(path) == 0:
+        # An overlay is never empty, not even a new one: this file was truncated, or is not ours.
+        raise BlockMapError(f"{path} is empty (0 bytes), not an overlay: delete it to start a new one")
+    if os.path.exists(path):
         blockmap = BlockMap.open_for(path, source, overlay=True)
     else:
+        check_file_size_fits(path, source.size + (64 << 20))   # the data area, after the map
         blockmap = BlockMap.create(path, source.size, block_size=block_size, overlay=True,
                                    source=source_spec, fingerprint=source_fingerprint(source))
     try:
@@ -156,6 +162,8 @@ def commit_overlay(path: str, dest: BlockDevice, *, keep: bool = False, chunk: i
                                 f"the export has {dest.size} bytes")
         if dest.read_only:
             raise BlockMapError("the export is read-only: commit needs a writable export")
+        # As `run --overlay` does: blocks written over one disk's contents must not land on another's.
+        blockmap.check_source(source_fingerprint(dest))
         data = FileDevice(path, read_only=True)
         stats = {"written": 0, "zeroed": 0}
         try:

@@ -76,6 +76,8 @@ from nbdboot.disk.blockmap import (
     BlockMapError,
     source_fingerprint,
 )
+from nbdboot import interrupt
+from nbdboot.disk.file import check_file_size_fits
 from nbdboot.errors import LocalIOError, UsageError
 
 SYNC_POLICIES = ("each", "periodic")
@@ -83,8 +85,10 @@ _ZEROES = bytes(1 << 20)
 _NOT_ABSENT = re.compile(b"[^%s]" % re.escape(bytes([ABSENT])))   # the end of an ABSENT run
 
 
-def open_device(spec: str, *, read_only: bool = False, create_size: int | None = None) -> BlockDevice:
-    """A URI (nbd://, nbds://, nbd+unix://) or a local path as a BlockDevice."""
+def open_device(spec: str, *, read_only: bool = False, create_size: int | None = None,
+                lock: str | None = None) -> BlockDevice:
+    """A URI (nbd://, nbds://, nbd+unix://) or a local path as a BlockDevice; `lock` locks a local file
+    exclusively for that role (an NBD export cannot be locked: its map is)."""
     if "://" in spec:
         from nbdboot.disk.nbd import NbdDevice  # the NBD client is optional for local-only use
         dev = NbdDevice(spec)
@@ -94,7 +98,7 @@ def open_device(spec: str, *, read_only: bool = False, create_size: int | None =
     from nbdboot.disk.file import FileDevice
     if create_size is not None and os.path.exists(spec):
         create_size = None
-    dev = FileDevice(spec, read_only=read_only, create_size=create_size)
+    dev = FileDevice(spec, read_only=read_only, create_size=create_size, lock=lock)
     dev.flush_is_thread_safe = True   # fdatasync(2) may run beside other I/O on the fd
     return dev
 
@@ -784,8 +788,12 @@ class Copier:
         self._reaper_thread.start()
 
     def _run(self) -> None:
+        interrupt.watch(self._stop)   # a stop ends this thread's NBD waits within interrupt.TICK
         try:
             self._open_sources()
+        except interrupt.Cancelled:
+            self._close_sources()
+            return
         except BaseException as e:  # noqa: BLE001 - reported through .error, the guest keeps running
             self.error = e
             self._close_sources()
@@ -802,6 +810,7 @@ class Copier:
     def _worker(self, src: BlockDevice, first: bool = True) -> None:
         # Reused: _store has written it out before the next _fetch. An anonymous mapping is
         # zeroed lazily, page by page, where bytearray would touch all of it before the first read.
+        interrupt.watch(self._stop)
         buf = mmap.mmap(-1, self.chunk)
         window = WritebackWindow(self.store.target)
         try:
@@ -818,6 +827,8 @@ class Copier:
                     break
                 self._copy(src, item, buf, window)
             window.drain()
+        except interrupt.Cancelled:
+            window.drain()   # stopped mid-piece: what was stored before it still commits
         except BaseException as e:  # noqa: BLE001 - reported through .error, the guest keeps running
             self.error = e
             self._stop.set()
@@ -891,13 +902,15 @@ def open_store(source: BlockDevice, target_spec: str, *, map_path: str | None = 
                source_spec: str = "", own_source: bool = True) -> StoreDevice:
     """Source + TARGET + map as a StoreDevice; a new map when none exists (or resume=False)."""
     map_path = map_path or default_map_path(target_spec)
+    if "://" not in target_spec:
+        check_file_size_fits(target_spec, source.size)
     fresh = not (resume and os.path.exists(map_path))
     blockmap = None
     if not fresh:
         # Check the map before the target is touched (or created).
         blockmap = BlockMap.open_for(map_path, source, overlay=False)
     try:
-        target = open_device(target_spec, create_size=source.size)
+        target = open_device(target_spec, create_size=source.size, lock="deploy/restore target")
     except BaseException:
         if blockmap:
             blockmap.close()
@@ -905,7 +918,8 @@ def open_store(source: BlockDevice, target_spec: str, *, map_path: str | None = 
     try:
         if fresh:
             blockmap = BlockMap.create(map_path, source.size, block_size=block_size, source=source_spec,
-                                       fingerprint=source_fingerprint(source))
+                                       fingerprint=source_fingerprint(source),
+                                       replace=os.path.exists(map_path))   # --restart
         try:
             store = StoreDevice(source, target, blockmap, sync=sync, own_source=own_source)
         except BaseException:

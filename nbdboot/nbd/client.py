@@ -46,6 +46,7 @@ import socket
 import sys
 import time
 
+from nbdboot import interrupt
 from nbdboot.disk.base import DiskRangeError, DiskReadOnlyError, DiskUnsupportedError
 from nbdboot.nbd import protocol as P
 from nbdboot.nbd.errors import (
@@ -64,6 +65,11 @@ from nbdboot.nbd.errors import (
 from nbdboot.nbd.uri import NbdUri, parse_uri
 
 _RX_SIZE = 256 * 1024
+MAX_EXPORTS = 10000          # NBD_OPT_LIST replies `ls` accepts
+MAX_META_CONTEXTS = 10000    # meta contexts `info` accepts
+# Called with (client, text) when a client starts reconnecting ("reconnecting (try 3/10)") and with
+# (client, None) once it is back: progress bars and status lines show it instead of a falling speed.
+status_listeners: list = []
 _OUTQ_MAX = 256          # queued request headers (7 KiB) before we send without waiting
 _ZEROS = bytes(1 << 20)
 
@@ -124,6 +130,9 @@ class _Link:
     def __init__(self, sock, timeout: float):
         self.sock = sock
         self.timeout = timeout
+        # Blocking calls wake every TICK to look for signals and the run's deadline (interrupt.check);
+        # `timeout` is how long the server may stay silent, counted across those wake-ups.
+        sock.settimeout(interrupt.TICK)
         # ssl costs ~5 ms to import and only nbds:// needs it: without it, no socket is TLS.
         ssl = sys.modules.get("ssl")
         self.tls = ssl is not None and isinstance(sock, ssl.SSLSocket)
@@ -133,12 +142,20 @@ class _Link:
         self.end = 0
 
     def _recv_into(self, view) -> int:
-        try:
-            n = self.sock.recv_into(view)
-        except (socket.timeout, TimeoutError):
-            raise NbdTimeoutError(f"no data from the server for {self.timeout:g} s") from None
-        except OSError as e:
-            raise self._lost(e) from None
+        silent_since = None
+        while True:
+            try:
+                n = self.sock.recv_into(view)
+                break
+            except (socket.timeout, TimeoutError):
+                now = time.monotonic()
+                if silent_since is None:
+                    silent_since = now - interrupt.TICK
+                interrupt.check()
+                if now - silent_since >= self.timeout:
+                    raise NbdTimeoutError(f"no data from the server for {self.timeout:g} s") from None
+            except OSError as e:
+                raise self._lost(e) from None
         if n == 0:
             raise NbdConnectionError("server closed the connection")
         return n
@@ -182,12 +199,18 @@ class _Link:
         views = [memoryview(p).cast("B") for p in parts if len(p)]
         try:
             if self.tls:
-                for v in views:
-                    for i in range(0, len(v), 65536):
-                        while on_readable is not None and self._readable(0):
-                            on_readable()
-                        self.sock.sendall(v[i:i + 65536])
+                # A TLS record half sent cannot be resumed after a timeout: give sendall the whole wait.
+                self.sock.settimeout(interrupt.remaining(self.timeout) or interrupt.TICK)
+                try:
+                    for v in views:
+                        for i in range(0, len(v), 65536):
+                            while on_readable is not None and self._readable(0):
+                                on_readable()
+                            self.sock.sendall(v[i:i + 65536])
+                finally:
+                    self.sock.settimeout(interrupt.TICK)
                 return
+            stalled_since = None
             while views:
                 try:
                     n = self.sock.sendmsg(views, (), socket.MSG_DONTWAIT) if len(views) > 1 \
@@ -203,9 +226,16 @@ class _Link:
                         n = 0
                 if not views:
                     return
-                r, w, _ = select.select([self.sock] if on_readable else [], [self.sock], [], self.timeout)
+                r, w, _ = select.select([self.sock] if on_readable else [], [self.sock], [], interrupt.TICK)
                 if not r and not w:
-                    raise NbdTimeoutError(f"server accepted no data for {self.timeout:g} s")
+                    now = time.monotonic()
+                    if stalled_since is None:
+                        stalled_since = now - interrupt.TICK
+                    interrupt.check()
+                    if now - stalled_since >= self.timeout:
+                        raise NbdTimeoutError(f"server accepted no data for {self.timeout:g} s")
+                    continue
+                stalled_since = None
                 if r and not w:
                     on_readable()
         except (socket.timeout, TimeoutError):
@@ -240,6 +270,8 @@ class _Link:
 
 
 def _connect_socket(uri: NbdUri, timeout: float):
+    interrupt.check()
+    timeout = interrupt.remaining(timeout) or interrupt.TICK
     try:
         if uri.is_unix:
             path = uri.socket  # a leading NUL (from %00) names an abstract socket
@@ -309,11 +341,21 @@ class _Negotiation:
         cflags = (P.FLAG_C_FIXED_NEWSTYLE if self.fixed else 0) | (P.FLAG_C_NO_ZEROES if self.no_zeroes else 0)
         link.send(P.encode_client_flags(cflags))
 
-    def option(self, opt: int, data: bytes = b""):
-        """Send one option; yield (OptionReply, payload) up to and including the final one."""
+    def option(self, opt: int, data: bytes = b"", max_replies: int = 0, max_length: int = P.MAX_OPTION_REPLY):
+        """Send one option; yield (OptionReply, payload) up to and including the final one. A server
+        may send more replies (max_replies, 0: no limit) or longer ones (max_length) only as an error."""
         self.link.send(P.encode_option(opt, data))
+        count = 0
         while True:
             reply = P.decode_option_reply_header(self.link.take(P.OPTION_REPLY_HEADER_SIZE), opt)
+            count += 1
+            name = {P.OPT_LIST: "NBD_OPT_LIST", P.OPT_LIST_META_CONTEXT: "NBD_OPT_LIST_META_CONTEXT",
+                    P.OPT_SET_META_CONTEXT: "NBD_OPT_SET_META_CONTEXT"}.get(opt, f"option {opt}")
+            if max_replies and count > max_replies:
+                raise NbdProtocolError(f"server sent more than {max_replies - 1} entries in reply to {name}")
+            if reply.length > max_length and not reply.is_error:
+                raise NbdProtocolError(f"server sent a {reply.length}-byte reply to {name} "
+                                       f"(at most {max_length} expected)")
             payload = self.link.read_bytes(reply.length) if reply.length else b""
             yield reply, payload
             if reply.type == P.REP_ACK or reply.is_error:
@@ -337,6 +379,7 @@ class _Negotiation:
         ctx = _tls_context(self.uri, self.certificates)
         hostname = self.uri.tls_hostname or (self.uri.host if not self.uri.is_unix else "localhost")
         try:
+            self.link.sock.settimeout(interrupt.remaining(self.link.timeout) or interrupt.TICK)
             tls_sock = ctx.wrap_socket(self.link.sock, server_hostname=hostname)
         except (ssl.SSLError, ssl.CertificateError) as e:
             raise NbdTLSError(f"TLS handshake failed: {e}") from None
@@ -348,7 +391,9 @@ class _Negotiation:
 
     def list_exports(self) -> list[tuple[str, str]]:
         out = []
-        for reply, payload in self.option(P.OPT_LIST):
+        # NBD_REP_SERVER: a name and a description, strings of at most 4096 bytes each.
+        for reply, payload in self.option(P.OPT_LIST, max_replies=MAX_EXPORTS + 1,
+                                          max_length=4 + 2 * P.MAX_STRING):
             if reply.type == P.REP_SERVER:
                 out.append(P.decode_rep_server(payload))
             elif reply.is_error:
@@ -360,7 +405,8 @@ class _Negotiation:
 
     def meta_contexts(self, opt: int, export: str, queries) -> dict[int, str] | None:
         found: dict[int, str] = {}
-        for reply, payload in self.option(opt, P.encode_meta_query(export, list(queries))):
+        for reply, payload in self.option(opt, P.encode_meta_query(export, list(queries)),
+                                          max_replies=MAX_META_CONTEXTS + 1, max_length=4 + P.MAX_STRING):
             if reply.type == P.REP_META_CONTEXT:
                 cid, name = P.decode_rep_meta_context(payload)
                 if opt == P.OPT_SET_META_CONTEXT and name not in queries:
@@ -384,9 +430,10 @@ class _Negotiation:
                     info.size, info.flags = value
                     got_export = True
                 elif kind == P.INFO_BLOCK_SIZE:
-                    if P.sane_block_sizes(*value):
-                        mn, pref, mx = value
-                        info.block_sizes = P.BlockSizes(mn, pref, mx)
+                    broken = P.block_size_violation(*value)
+                    if broken:
+                        raise NbdProtocolError(f"server sent an invalid {broken}")
+                    info.block_sizes = P.BlockSizes(*value)
                 elif kind == P.INFO_NAME:
                     info.name = value
                 elif kind == P.INFO_DESCRIPTION:
@@ -464,7 +511,6 @@ def _open(uri: NbdUri, *, connect_timeout: float, timeout: float, structured: bo
             neg.link.close(False)
         raise
     link.timeout = timeout
-    link.sock.settimeout(timeout)
     return link, info
 
 
@@ -532,6 +578,7 @@ class NbdClient:
         self.max_retry_delay = max_retry_delay
         self.tls_certificates = tls_certificates
         self.reconnects = 0
+        self.status: str | None = None   # "reconnecting (try N/M)" while it is
         self._strikes = 0    # connection failures since a command last completed
         self._cookie = 0
         self._link: _Link | None = None
@@ -550,7 +597,7 @@ class NbdClient:
                      certificates=self.tls_certificates)
 
     def _new_tracker(self) -> P.ReplyTracker:
-        return P.ReplyTracker(self.export.structured, self.export.contexts)
+        return P.ReplyTracker(self.export.structured, self.export.contexts, export_size=self.export.size)
 
     @property
     def size(self) -> int:
@@ -841,6 +888,11 @@ class NbdClient:
                 self._recover(e)
                 if once:
                     return None
+            except (KeyboardInterrupt, interrupt.DeadlineReached, interrupt.Cancelled) as e:
+                # A reply may be half read: the connection cannot be used again, only closed.
+                if not self._dead:
+                    self._die(NbdConnectionError(f"interrupted: {type(e).__name__}"))
+                raise
 
     def _die(self, why: NbdError) -> None:
         self._dead = why
@@ -856,14 +908,22 @@ class NbdClient:
 
     def _recover(self, why: NbdError) -> None:
         """Reopen with bounded retries; NbdError (why) if the budget runs out."""
+        try:
+            self._reopen(why)
+        finally:
+            if self.status is not None:
+                self._report(None)
+
+    def _reopen(self, why: NbdError) -> None:
         if self._link is not None:
             self._link.close(False)
         last: Exception = why
         delay = self.retry_delay
         for attempt in range(self.retries):
             if attempt:
-                time.sleep(delay)
+                interrupt.sleep(delay)
                 delay = min(delay * self.backoff, self.max_retry_delay)
+            self._report(f"reconnecting (try {attempt + 1}/{self.retries})")
             try:
                 link, info = self._open()
             except (NbdConnectionError, NbdNegotiationError) as e:
@@ -902,6 +962,11 @@ class NbdClient:
         self._link = None
         self._die(err)
         raise err
+
+    def _report(self, text: str | None) -> None:
+        self.status = text
+        for listener in list(status_listeners):
+            listener(self, text)
 
     def reconnect(self) -> None:
         """Drop the connection and negotiate a fresh one now; unanswered commands are re-sent. Also after the

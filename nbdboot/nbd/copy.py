@@ -19,7 +19,7 @@ import stat
 import time
 
 from nbdboot.disk.base import EXTENT_ZERO
-from nbdboot.disk.file import FileDevice
+from nbdboot.disk.file import FileDevice, check_file_size_fits
 from nbdboot.errors import LocalIOError, UsageError
 from nbdboot.nbd import protocol as P
 from nbdboot.nbd.client import NbdClient
@@ -112,6 +112,25 @@ class _Null:
         pass
 
 
+def _refuse_same(src_spec: str, dst_spec: str) -> None:
+    """Copying a disk onto itself would first empty it (the destination starts as one hole)."""
+    if _is_null(dst_spec):
+        return
+    if _is_nbd(src_spec) and _is_nbd(dst_spec):
+        a, b = parse_uri(src_spec), parse_uri(dst_spec)
+        same = (a.host, a.port, a.socket, a.export) == (b.host, b.port, b.socket, b.export)
+    elif not _is_nbd(src_spec) and not _is_nbd(dst_spec):
+        try:
+            same = os.path.samefile(src_spec, dst_spec)   # same inode: hard links and symlinks too
+        except OSError:
+            same = False
+    else:
+        same = False
+    if same:
+        raise UsageError(f"destination {dst_spec} is the source {src_spec}: nothing to copy, and the copy "
+                         "would empty it first")
+
+
 def open_source(spec: str, **client_options):
     if _is_nbd(spec):
         return _NbdEnd(NbdClient(spec, **client_options))
@@ -141,6 +160,7 @@ def open_destination(spec: str, size: int, **client_options):
     except OSError as e:
         raise LocalIOError(f"cannot stat {spec}: {e.strerror}") from None
     if regular:
+        check_file_size_fits(spec, size)   # before the truncate below: a copy that cannot fit loses nothing
         if existed:  # start from an empty file so unwritten zero runs are holes
             try:
                 os.truncate(spec, 0)
@@ -349,6 +369,7 @@ def close_end(end) -> None:
 
 def copy(src_spec: str, dst_spec: str, *, progress=None, client_options=None, **kw) -> CopyResult:
     opts = dict(client_options or {})
+    _refuse_same(src_spec, dst_spec)
     src = open_source(src_spec, **opts)
     try:
         dst = open_destination(dst_spec, src.size, **opts)

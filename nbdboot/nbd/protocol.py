@@ -331,15 +331,23 @@ class BlockSizes(namedtuple("BlockSizes", "minimum preferred maximum",
         return self != BlockSizes()
 
 
-def sane_block_sizes(minimum: int, preferred: int, maximum: int) -> bool:
-    """libnbd's rules; a server breaking them is ignored rather than obeyed."""
+def block_size_violation(minimum: int, preferred: int, maximum: int) -> str | None:
+    """Which rule of the spec's "Block size constraints" NBD_INFO_BLOCK_SIZE breaks, if any."""
     def pow2(v):
         return v > 0 and v & (v - 1) == 0
-    if not pow2(minimum) or minimum > 65536 or not pow2(preferred) or preferred < max(512, minimum):
-        return False
+    if not pow2(minimum) or minimum > 65536:
+        return f"minimum block size {minimum}: it MUST be a power of 2 no larger than 64 KiB"
+    if not pow2(preferred) or preferred < max(512, minimum):
+        return (f"preferred block size {preferred}: it MUST be a power of 2 at least as large as "
+                f"the minimum ({minimum}) and 512")
     if maximum != 0xFFFFFFFF and (maximum < preferred or maximum % minimum):
-        return False
-    return True
+        return (f"maximum payload {maximum}: it MUST be at least the preferred size ({preferred}) and a "
+                f"multiple of the minimum ({minimum}), or 0xffffffff")
+    return None
+
+
+def sane_block_sizes(minimum: int, preferred: int, maximum: int) -> bool:
+    return block_size_violation(minimum, preferred, maximum) is None
 
 
 def decode_info(data: bytes):
@@ -541,8 +549,9 @@ class ReplyTracker:
     """Requests in flight and the rules their replies must follow."""
 
     def __init__(self, structured: bool = False, contexts: dict[int, str] | None = None,
-                 max_payload: int = MAX_CHUNK_PAYLOAD):
+                 max_payload: int = MAX_CHUNK_PAYLOAD, export_size: int | None = None):
         self.structured = structured
+        self.export_size = export_size   # extents must stay inside it, when known
         self.contexts = dict(contexts or {})
         self.max_payload = max_payload
         self.pending: dict[int, Request] = {}
@@ -662,6 +671,10 @@ class ReplyTracker:
             pos += length
             if req.flags & CMD_FLAG_REQ_ONE and pos > req.length:
                 raise NbdProtocolError("REQ_ONE extent runs past the request")
+        if self.export_size is not None and req.offset + pos > self.export_size:
+            raise NbdProtocolError(
+                f"block status extents end at {req.offset + pos}, past the end of the {self.export_size}-byte "
+                "export (descriptors represent consecutive portions of the export)")
         req.extents[cid] = extents
         return cid, extents
 

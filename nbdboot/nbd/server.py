@@ -369,6 +369,39 @@ class _Conn:
                 pass
 
 
+def _file_id(path: str):
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _remove_stale_socket(path: str) -> None:
+    """A socket file left by a server that died may go; one a live server listens on, or anything that
+    is not a socket, may not (OSError with EADDRINUSE / EEXIST)."""
+    import errno
+    import stat
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)   # nobody listens: left behind
+        return
+    except OSError:
+        return
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, "a server is listening on it")
+
+
 class NbdServer:
     def __init__(self, exports: BlockDevice | dict[str, BlockDevice], *, host: str = "127.0.0.1",
                  port: int = 0, unix: str | None = None, read_only: bool = False, structured: bool = True,
@@ -411,10 +444,14 @@ class NbdServer:
 
     def start(self):
         if self.unix:
+            _remove_stale_socket(self.unix)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            if os.path.exists(self.unix):
-                os.unlink(self.unix)
-            sock.bind(self.unix)
+            try:
+                sock.bind(self.unix)
+            except BaseException:
+                sock.close()
+                raise
+            self._socket_id = _file_id(self.unix)
             self.address = self.unix
         else:
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -468,11 +505,12 @@ class NbdServer:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
-        if self.unix and os.path.exists(self.unix):
+        if self.unix and getattr(self, "_socket_id", None) is not None and _file_id(self.unix) == self._socket_id:
             try:
-                os.unlink(self.unix)
+                os.unlink(self.unix)   # ours still: a server started over it since would keep its own
             except OSError:
                 pass
+            self._socket_id = None
 
     def serve_forever(self) -> None:
         if self._listener is None:
