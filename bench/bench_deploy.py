@@ -129,7 +129,7 @@ def boot_while_deploying(work: str, extra_mib: int, repeat: int) -> None:
     import contextlib
     import io
 
-    import nbdboot.commands.run as run_cmd
+    import nbdboot.api as run_cmd  # _open_disk(options, factory, source_uri) lives here
     from nbdboot.cli import main as cli_main
 
     if not os.path.exists(BOOT_IMAGE):

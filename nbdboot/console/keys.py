@@ -132,3 +132,15 @@ def terminal_keys(data: str) -> list[tuple[str, int]]:
             items.append(("key", word))
         i += 1
     return items
+
+
+def keys_help() -> str:
+    """The --keys language in one paragraph, built from the tables the parser uses."""
+    plain = [n for n in NAMED_KEYS if not (n.startswith("ctrl-") or (n[0] == "f" and n[1:].isdigit()))]
+    fkeys = sorted(int(n[1:]) for n in NAMED_KEYS if n[0] == "f" and n[1:].isdigit())
+    ctrl = sorted(n[5:] for n in NAMED_KEYS if n.startswith("ctrl-"))
+    escapes = " ".join("\\" + e for e in _ESCAPES)
+    return (f"text as typed on a US keyboard; escapes {escapes}; keys "
+            + " ".join("{" + n + "}" for n in plain)
+            + f" {{f{fkeys[0]}}}..{{f{fkeys[-1]}}} {{ctrl-{ctrl[0]}}}..{{ctrl-{ctrl[-1]}}}"
+            + "; {pause:SECONDS} waits; {{ and }} are braces")
