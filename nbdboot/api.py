@@ -54,7 +54,7 @@ class WaitTimeout(NbdbootError):
         self.screen = screen
         shown = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
         kind = "regex" if isinstance(pattern, re.Pattern) else "text"
-        super().__init__(f"timeout after {seconds:g}s waiting for {kind} '{shown}'")
+        super().__init__(f"timeout after {seconds:.3g}s waiting for {kind} '{shown}'")
 
 
 class BootStopped(NbdbootError):
@@ -343,6 +343,8 @@ class Boot:
         self.uri: str = ""                      # where the export comes from
         self.error: BaseException | None = None  # what ended the boot (a GuestCrash, an NbdError, ...)
         self.started = time.monotonic()
+        # time.monotonic() after which every wait_for/run gives up (the pytest plugin's timeout marker)
+        self.deadline: float | None = None
         self._console = console if console is not None else _QuietConsole()
         self._typed: deque[list] = deque()
         self._stop_requested = threading.Event()
@@ -456,6 +458,7 @@ class Boot:
         (GuestCrash, BootFailed, an NbdError) if it fails first, BootStopped if stop() is called."""
         if not isinstance(pattern, (str, re.Pattern)) or pattern == "":
             raise UsageError("wait_for takes a non-empty text or a compiled regular expression")
+        timeout = self._bounded(timeout)
         found = self._drive(timeout, lambda: self._find(pattern))
         if found is None:
             self._session._raise_lost_connection()   # the disk died and the guest went on: that is the cause
@@ -466,7 +469,7 @@ class Boot:
         """Let the guest run for `seconds` of wall time (None: until stop(), the guest fails or Ctrl-C)."""
         if seconds is not None and seconds <= 0:
             raise UsageError("run() takes a positive number of seconds")
-        self._drive(seconds, None)
+        self._drive(self._bounded(seconds), None)
 
     def stop(self) -> None:
         """End the current and any later wait_for/run with BootStopped. Safe from any thread and from signal
@@ -492,6 +495,12 @@ class Boot:
         return f"<nbdboot.Boot {self.uri} drive={self.drive:#04x} {self.outcome}>"
 
     # -- inside --------------------------------------------------------------------------
+    def _bounded(self, timeout: float | None) -> float | None:
+        if self.deadline is None:
+            return timeout
+        left = max(self.deadline - time.monotonic(), 1e-3)
+        return left if timeout is None else min(timeout, left)
+
     def _drive(self, timeout: float | None, check):
         if timeout is not None and timeout <= 0:
             raise UsageError("timeout must be positive")

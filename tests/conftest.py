@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+# pytester for the plugin's own tests; the plugin itself also loads through its pytest11 entry point once the
+# package is installed (the entry point's name is the module's, so this does not register it twice).
+pytest_plugins = ["pytester", "nbdboot.pytest_plugin"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 FREEDOS_IMG = SHARED / "images" / "freedos722.img"
