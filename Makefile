@@ -34,6 +34,12 @@ bootimages/demo.img: bootimages/demo-mbr.asm bootimages/demo-stage2.asm
 	$(NASM) -f bin -o build/demo-stage2.bin bootimages/demo-stage2.asm
 	$(NASM) -f bin -i build/ -o $@ bootimages/demo-mbr.asm
 
-# Boots the committed demo image through the embedded NBD server (pip packages only).
+# Boots the committed demo image through the embedded NBD server. Needs pip packages only: when the
+# runtime (unicorn, capstone) is missing, this checkout is pip-installed first (editable, which also gives
+# the `nbdboot` command). The image is booted under an overlay so that the committed file is never written.
 demo:
-	$(PYTHON) -m nbdboot run --image bootimages/demo.img --expect "demo complete" --timeout 30 --headless
+	@$(PYTHON) -c 'import unicorn, capstone' 2>/dev/null || \
+	  $(PYTHON) -m pip install -q --disable-pip-version-check --config-settings editable_mode=compat -e .
+	@mkdir -p build
+	$(PYTHON) -m nbdboot run --image bootimages/demo.img --overlay build/demo.overlay --expect "demo complete" --timeout 30s --headless
+	@rm -f build/demo.overlay build/demo.overlay.*
