@@ -55,9 +55,9 @@ def test_serve_info_ls(serve, tmp_path):
     _sparse_image(a)
     _sparse_image(b, 4 * MiB)
     uri, sock = serve(str(a), str(b), "--name", "alpha", "--name", "beta", "--read-only")
-    listed = nbdboot("ls", uri).stdout.split()
-    assert listed == ["alpha", "a.img", "beta", "b.img"]
-    ours = json.loads(nbdboot("info", "--json", f"nbd+unix:///beta?socket={sock}").stdout)
+    listed = [line for line in nbdboot("ls", uri).stdout.splitlines() if line.startswith(("export=", "\tdesc"))]
+    assert listed == ['export="alpha":', "\tdescription: a.img", 'export="beta":', "\tdescription: b.img"]
+    ours = json.loads(nbdboot("info", "--json", f"nbd+unix:///beta?socket={sock}").stdout)["exports"][0]
     theirs = json.loads(subprocess.run(["nbdinfo", "--json", f"nbd+unix:///beta?socket={sock}"],
                                        check=True, capture_output=True, text=True).stdout)["exports"][0]
     for key in ("export-size", "is_read_only", "can_flush", "can_trim", "can_zero", "can_cache",
