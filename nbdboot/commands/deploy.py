@@ -21,9 +21,10 @@ def add_copy_arguments(p) -> None:
                    help="ignore an existing map and copy everything again")
     p.add_argument("--connections", type=int, default=4, metavar="N",
                    help="source connections when the server advertises multi-conn (default 4)")
-    p.add_argument("--sync", choices=SYNC_POLICIES, default="each")
+    p.add_argument("--sync", choices=SYNC_POLICIES, default="each",
+                   help="when a copied block counts as persisted: each write (default) or periodically")
     p.add_argument("--status-interval", type=seconds, default=5.0, metavar="SECONDS",
-                   help="seconds between status lines when stderr is not a terminal")
+                   help="seconds between status lines when stderr is not a terminal (default 5)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the summary")
 
 

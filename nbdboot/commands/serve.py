@@ -46,9 +46,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="serve image files over NBD", description=__doc__)
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--port", type=port, default=10809, help="TCP port (0 = any free port; default 10809)")
-    p.add_argument("--bind", default="127.0.0.1", metavar="ADDR", help="address to listen on")
-    p.add_argument("--unix", metavar="PATH", help="listen on a unix socket instead of TCP")
-    p.add_argument("--read-only", action="store_true", help="refuse writes")
+    p.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--unix", metavar="PATH", help="listen on a unix socket instead of TCP (default: TCP)")
+    p.add_argument("--read-only", action="store_true", help="refuse writes (default: writable)")
     p.add_argument("--name", action="append", metavar="EXPORT",
                    help="export name (repeat once per FILE; default '' for one file, else basenames)")
     p.set_defaults(func=handler)
