@@ -1,9 +1,14 @@
-"""`nbdboot run` on a terminal: the screen is drawn live, typed keys reach the guest, Ctrl-C ends it."""
+"""`nbdboot run` on a terminal: the screen is drawn live, typed keys (Ctrl-C too) reach the guest, Ctrl-A x
+ends it, a status line says so, a terminal smaller than 80x25 is told it is."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
+import re
+import struct
+import termios
 import select
 import shutil
 import sys
@@ -21,22 +26,64 @@ def read_until(fd, needle: bytes, timeout: float, sofar: bytes = b"") -> bytes:
     return sofar
 
 
-def test_live_terminal_keys_and_ctrl_c(freedos_img, tmp_path):
+def start(image, cols: int = 80, rows: int = 25):
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the CLI on a pseudo-terminal of the given size
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        os.execvp(sys.executable, [sys.executable, "-m", "nbdboot", "run", "--image", str(image), "--timeout", "60"])
+    return pid, fd
+
+
+def finish(pid, fd) -> int:
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status)
+
+
+def rows_drawn(out: bytes) -> list[bytes]:
+    return [row.strip() for row in re.split(rb"\x1b\[K", out)]
+
+
+def test_live_terminal_keys_ctrl_c_to_the_guest_and_ctrl_a_x(freedos_img, tmp_path):
     image = tmp_path / "freedos.img"
     shutil.copyfile(freedos_img, image)
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the CLI on a pseudo-terminal
-        os.execvp(sys.executable, [sys.executable, "-m", "nbdboot", "run", "--image", str(image),
-                                   "--drive", "0x00", "--timeout", "60"])
+    pid, fd = start(image, 80, 26)
     try:
         out = read_until(fd, b"A:\\>", 30)
         assert b"\x1b[H" in out                      # drawn in place, not streamed
+        assert b"Ctrl-A x quits" in out               # the status line on row 26
         os.write(fd, b"ver\r")
         out = read_until(fd, b"FreeCom version 0.82 pl 3 XMS_Swap", 30, out[out.index(b"A:\\>"):])
         assert b"ver" in out and b"FreeCom version" in out
-        os.write(fd, b"\x03")
+        os.write(fd, b"dir")
+        out = read_until(fd, b"A:\\>dir", 10, b"")
+        assert b"A:\\>dir" in out
+        os.write(fd, b"\x03")                          # Ctrl-C: the shell drops the line
+        time.sleep(1)
+        os.write(fd, b"ver\r")                         # so this is `ver`, not `dirver`
+        out = read_until(fd, b"never", 4, b"")
+        drawn = rows_drawn(out[out.rindex(b"\x1b[H"):])    # the last frame
+        assert drawn.count(b"FreeCom version 0.82 pl 3 XMS_Swap [Dec 10 2003 06:49:21]") == 3, drawn
+        assert b"Bad command" not in out and b"bytes free" not in out
+        os.write(fd, b"\x01x")                         # Ctrl-A x
         read_until(fd, b"interrupted", 10)
     finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 130
+        code = finish(pid, fd)
+    assert code == 130
+
+
+def test_small_terminal_is_told(freedos_img, tmp_path):
+    image = tmp_path / "freedos.img"
+    shutil.copyfile(freedos_img, image)
+    pid, fd = start(image, 60, 20)
+    try:
+        out = read_until(fd, b"enlarge it", 30)
+        assert b"terminal 60x20 < guest 80x25: enlarge it; Ctrl-A x quits" in out
+        out = read_until(fd, b"FreeDOS", 30, out)
+        assert all(len(row) <= 60 for row in rows_drawn(out.replace(b"\x1b[7m", b"").replace(b"\x1b[0m", b""))
+                   if not row.startswith(b"\x1b"))
+        os.write(fd, b"\x01\x18")                       # Ctrl-A Ctrl-X quits too
+        read_until(fd, b"interrupted", 10)
+    finally:
+        code = finish(pid, fd)
+    assert code == 130

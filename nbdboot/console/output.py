@@ -59,53 +59,101 @@ class HeadlessConsole:
         pass
 
 
-class TerminalConsole:
-    """Live 80x25 view on an ANSI terminal; keys typed go to the guest (Ctrl-C quits)."""
+# The escape prefix, as QEMU's -nographic console has it: every other key, Ctrl-C included, goes to the guest.
+PREFIX = "\x01"                     # Ctrl-A
+QUIT_KEYS = ("x", "X", "\x18")     # Ctrl-A x (or Ctrl-A Ctrl-X)
+SEND_PREFIX_KEYS = ("a", "\x01")   # Ctrl-A a (or Ctrl-A Ctrl-A): a Ctrl-A for the guest
+STATUS = "nbdboot: Ctrl-A x quits, Ctrl-A a sends Ctrl-A; Ctrl-C and every other key go to the guest"
+GUEST_COLS, GUEST_ROWS = 80, 25
 
-    def __init__(self):
+
+class TerminalConsole:
+    """Live 80x25 view on an ANSI terminal; keys typed go to the guest, Ctrl-A x quits.
+
+    A status line under the guest's screen (when the terminal has a 26th row) and the terminal's title say
+    how to quit. A terminal smaller than 80x25 gets the part of the screen that fits and, on its last row,
+    a message saying so: drawing 80 columns into fewer would wrap and scramble every row.
+    """
+
+    def __init__(self, out=None):
         self.fd = sys.stdin.fileno()
+        self.out = out or sys.stdout
         self._saved = termios.tcgetattr(self.fd)
         tty.setcbreak(self.fd)
-        # Ctrl-C is read as a byte rather than taken as SIGINT: a shell's background
-        # job (CI runners, `cmd &`) inherits SIGINT ignored, and the key must still quit.
+        # Ctrl-C is read as a byte rather than taken as SIGINT: it is the guest's key, and a shell's
+        # background job (CI runners, `cmd &`) inherits SIGINT ignored anyway.
         mode = termios.tcgetattr(self.fd)
         mode[3] &= ~termios.ISIG
+        mode[0] &= ~termios.IXON          # Ctrl-S/Ctrl-Q reach the guest too
         termios.tcsetattr(self.fd, termios.TCSANOW, mode)
         self._last: list[str] | None = None
-        sys.stdout.write("\x1b[?1049h\x1b[2J")
-        sys.stdout.flush()
+        self._size: tuple[int, int] | None = None
+        self._prefix = False              # Ctrl-A seen, its command key not yet
+        self.out.write("\x1b[?1049h\x1b[2J\x1b]2;nbdboot (Ctrl-A x quits)\x07")
+        self.out.flush()
 
     def attach(self, machine) -> None:
         pass
 
+    def terminal_size(self) -> tuple[int, int]:
+        try:
+            size = os.get_terminal_size(self.out.fileno())
+            return size.columns, size.lines
+        except (OSError, ValueError):
+            return GUEST_COLS, GUEST_ROWS + 1
+
     def update(self, machine) -> None:
         lines = screen_lines(machine.cpu)
-        row, col = cursor(machine.cpu)
-        if lines != self._last:
-            out = ["\x1b[H"]
-            for line in lines:
-                out.append(line.ljust(80) + "\x1b[K\r\n")
+        size = self.terminal_size()
+        if lines == self._last and size == self._size:
+            return
+        if size != self._size:
+            self.out.write("\x1b[2J")
+        self._last, self._size = lines, size
+        cols, rows = size
+        small = cols < GUEST_COLS or rows < GUEST_ROWS
+        shown = min(GUEST_ROWS, rows - 1 if small else GUEST_ROWS)
+        out = ["\x1b[H"]
+        for line in lines[:shown]:
+            out.append(line[:cols].ljust(min(cols, GUEST_COLS)) + "\x1b[K\r\n")
+        if small:
+            note = f"terminal {cols}x{rows} < guest {GUEST_COLS}x{GUEST_ROWS}: enlarge it; Ctrl-A x quits"
+            out.append(f"\x1b[{rows};1H\x1b[7m{note[:max(cols - 1, 0)]}\x1b[0m\x1b[K")
+        else:
+            if rows > GUEST_ROWS:
+                out.append(f"\x1b[{GUEST_ROWS + 1};1H\x1b[7m{STATUS[:cols - 1]}\x1b[0m\x1b[K")
+            row, col = cursor(machine.cpu)
             out.append(f"\x1b[{row + 1};{col + 1}H")
-            sys.stdout.write("".join(out))
-            sys.stdout.flush()
-            self._last = lines
+        self.out.write("".join(out))
+        self.out.flush()
 
     def keys(self):
         if not select.select([self.fd], [], [], 0)[0]:
             return []
         data = os.read(self.fd, 256).decode("latin-1")
-        if "\x03" in data:
-            raise KeyboardInterrupt
-        return terminal_keys(data)
+        guest = []
+        for ch in data:
+            if self._prefix:
+                self._prefix = False
+                if ch in QUIT_KEYS:
+                    raise KeyboardInterrupt
+                if ch in SEND_PREFIX_KEYS:
+                    guest.append(PREFIX)
+                continue                  # any other command key is ignored, as in QEMU
+            if ch == PREFIX:
+                self._prefix = True
+                continue
+            guest.append(ch)
+        return terminal_keys("".join(guest))
 
     def finish(self, machine) -> None:
         self.close()
-        sys.stdout.write("\n".join(screen_lines(machine.cpu)).rstrip("\n") + "\n")
-        sys.stdout.flush()
+        self.out.write("\n".join(screen_lines(machine.cpu)).rstrip("\n") + "\n")
+        self.out.flush()
 
     def close(self) -> None:
         if self._saved is not None:
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
             self._saved = None
-            sys.stdout.write("\x1b[?1049l")
-            sys.stdout.flush()
+            self.out.write("\x1b[?1049l")
+            self.out.flush()
