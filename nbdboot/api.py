@@ -39,7 +39,7 @@ __all__ = ["boot", "Boot", "BootOptions", "WaitTimeout", "BootStopped", "DiskSpe
 
 # retries/retry_delay: iPXE's count of reopen tries, closer together than its 5 s, so a server restart is
 # ridden out and a server gone for good reaches the guest as 04h within about 10 s.
-CONNECT_OPTIONS = dict(connect_timeout=10.0, timeout=30.0, retries=10, retry_delay=1.0)
+CONNECT_OPTIONS: dict[str, Any] = dict(connect_timeout=10.0, timeout=30.0, retries=10, retry_delay=1.0)
 MAX_MEMORY_MB = 3072
 
 
@@ -218,6 +218,7 @@ def _source(opts: BootOptions):
     from nbdboot.nbd.uri import parse_uri
 
     server = local = None
+    uri: Any
     if opts.image:
         from nbdboot.disk.file import FileDevice
         from nbdboot.nbd.server import NbdServer
@@ -240,7 +241,7 @@ def _source(opts: BootOptions):
             parsed = parsed.with_export(opts.export)
         uri = parsed
     else:
-        uri = parse_uri(opts.restore_from or opts.uri)
+        uri = parse_uri(opts.restore_from or opts.uri or "")
 
     options = dict(CONNECT_OPTIONS, retries=opts.retries, retry_delay=opts.retry_delay)
 
@@ -334,10 +335,11 @@ class _Driver:
 class Boot:
     """A booted PC. Make one with `boot()`; use it as a context manager or call `close()`."""
 
-    def __init__(self, options: BootOptions, console=None):
+    def __init__(self, options: BootOptions, console=None, machine_options: dict | None = None):
+        """machine_options: extra keyword arguments for Machine (debug_out=..., and whatever the debugging
+        options add): the place for settings of the PC rather than of what it boots."""
         options.check()
         self.options = options
-        self.machine: Machine | None = None
         self.disk = None                        # the guest's disk (overlay/deploy store or the NBD device)
         self.drive: int | None = None           # the export's BIOS drive number
         self.uri: str = ""                      # where the export comes from
@@ -354,13 +356,15 @@ class Boot:
         self._closed = False
         self._mark = 0                          # transcript position after the last match
         self._baseline: str | None = None       # screen text at the last match
-        self._server = self._local = None
+        self._server: Any = None
+        self._local: Any = None
         self._opened: list = []
         keys = parse_keys(options.keys) if options.keys else []
         local_disks = number_disks(options.disk_specs())
         factory, self.uri, self._server, self._local = _source(options)
         try:
-            machine = self.machine = Machine(memory_mb=options.memory)
+            self.machine: Machine = Machine(memory_mb=options.memory, **(machine_options or {}))
+            machine = self.machine
             attach_local_disks(machine, local_disks, self._opened)
             self.disk = _open_disk(options, factory, self.uri)
             drive = _drive_number(options.drive, options.media, self.disk)
@@ -436,8 +440,9 @@ class Boot:
             return "closed" if self._closed else "running"
         if isinstance(self.error, BootStopped):
             return "stopped"
-        return {EXIT_GUEST_CRASH: "crashed", EXIT_BOOT_FAILED: "boot-failed", EXIT_NBD: "nbd-error",
-                EXIT_IO: "io-error", EXIT_INTERRUPTED: "interrupted"}.get(self.exit_code, "error")
+        names = {EXIT_GUEST_CRASH: "crashed", EXIT_BOOT_FAILED: "boot-failed", EXIT_NBD: "nbd-error",
+                 EXIT_IO: "io-error", EXIT_INTERRUPTED: "interrupted"}
+        return names.get(self.exit_code or 0, "error")
 
     # -- driving it ----------------------------------------------------------------------
     def type(self, keys: str) -> None:
@@ -582,12 +587,13 @@ class Boot:
                 self.disk.close()
             if self._server is not None:
                 self._server.stop()
+            if self._local is not None:
                 self._local.close()
             for disk in self._opened:
                 disk.close()
 
 
-def boot(uri: str | None = None, *, console=None, **options: Any) -> Boot:
+def boot(uri: str | None = None, *, console=None, machine_options: dict | None = None, **options: Any) -> Boot:
     """Boot `uri` (or image=FILE, server="HOST:PORT", restore_from=URI with to=TARGET) and return the
     powered-on `Boot`. Keyword options are BootOptions' fields, the long options of `nbdboot run`:
     drive=0x00|0x80|"auto", media="auto"|"hdd"|"floppy"|"cd", disks=["c.img@0x80"], memory=64 (MiB),
@@ -597,4 +603,4 @@ def boot(uri: str | None = None, *, console=None, **options: Any) -> Boot:
     unknown = sorted(set(options) - fields)
     if unknown:
         raise TypeError(f"boot() got unknown option(s): {', '.join(unknown)}")
-    return Boot(BootOptions(uri=uri, **options), console=console)
+    return Boot(BootOptions(uri=uri, **options), console=console, machine_options=machine_options)

@@ -86,7 +86,7 @@ class Served:
 
     def __init__(self, uri: str, stop: Callable[[], None]):
         self.uri = uri
-        self._stop = stop
+        self._stop: Callable[[], None] | None = stop
 
     def stop(self) -> None:
         stop, self._stop = self._stop, None
@@ -121,8 +121,8 @@ def _serve_embedded(path: str, read_only: bool, name: str) -> Served:
 
 
 def _serve_nbdkit(path: str, read_only: bool, name: str, timeout: float = 10.0) -> Served:
-    nbdkit = shutil.which("nbdkit")
-    if nbdkit is None:
+    nbdkit = shutil.which("nbdkit") or ""
+    if not nbdkit:
         pytest.fail("nbdboot_server(server='nbdkit'): nbdkit is not installed")
     port = _free_port()
     cmd = [nbdkit, "-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", str(port)]
