@@ -13,7 +13,7 @@ import time
 import pytest
 
 import nbdboot
-from nbdboot.errors import UsageError
+from nbdboot.errors import NbdbootError, UsageError
 from nbdboot.nbd.uri import parse_uri
 
 PROMPT = "A:\\>"
@@ -41,13 +41,13 @@ def test_boot_types_and_waits_for_text_and_regex(freedos_copy):
     assert pc.outcome == "closed" and pc.exit_code == 0
 
 
-def test_wait_for_after_a_match_needs_new_text(freedos_copy):
-    with nbdboot.boot(image=str(freedos_copy)) as pc:
-        pc.wait_for(PROMPT, timeout=60)
-        with pytest.raises(nbdboot.WaitTimeout) as caught:
-            pc.wait_for(PROMPT, timeout=1.5)          # nothing typed: no new prompt
-        assert str(caught.value) == "timeout after 1.5s waiting for text 'A:\\>'"   # one backslash
-        assert caught.value.exit_code == 1 and PROMPT in caught.value.screen
+def test_wait_for_after_a_match_needs_new_text(boot, freedos_copy):
+    pc = boot(image=freedos_copy)                     # the plugin's fixture: closed after the test
+    pc.wait_for(PROMPT, timeout=60)
+    with pytest.raises(nbdboot.WaitTimeout) as caught:
+        pc.wait_for(PROMPT, timeout=1.5)              # nothing typed: no new prompt
+    assert str(caught.value) == "timeout after 1.5s waiting for text 'A:\\>'"   # one backslash
+    assert caught.value.exit_code == 1 and PROMPT in caught.value.screen
 
 
 def test_stop_from_another_thread_ends_a_wait(freedos_copy):
@@ -89,7 +89,7 @@ def test_close_stops_the_embedded_server(freedos_copy):
     (dict(image="/nonexistent.img"), "no such image"),
 ])
 def test_bad_options_are_usage_errors(options, message):
-    with pytest.raises(nbdboot.api.NbdbootError, match=re.escape(message)):
+    with pytest.raises(NbdbootError, match=re.escape(message)):
         nbdboot.boot(**options)
     with pytest.raises(TypeError, match="no_such_option"):
         nbdboot.boot(image="x.img", no_such_option=1)
@@ -113,6 +113,5 @@ def test_timeout_message_does_not_double_backslashes(freedos_copy):
     assert "\\\\" not in result.stderr
 
 
-def test_floppy_image_boots_as_hard_disk_when_told(freedos_copy):
-    with nbdboot.boot(image=str(freedos_copy), drive=0x80) as pc:
-        assert pc.drive == 0x80
+def test_floppy_image_boots_as_hard_disk_when_told(boot, freedos_copy):
+    assert boot(image=freedos_copy, drive=0x80).drive == 0x80
