@@ -189,8 +189,11 @@ class BootOptions:
             raise UsageError("--connections must be between 1 and 64")
         if not 1 <= self.memory <= MAX_MEMORY_MB:
             raise UsageError(f"--memory must be between 1 and {MAX_MEMORY_MB} MiB")
-        if self.retries < 0 or self.retry_delay < 0:
-            raise UsageError("--retries and --retry-delay must not be negative")
+        # nan compares false with everything, so each bound is written to fail for it
+        if not 0 <= self.retries <= 1000:
+            raise UsageError(f"--retries must be between 0 and 1000, not {self.retries}")
+        if not 0 <= self.retry_delay <= 3600:
+            raise UsageError(f"--retry-delay must be between 0 and 3600 seconds, not {self.retry_delay}")
         if self.media not in ("auto", "hdd", "floppy", "cd"):
             raise UsageError(f"--media must be auto, hdd, floppy or cd, not {self.media!r}")
         drive = self.drive
@@ -222,8 +225,11 @@ def _source(opts: BootOptions):
     if opts.image:
         from nbdboot.disk.file import FileDevice
         from nbdboot.nbd.server import NbdServer
+        if os.path.isdir(opts.image):
+            raise LocalIOError(f"--image {opts.image} is a directory, not a disk image")
         if not os.path.isfile(opts.image):
             raise LocalIOError(f"no such image file: {opts.image}")
+        _refuse_image_as_disk(opts.image, opts.disk_specs())
         # With an overlay or a deploy target the guest never writes the image itself.
         writable = os.access(opts.image, os.W_OK) and not (opts.overlay or opts.deploy_to)
         local = FileDevice(opts.image, read_only=not writable)
@@ -249,6 +255,17 @@ def _source(opts: BootOptions):
         return NbdDevice(uri, **options)
 
     return factory, str(uri), server, local
+
+
+def _refuse_image_as_disk(image: str, disks: list[DiskSpec]) -> None:
+    """One file as the export and as a PC disk would be two drives writing one file behind each other's back."""
+    for spec in disks:
+        try:
+            same = os.path.samefile(image, spec.source)
+        except OSError:
+            continue
+        if same:
+            raise UsageError(f"--image and --disk name the same file: {spec.source}")
 
 
 def _open_disk(opts: BootOptions, factory, source_uri):
@@ -466,15 +483,17 @@ class Boot:
         timeout = self._bounded(timeout)
         found = self._drive(timeout, lambda: self._find(pattern))
         if found is None:
-            self._session._raise_lost_connection()   # the disk died and the guest went on: that is the cause
+            self._raise_lost_connection()   # the disk died and the guest went on: that is the cause
             raise WaitTimeout(pattern, timeout or 0.0, self.screen)
         return found
 
     def run(self, seconds: float | None = None) -> None:
         """Let the guest run for `seconds` of wall time (None: until stop(), the guest fails or Ctrl-C)."""
-        if seconds is not None and seconds <= 0:
+        if seconds is not None and not 0 < seconds < float("inf"):
             raise UsageError("run() takes a positive number of seconds")
         self._drive(self._bounded(seconds), None)
+        # it ran its time with its disk's connection gone for good: the guest could not have done its work
+        self._raise_lost_connection()
 
     def stop(self) -> None:
         """End the current and any later wait_for/run with BootStopped. Safe from any thread and from signal
@@ -500,6 +519,14 @@ class Boot:
         return f"<nbdboot.Boot {self.uri} drive={self.drive:#04x} {self.outcome}>"
 
     # -- inside --------------------------------------------------------------------------
+    def _raise_lost_connection(self) -> None:
+        """The guest was told 04h when its disk's connection died for good and carried on: a wait that then
+        runs out ends with that NBD error (exit 3), the cause, rather than the timeout it led to."""
+        lost = self.machine.bios.disk.lost_connection
+        if lost is not None:
+            self.error = lost
+            raise lost
+
     def _bounded(self, timeout: float | None) -> float | None:
         if self.deadline is None:
             return timeout

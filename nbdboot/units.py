@@ -46,10 +46,21 @@ def size_mib(text: str) -> int:
 
 
 def seconds(text: str) -> float:
-    """argparse type: a duration in seconds (20, 20s, 1.5, 500ms, 2m, 1h). A negative one is returned, for
-    the command to reject in its own words."""
+    """argparse type: a duration in seconds (20, 20s, 1.5, 500ms, 2m, 1h). A negative, infinite or nan one is
+    returned, for the command to reject in its own words."""
     m = _TIME.match(text)
     if not m:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 20, 20s, 500ms, 2m)")
+        try:
+            return float(text)    # nan, inf: returned for the command's own range check and one-line message
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 20, 20s, 500ms, 2m)") from None
     number, suffix = m.groups()
     return float(number) * _TIME_SCALE[suffix.lower() if suffix else None]
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a positive, finite duration (`seconds` with the range checked here)."""
+    value = seconds(text)
+    if not 0 < value <= 10 ** 7:   # written so that nan fails it too
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value

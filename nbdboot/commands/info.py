@@ -6,7 +6,7 @@ import inspect
 import json
 
 from nbdboot.nbd.client import Export, NbdClient, list_meta_contexts
-from nbdboot.units import seconds
+from nbdboot.units import positive_seconds
 
 
 # The Export's block sizes until an INFO_BLOCK_SIZE replaces them: its constructor's default object.
@@ -126,6 +126,6 @@ def register(subparsers) -> None:
                               description=__doc__)
     p.add_argument("uri", metavar="URI", help="nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH or HOST:PORT")
     p.add_argument("--json", action="store_true", help="nbdinfo --json's document")
-    p.add_argument("--timeout", type=seconds, default=15.0, metavar="DURATION",
+    p.add_argument("--timeout", type=positive_seconds, default=15.0, metavar="DURATION",
                    help="give up connecting or waiting for a reply after DURATION (default 15s)")
     p.set_defaults(func=handler)

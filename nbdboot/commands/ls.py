@@ -7,7 +7,7 @@ import json
 
 from nbdboot.nbd.client import list_exports
 from nbdboot.nbd.uri import parse_uri
-from nbdboot.units import seconds
+from nbdboot.units import positive_seconds
 
 
 def handler(args) -> int:
@@ -36,6 +36,6 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("ls", help="list a server's exports (as nbdinfo --list)", description=__doc__)
     p.add_argument("uri", metavar="URI", help="nbd://HOST[:PORT], nbd+unix:///?socket=PATH or HOST:PORT")
     p.add_argument("--json", action="store_true", help="nbdinfo --list --json's document")
-    p.add_argument("--timeout", type=seconds, default=15.0, metavar="DURATION",
+    p.add_argument("--timeout", type=positive_seconds, default=15.0, metavar="DURATION",
                    help="give up connecting or waiting for a reply after DURATION (default 15s)")
     p.set_defaults(func=handler)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
-import select
 import sys
 import time
 
@@ -124,27 +122,18 @@ def _status_line_while_live(console, machine):
     """On a live terminal, NBD news (a reconnect under way, a failed int 13h call) goes to a status line
     below the guest's 25 rows, or to the window title on a terminal of 25 rows, never into the guest's
     screen; and while the guest waits on the network the screen is kept drawn and keys are read, so
-    Ctrl-C works then too.
+    Ctrl-A x works then too.
     Returns what undoes it; the last message is printed to stderr once the screen is gone."""
     import logging
 
-    from nbdboot.console.keys import terminal_keys
     from nbdboot.nbd.client import status_listeners
-    try:
-        rows = os.get_terminal_size(sys.stdout.fileno()).lines
-    except OSError:
-        rows = 25
     last: list[str] = []
 
     def show(text: str | None) -> None:
-        line = f"nbdboot: {text}" if text else ""
-        if text:
+        line = f"nbdboot: {text}" if text else None
+        if line:
             last[:] = [line]
-        if rows > 25:
-            sys.stdout.write(f"\x1b7\x1b[26;1H\x1b[7m{line[:79]}\x1b[0m\x1b[K\x1b8")
-        else:
-            sys.stdout.write(f"\x1b]2;{line or 'nbdboot'}\x07")
-        sys.stdout.flush()
+        console.status(line)
 
     def on_client(_client, text):
         show(text)
@@ -155,12 +144,9 @@ def _status_line_while_live(console, machine):
 
     def poll() -> None:
         console.update(machine)   # what the guest printed before it began to wait shows now, not after
-        if not select.select([console.fd], [], [], 0)[0]:
-            return
-        data = os.read(console.fd, 256).decode("latin-1")
-        if "\x03" in data:
-            raise KeyboardInterrupt
-        machine.bios.keyboard.type_keys(terminal_keys(data), start_now=True)
+        keys = console.keys()     # Ctrl-A x quits here too
+        if keys:
+            machine.bios.keyboard.type_keys(keys, start_now=True)
 
     logger = logging.getLogger("nbdboot")
     handler = ToStatusLine()

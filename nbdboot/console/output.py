@@ -89,6 +89,7 @@ class TerminalConsole:
         self._last: list[str] | None = None
         self._size: tuple[int, int] | None = None
         self._prefix = False              # Ctrl-A seen, its command key not yet
+        self._status = STATUS             # row 26 (or the title on a 25-row terminal)
         self.out.write("\x1b[?1049h\x1b[2J\x1b]2;nbdboot (Ctrl-A x quits)\x07")
         self.out.flush()
 
@@ -121,11 +122,26 @@ class TerminalConsole:
             out.append(f"\x1b[{rows};1H\x1b[7m{note[:max(cols - 1, 0)]}\x1b[0m\x1b[K")
         else:
             if rows > GUEST_ROWS:
-                out.append(f"\x1b[{GUEST_ROWS + 1};1H\x1b[7m{STATUS[:cols - 1]}\x1b[0m\x1b[K")
+                out.append(self._status_sequence(cols))
             row, col = cursor(machine.cpu)
             out.append(f"\x1b[{row + 1};{col + 1}H")
         self.out.write("".join(out))
         self.out.flush()
+
+    def status(self, text: str | None) -> None:
+        """Show `text` on the status line (None: the how-to-quit line again); on a terminal of 25 rows or
+        fewer, in the window title."""
+        self._status = text or STATUS
+        cols, rows = self._size or self.terminal_size()
+        if rows > GUEST_ROWS and cols >= GUEST_COLS:
+            self.out.write(self._status_sequence(cols))
+        else:
+            self.out.write(f"\x1b]2;{text or 'nbdboot (Ctrl-A x quits)'}\x07")
+        self.out.flush()
+
+    def _status_sequence(self, cols: int) -> str:
+        """Row 26 in reverse video, the cursor saved and restored around it."""
+        return f"\x1b7\x1b[{GUEST_ROWS + 1};1H\x1b[7m{self._status[:cols - 1]}\x1b[0m\x1b[K\x1b8"
 
     def keys(self):
         if not select.select([self.fd], [], [], 0)[0]:

@@ -59,6 +59,7 @@ def copy_parallel(src_spec: str, dst_spec: str, connections: int, *, progress=No
     """copy() over up to `connections` connections; one when an NBD end lacks multi-conn or the source is
     small."""
     opts = dict(client_options or {})
+    C._refuse_same(src_spec, dst_spec)
     t0 = time.monotonic()
     srcs = [C.open_source(src_spec, **opts)]
     dsts = []
