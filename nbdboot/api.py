@@ -21,6 +21,7 @@ the previous match; so `wait_for("A:\\\\>")` after `type("ver\\n")` waits for th
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import threading
@@ -28,6 +29,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Iterable, NamedTuple, overload
 
+from nbdboot import interrupt
 from nbdboot.console.keys import parse_keys
 from nbdboot.console.screen import screen_lines, screen_text
 from nbdboot.errors import EXIT_EXPECT_FAILED, EXIT_INTERRUPTED, LocalIOError, NbdbootError, UsageError
@@ -549,6 +551,7 @@ class Boot:
                     return found
             self._driver.check = check and self._checked(check)
             self._session.timeout = timeout
+            armed = self._arm_deadline(timeout)
             try:
                 self._session.run()
             except _Found as f:
@@ -560,11 +563,24 @@ class Boot:
                 self.error = e
                 raise
             finally:
+                if armed:
+                    interrupt.set_deadline(None)
                 self._driver.check = None
                 self._snapshot()
             return None
         finally:
             self._drive_lock.release()
+
+    @staticmethod
+    def _arm_deadline(timeout: float | None) -> bool:
+        """Bound the NBD waits inside the guest's int 13h calls by this wait's timeout too (a silent server
+        would otherwise hold the guest for the NBD client's own timeouts and retries). The deadline is the
+        process's, for its main thread: a run that armed one already (`nbdboot run --timeout`) keeps it."""
+        if timeout is None or threading.current_thread() is not threading.main_thread() \
+                or interrupt.remaining(math.inf) != math.inf:
+            return False
+        interrupt.set_deadline(time.monotonic() + timeout, f"the wait's timeout ({timeout:.3g} s)")
+        return True
 
     def _checked(self, check):
         def run_check():

@@ -115,3 +115,16 @@ def test_timeout_message_does_not_double_backslashes(freedos_copy):
 
 def test_floppy_image_boots_as_hard_disk_when_told(boot, freedos_copy):
     assert boot(image=freedos_copy, drive=0x80).drive == 0x80
+
+
+def test_wait_for_timeout_bounds_a_guest_stuck_on_a_silent_server():
+    from support.badnbd import BadServer
+    from nbdboot.interrupt import DeadlineReached
+    with BadServer("stall-after-boot") as srv:
+        with nbdboot.boot(srv.uri, media="hdd") as pc:
+            started = time.monotonic()
+            with pytest.raises(DeadlineReached, match="reached while waiting for the NBD server"):
+                pc.wait_for("never printed", timeout=2)
+            assert time.monotonic() - started < 3.5
+            assert pc.outcome == "nbd-error" and pc.exit_code == 3
+            assert "*" in pc.screen                    # the boot sector ran, then its read never came back
