@@ -29,9 +29,9 @@ from nbdboot.machine.machine import DEFAULT_MEMORY_MB, GuestCrash, Machine
 from nbdboot.machine.session import Session
 from nbdboot.nbd.uri import looks_like_uri
 
-# retries/retry_delay: --retries/--retry-delay. iPXE's count of reopen tries, closer together than its 5 s, so a
-# server restart is ridden out and a server gone for good reaches the guest as 04h within about 10 s.
-CONNECT_OPTIONS = dict(connect_timeout=10.0, timeout=30.0, retries=10, retry_delay=1.0)
+# iPXE's budget: 15 s of silence per command, 10 reopen tries (--retries), but 1 s apart (--retry-delay) rather
+# than 5 s, so a server restart is ridden out and a server gone for good reaches the guest as 04h within ~10 s.
+CONNECT_OPTIONS = dict(connect_timeout=10.0, timeout=15.0, retries=10, retry_delay=1.0)
 
 
 def parse_drive(text: str) -> int | str:
