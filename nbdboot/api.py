@@ -41,7 +41,7 @@ __all__ = ["boot", "Boot", "BootOptions", "WaitTimeout", "BootStopped", "DiskSpe
 
 # retries/retry_delay: iPXE's count of reopen tries, closer together than its 5 s, so a server restart is
 # ridden out and a server gone for good reaches the guest as 04h within about 10 s.
-CONNECT_OPTIONS: dict[str, Any] = dict(connect_timeout=10.0, timeout=30.0, retries=10, retry_delay=1.0)
+CONNECT_OPTIONS: dict[str, Any] = dict(connect_timeout=10.0, timeout=15.0, retries=10, retry_delay=1.0)
 MAX_MEMORY_MB = 3072
 
 

@@ -13,18 +13,20 @@ EXIT_NBD = 3                # NBD connection, negotiation or protocol failure
 EXIT_GUEST_CRASH = 4        # triple fault, invalid opcode, unmapped fetch, dead hlt
 EXIT_BOOT_FAILED = 5        # no bootable disk, int 18h/19h from the guest
 EXIT_IO = 6                 # local file or device error (image, overlay, target)
-EXIT_INTERRUPTED = 130      # Ctrl-C
+EXIT_INTERRUPTED = 130      # Ctrl-C (SIGTERM: 143, SIGHUP: 129, i.e. 128 + the signal)
 
 EXIT_CODES_HELP = """\
 exit codes:
   0    success (every --expect text seen, or the command completed)
   1    --expect text not seen before --timeout
   2    bad usage or bad input
-  3    NBD failure (connect, negotiation, protocol, server error)
+  3    NBD failure (connect, negotiation, protocol, server error; --timeout reached
+       while waiting for the server; the disk's connection lost for good)
   4    guest crash (triple fault, invalid opcode, unmapped memory, halted)
   5    boot failed (no boot signature, int 18h/19h from the guest)
-  6    local I/O error (image, overlay or target file)
-  130  interrupted"""
+  6    local I/O error (image, overlay or target file; a file another process has locked)
+  130  interrupted (Ctrl-C); 143 SIGTERM, 129 SIGHUP
+A closed stdout (`| head -1`) changes no exit code."""
 
 
 def seconds(text: str) -> float:
