@@ -39,8 +39,8 @@ from nbdboot.nbd.uri import looks_like_uri
 
 __all__ = ["boot", "Boot", "BootOptions", "WaitTimeout", "BootStopped", "DiskSpec", "parse_disk", "number_disks"]
 
-# retries/retry_delay: iPXE's count of reopen tries, closer together than its 5 s, so a server restart is
-# ridden out and a server gone for good reaches the guest as 04h within about 10 s.
+# iPXE's budget: 15 s of silence per command, 10 reopen tries (retries), but 1 s apart (retry_delay) rather
+# than 5 s, so a server restart is ridden out and a server gone for good reaches the guest as 04h within ~10 s.
 CONNECT_OPTIONS: dict[str, Any] = dict(connect_timeout=10.0, timeout=15.0, retries=10, retry_delay=1.0)
 MAX_MEMORY_MB = 3072
 
