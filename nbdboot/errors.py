@@ -13,6 +13,7 @@ EXIT_NBD = 3                # NBD connection, negotiation or protocol failure
 EXIT_GUEST_CRASH = 4        # triple fault, invalid opcode, unmapped fetch, dead hlt
 EXIT_BOOT_FAILED = 5        # no bootable disk, int 18h/19h from the guest
 EXIT_IO = 6                 # local file or device error (image, overlay, target)
+EXIT_BREAKPOINT = 7         # the CPU reached a --break address
 EXIT_INTERRUPTED = 130      # Ctrl-C (SIGTERM: 143, SIGHUP: 129, i.e. 128 + the signal)
 
 EXIT_CODES_HELP = """\
@@ -25,6 +26,7 @@ exit codes:
   4    guest crash (triple fault, invalid opcode, unmapped memory, halted)
   5    boot failed (no boot signature, int 18h/19h from the guest)
   6    local I/O error (image, overlay or target file; a file another process has locked)
+  7    breakpoint (the CPU reached a --break address; a report is on stderr)
   130  interrupted (Ctrl-C); 143 SIGTERM, 129 SIGHUP
 A closed stdout (`| head -1`) changes no exit code."""
 
@@ -69,3 +71,13 @@ class LocalIOError(NbdbootError):
 
 class BootFailed(NbdbootError):
     exit_code = EXIT_BOOT_FAILED
+
+
+class BreakpointReached(NbdbootError):
+    """The CPU reached a --break address; `report` shows the machine there."""
+
+    exit_code = EXIT_BREAKPOINT
+
+    def __init__(self, message: str, report: str = ""):
+        super().__init__(message)
+        self.report = report

@@ -5,6 +5,7 @@ API
                               KeyboardInterrupt, so every Ctrl-C cleanup runs for them too), and a wakeup
                               pipe records every signal so a wait can see a Ctrl-C someone else deferred
     set_deadline(when, what)  monotonic time after which waits in the main thread raise DeadlineReached
+    postpone_deadline(s)      move it later (gdb held the guest stopped: --timeout does not count that)
                               (`what` names it in the message: "--timeout 20 s"); None clears it
     set_poll(fn)              fn() runs in the main thread at each check() (a live terminal reads its keys
                               there, so Ctrl-C typed while the guest waits on the network is seen); None clears
@@ -99,6 +100,13 @@ def watch(event: threading.Event | None) -> None:
 def set_deadline(when: float | None, what: str = "") -> None:
     global _deadline, _deadline_what
     _deadline, _deadline_what = when, what
+
+
+def postpone_deadline(seconds: float) -> None:
+    """Move the deadline later by `seconds` (the time a debugger held the guest stopped)."""
+    global _deadline
+    if _deadline is not None:
+        _deadline += seconds
 
 
 def _deferred_sigint_seen() -> bool:

@@ -16,6 +16,7 @@ programs hang if a disk call returns with interrupts off). docs/int13.md,
 from __future__ import annotations
 
 import struct
+import time
 
 from nbdboot.disk.base import BlockDevice, DiskError, DiskReadOnlyError
 from nbdboot.machine import rom
@@ -134,6 +135,10 @@ class Int13:
     lost_connection: NbdError | None = None
     lost_drive: int | None = None
     _last_failure = ""
+    # Called after every call as observer(dl, ah, drive or None, status, perf_counter at entry) when set
+    # (--log int13, the gdb stub's disk log); `transfer` then holds the call's (lba, count, linear, write).
+    observer = None
+    transfer: tuple[int, int, int, bool] | None = None
 
     def __init__(self, machine):
         self.m = machine
@@ -296,6 +301,10 @@ class Int13:
         cpu = self.m.cpu
         ah = cpu.get("ah")
         dl = cpu.get("dl")
+        observer = self.observer
+        if observer is not None:
+            self.transfer = None
+            started = time.perf_counter()
         if self.san:
             self._check_counts()
         drive = self.route(dl, ah)
@@ -316,6 +325,8 @@ class Int13:
             drive.last_status, drive.last_failed = last, bool(status)
         self.m.cpu.write8(0x441 if dl < 0x80 else 0x474, status)
         cpu.set_frame_flags(FLAG_IF | (FLAG_CF if status else 0), 0 if status else FLAG_CF)
+        if observer is not None:
+            observer(dl, ah, drive, status, started)
 
     def _absent_drive(self, ah: int) -> int:
         cpu = self.m.cpu
@@ -334,6 +345,7 @@ class Int13:
         return disks if dl & 0x80 else floppies
 
     def _transfer(self, drive: Drive, lba: int, count: int, linear: int, write: bool) -> int:
+        self.transfer = (lba, count, linear, write)
         if count == 0:
             return STATUS_OK
         if lba + count > drive.capacity:

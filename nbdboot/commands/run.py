@@ -20,7 +20,8 @@ from nbdboot import api, interrupt
 from nbdboot.api import CONNECT_OPTIONS, DiskSpec, attach_local_disks, number_disks, open_local_disk  # noqa: F401
 from nbdboot.console.keys import keys_help
 from nbdboot.console.output import HeadlessConsole, TerminalConsole
-from nbdboot.errors import EXIT_CODES_HELP, EXIT_EXPECT_FAILED, UsageError
+from nbdboot.debug import options as debug_options
+from nbdboot.errors import EXIT_CODES_HELP, EXIT_EXPECT_FAILED, BreakpointReached, UsageError
 from nbdboot.machine.machine import DEFAULT_MEMORY_MB, GuestCrash
 from nbdboot.units import seconds, size_mib
 
@@ -83,11 +84,16 @@ def handler(args) -> int:
     if live:
         undo_status = _status_line_while_live(console, pc.machine)
     finished = False
+    debugging = None
+    exit_status = None
     try:
         deadline = None if args.timeout is None else time.monotonic() + args.timeout
+        debugging = debug_options.attach(pc.machine, args)
+        if debugging is not None:
+            debugging.bind(pc._session, deadline)
         try:
             for text in args.expect or []:
-                left = None if deadline is None else max(deadline - time.monotonic(), 1e-6)
+                left = None if deadline is None else max(deadline + _paused(debugging) - time.monotonic(), 1e-6)
                 pc.wait_for(text, timeout=left)
             if not args.expect:
                 pc.run(args.timeout)
@@ -95,11 +101,17 @@ def handler(args) -> int:
             _finish(console, pc, args)
             finished = True
             print(f"nbdboot: timeout after {args.timeout:g}s waiting for '{e.pattern}'", file=sys.stderr)
+            exit_status = EXIT_EXPECT_FAILED
             return EXIT_EXPECT_FAILED
         except GuestCrash as crash:
             _finish(console, pc, args)
             finished = True
             print(f"guest crash: {crash}\n{crash.report}", file=sys.stderr)
+            raise
+        except BreakpointReached as stop:
+            _finish(console, pc, args)
+            finished = True
+            print(f"{stop}\n{stop.report}", file=sys.stderr)
             raise
         except BaseException:
             _finish(console, pc, args)
@@ -107,8 +119,11 @@ def handler(args) -> int:
             raise
         _finish(console, pc, args)
         finished = True
+        exit_status = 0
         return 0
     finally:
+        if debugging is not None:
+            debugging.close(exit_status)
         interrupt.set_deadline(None)
         if not finished:
             console.close()
@@ -116,6 +131,11 @@ def handler(args) -> int:
             undo_status()
         pc.close()
         _report_copy(pc.disk, time.monotonic() - pc.started)
+
+
+def _paused(debugging) -> float:
+    """Seconds a debugger has held the guest stopped: --timeout does not count them."""
+    return 0.0 if debugging is None else debugging.paused
 
 
 def _status_line_while_live(console, machine):
@@ -234,4 +254,5 @@ def register(subparsers) -> None:
     p.add_argument("--screen-out", metavar="FILE", help="write the final 80x25 screen to FILE (default: none)")
     p.add_argument("--headless", action="store_true",
                    help="stream guest text to stdout and print the final screen (default without a terminal)")
+    debug_options.add_arguments(p)
     p.set_defaults(func=handler)

@@ -78,6 +78,7 @@ class Session:
         self.expects = list(expects)
         self.timeout = timeout
         self.transcript: list[str] = []
+        self.paused = 0.0  # seconds a debugger held the guest stopped: not counted against the timeout
         video = machine.bios.video
         forward = video.on_output
 
@@ -97,6 +98,7 @@ class Session:
         m = self.machine
         start = time.monotonic()
         deadline = None if self.timeout is None else start + self.timeout
+        paused_before = self.paused
         pending = list(self.expects)
         seen: list[str] = []
         mark = 0            # transcript position after the last match
@@ -138,7 +140,7 @@ class Session:
                 ahead = m.clock.now - (now - start) - IDLE_SLACK
                 if ahead > 0:
                     time.sleep(min(ahead, 0.05))
-            if deadline is not None and now >= deadline:
+            if deadline is not None and now >= deadline + self.paused - paused_before:
                 if pending:
                     self._raise_lost_connection()
                 return Outcome(not pending, True, seen, pending[0] if pending else None, now - start)
