@@ -64,7 +64,7 @@ def target_xml(arch: str) -> str:
     fpu += "".join(f'<reg name="{name}" bitsize="32" type="int" group="float"/>' for name in (
         "fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff", "fop"))
     return ('<?xml version="1.0"?><!DOCTYPE target SYSTEM "gdb-target.dtd">'
-            f'<target version="1.0"><architecture>{arch}</architecture>'
+            f"<target version=\"1.0\"><architecture>{arch}</architecture><osabi>none</osabi>"
             f'<feature name="org.gnu.gdb.i386.core"><flags id="i386_eflags" size="4">{flags}</flags>'
             f'{regs}{fpu}</feature>'
             '<feature name="org.nbdboot.x86.realmode">'
@@ -350,6 +350,7 @@ class GdbStub:
             self._drop_client()
             raise _Resume
         if head == "k" or packet.startswith("vKill"):
+            self._send("OK")
             self._drop_client()
             raise GdbKilled("gdb killed the guest")
         if head == "H" or head == "T":

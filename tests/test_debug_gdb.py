@@ -1,0 +1,224 @@
+"""The gdb stub against Debian's gdb in batch mode, and at the protocol level for what a batch gdb cannot do
+(Ctrl-C while running, a lost connection, a long stop under --timeout).
+
+The disk is the L3 rung (SYSLINUX's MBR, SYSLINUX, chain.c32, the FreeDOS kernel on C:) served by a real nbdkit:
+its MBR relocates itself from 0x7C00 to 0x600 and patches its own code, which is what a person debugging one
+steps through."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import require_tool
+from images import image
+
+L3_PROMPT = "NBDBOOT-L3 C:\\>"
+PROMPT = "A:\\>"
+
+GDB_SCRIPT = r"""
+p/x $pc
+x/3i $pc
+break *0x7c1a
+continue
+stepi
+p/x $pc
+p/x $cs
+x/2i $pc
+x/16xb 0x7be
+p/x *(unsigned int*)(0x7be+8)
+set $es = 0x1234
+p/x $es
+set $es = 0
+watch *(unsigned int*)0x68d
+continue
+p/x $pc
+p/x *(unsigned int*)0x68d
+monitor ivt 13
+monitor regs
+delete
+continue
+"""
+
+
+def start_run(*argv: str) -> tuple[subprocess.Popen, int]:
+    """`nbdboot run ... --gdb 0`; returns the process and the port its stub listens on."""
+    proc = subprocess.Popen([sys.executable, "-m", "nbdboot", "run", *argv, "--gdb", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        if found:
+            return proc, int(found.group(1))
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"no gdb stub: {proc.communicate()}")
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"nbdboot did not end:\n{out}\n{err}")
+    return proc.returncode, out, err
+
+
+def test_gdb_steps_through_the_mbr_and_continues_to_the_prompt(nbdkit, tmp_path):
+    gdb = require_tool("gdb")
+    server = nbdkit("-r", "file", str(image("l3-chain-freedos")))
+    proc, port = start_run("--server", server.hostport, "--gdb-wait", "--expect", L3_PROMPT,
+                           "--timeout", "60", "--headless")
+    try:
+        script = tmp_path / "session.gdb"
+        script.write_text(GDB_SCRIPT)
+        result = subprocess.run([gdb, "-batch", "-nx", "-ex", f"target remote 127.0.0.1:{port}", "-x", str(script)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=90)
+    finally:
+        code, out, err = finish(proc)
+    log = result.stdout
+    assert result.returncode == 0, log
+    # Stopped before the MBR's first instruction; $pc is linear and the code decodes as 16-bit.
+    assert "$1 = 0x7c00" in log
+    assert "=> 0x7c00:\txor    %ax,%ax" in log
+    # The far jump at 7C1A lands in the copy at 0000:061F.
+    assert "Breakpoint 1, 0x00007c1a" in log
+    assert "$2 = 0x61f" in log and "$3 = 0x0" in log
+    assert "=> 0x61f:\tpush   %dx" in log
+    # The relocated partition table: active, type 06 (FAT16), starting at LBA 2048.
+    assert re.search(r"0x7be:\s+0x80\s+0x\w+\s+0x\w+\s+0x\w+\s+0x06", log)
+    assert "$4 = 0x800" in log
+    assert "$5 = 0x1234" in log                        # segment registers are writable
+    # The MBR patches its own read routine when int 13h extensions exist: the watchpoint stops after the store.
+    assert "Hardware watchpoint 2: *(unsigned int*)0x68d" in log
+    assert "New value = 367739572" in log                # 0x15EB42B4
+    assert "$6 = 0x642" in log and "$7 = 0x15eb42b4" in log
+    assert "int 13h -> f000:" in log and "BIOS int 13h" in log
+    assert "mode real" in log and "CR0=00000010" in log
+    assert "exited normally" in log
+    assert code == 0, err
+    assert L3_PROMPT in out
+
+
+class Rsp:
+    """A minimal gdb remote protocol client."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.buf = b""
+
+    def send(self, body: str) -> None:
+        raw = body.encode()
+        self.sock.sendall(b"$" + raw + b"#" + f"{sum(raw) & 0xFF:02x}".encode())
+
+    def reply(self) -> str:
+        while True:
+            self.buf = self.buf.lstrip(b"+")
+            match = re.match(rb"\$([^#]*)#[0-9a-f]{2}", self.buf)
+            if match:
+                self.buf = self.buf[match.end():]
+                self.sock.sendall(b"+")
+                return match.group(1).decode()
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("stub closed the connection")
+            self.buf += data
+
+    def ask(self, body: str) -> str:
+        self.send(body)
+        return self.reply()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_ctrl_c_interrupts_and_a_lost_connection_leaves_the_guest_running(freedos_img, tmp_path):
+    disk = tmp_path / "freedos.img"
+    disk.write_bytes(freedos_img.read_bytes())
+    # The run ends when text gdb writes into video memory shows. --timeout 8: gdb holds the guest stopped for
+    # longer than that in all, which must not count.
+    proc, port = start_run("--image", str(disk), "--drive", "0x00", "--gdb-wait", "--expect", "GDB-WAS-HERE",
+                           "--timeout", "8", "--headless")
+    try:
+        rsp = Rsp(port)
+        assert rsp.ask("qSupported:swbreak+").startswith("PacketSize=")
+        xml = rsp.ask("qXfer:features:read:target.xml:0,fff")
+        assert xml.startswith("l") and "<architecture>i8086</architecture>" in xml
+        assert rsp.ask("?").startswith("T05")
+        regs = bytes.fromhex(rsp.ask("g"))
+        assert int.from_bytes(regs[32:36], "little") == 0x7C00              # eip: linear
+        assert int.from_bytes(regs[8:12], "little") & 0xFF == 0x00          # edx: DL = boot drive
+        assert rsp.ask("m7dfe,2") == "55aa"
+        time.sleep(5)                                   # stopped: not counted against --timeout
+        rsp.send("c")
+        time.sleep(1.0)                                 # FreeDOS is at its prompt, waiting for a key
+        rsp.sock.sendall(b"\x03")
+        assert rsp.reply().startswith("T02")
+        pc = int.from_bytes(bytes.fromhex(rsp.ask("p8")), "little")
+        assert pc >= 0x500                               # somewhere in DOS or the BIOS, not lost
+        assert rsp.ask("qRcmd," + b"screen".hex())      # the screen as text
+        screen = bytes.fromhex(rsp.ask("qRcmd," + b"screen".hex())).decode()
+        assert PROMPT in screen
+        text = "".join(ch + "\x07" for ch in "GDB-WAS-HERE").encode().hex()
+        assert rsp.ask(f"M{0xB8000 + 160 * 20:x},{len(text) // 2:x}:{text}") == "OK"
+        time.sleep(4)                                    # 9 s stopped in all
+        rsp.close()                                      # gone without a detach: the guest runs on
+    finally:
+        code, out, err = finish(proc)
+    assert "gdb disconnected; the guest runs on" in err
+    assert code == 0, err
+    assert "GDB-WAS-HERE" in out and PROMPT in out
+
+
+def test_breakpoint_step_and_detach(freedos_img, tmp_path):
+    disk = tmp_path / "freedos.img"
+    disk.write_bytes(freedos_img.read_bytes())
+    proc, port = start_run("--image", str(disk), "--drive", "0x00", "--gdb-wait", "--expect", PROMPT,
+                           "--timeout", "60", "--headless")
+    try:
+        rsp = Rsp(port)
+        assert rsp.ask("?").startswith("T05")
+        first = rsp.ask("m7c00,2")                      # FreeDOS's boot sector starts with a short jmp
+        assert first[:2] == "eb"
+        target = 0x7C02 + int(first[2:], 16)
+        assert rsp.ask("Z0,%x,1" % target) == "OK"
+        rsp.send("c")
+        assert rsp.reply().startswith("T05swbreak")
+        assert int.from_bytes(bytes.fromhex(rsp.ask("p8")), "little") == target
+        assert rsp.ask("z0,%x,1" % target) == "OK"
+        assert rsp.ask("s").startswith("T05")           # one instruction further
+        after = int.from_bytes(bytes.fromhex(rsp.ask("p8")), "little")
+        assert 0 < after - target <= 15
+        assert rsp.ask("P8=007c0000") == "OK"           # $pc = 0x7C00 again? keep CS 0: IP 7C00
+        assert int.from_bytes(bytes.fromhex(rsp.ask("p20")), "little") == 0x7C00  # ip
+        assert rsp.ask("P8=%s" % after.to_bytes(4, "little").hex()) == "OK"
+        assert rsp.ask("D") == "OK"
+        rsp.close()
+    finally:
+        code, out, err = finish(proc)
+    assert "gdb detached" in err
+    assert code == 0, err
+    assert PROMPT in out
+
+
+def test_gdb_wait_needs_gdb(freedos_img):
+    result = subprocess.run([sys.executable, "-m", "nbdboot", "run", "--image", str(freedos_img), "--drive", "0x00",
+                             "--gdb-wait"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "--gdb-wait goes with --gdb" in result.stderr
+
+
+@pytest.mark.parametrize("address", ["nonsense", "127.0.0.1:99999"])
+def test_bad_gdb_address(freedos_img, address):
+    result = subprocess.run([sys.executable, "-m", "nbdboot", "run", "--image", str(freedos_img), "--drive",
+                             "0x00", "--gdb", address, "--timeout", "5"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "port" in result.stderr and "Traceback" not in result.stderr
