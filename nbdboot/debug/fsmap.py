@@ -365,11 +365,12 @@ class DiskMap:
                 name = _rock_ridge_name(record[33 + name_len + (1 - name_len % 2):]) or \
                     raw.decode("latin-1").split(";")[0].rstrip(".")
                 full = f"{path}/{name}"
+                end = start * block + -(-data_len // block) * block  # a file owns whole blocks
                 if flags & 0x02:
-                    self._add(LEVEL_FILES, start * block, start * block + data_len, f"{full}/ (directory)")
+                    self._add(LEVEL_FILES, start * block, end, f"{full}/ (directory)")
                     walk(start, data_len, full, depth + 1)
                 elif data_len:
-                    self._add(LEVEL_FILES, start * block, start * block + data_len, full)
+                    self._add(LEVEL_FILES, start * block, end, full)
 
         root_extent, root_len = struct.unpack_from("<I", root, 2)[0], struct.unpack_from("<I", root, 10)[0]
         self._add(LEVEL_FILES, root_extent * block, root_extent * block + root_len, "/ (root directory)")
