@@ -23,6 +23,8 @@ import time
 
 from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_READ, UC_MEM_WRITE, UcError
 
+from nbdboot.machine import rom
+
 FLAG_VM = 0x20000  # EFLAGS.VM: virtual-8086 mode
 
 WRITE, READ, ACCESS = "watch", "rwatch", "awatch"  # gdb's names, used in stop replies
@@ -185,7 +187,26 @@ class Debugger:
 
     # -- stepping ----------------------------------------------------------------------
     def step(self, record: bool = True) -> StopEvent | None:
-        """Run one instruction; returns the watchpoint it hit, if any."""
+        """Run one instruction; returns the watchpoint it hit, if any. An `int n` the BIOS serves is one
+        step: the service runs in Python, so the step would otherwise stop on the ROM stub's iret."""
+        cpu = self.machine.cpu
+        try:
+            at = self.pc_linear()
+            is_int = cpu.read8(at) == 0xCD
+        except UcError:
+            is_int = False
+        event = self._step_once()
+        if is_int and self.machine.failure is None:
+            try:
+                pc = self.pc_linear()
+                in_stub = pc >= rom.ROM_BASE and cpu.read8(pc) == 0xCF
+            except UcError:
+                in_stub = False
+            if in_stub:
+                event = self._step_once() or event
+        return event if record else None
+
+    def _step_once(self) -> StopEvent | None:
         machine = self.machine
         if not self._counted:
             self.uc.ctl_flush_tb()  # Unicorn's instruction counter exists only in code translated with it
@@ -206,7 +227,7 @@ class Debugger:
             self._recording = False
             machine.clock.ran(time.perf_counter() - started)
         event, self.event = self.event, None
-        return event if record else None
+        return event
 
     def take_failure(self):
         """A crash the last step caused (the machine raises it on its next slice otherwise)."""
