@@ -147,8 +147,8 @@ def test_ctrl_c_interrupts_and_a_lost_connection_leaves_the_guest_running(freedo
     # longer than that in all, which must not count.
     proc, port = start_run("--image", str(disk), "--drive", "0x00", "--gdb-wait", "--expect", "GDB-WAS-HERE",
                            "--timeout", "8", "--headless")
+    rsp = Rsp(port)
     try:
-        rsp = Rsp(port)
         assert rsp.ask("qSupported:swbreak+").startswith("PacketSize=")
         xml = rsp.ask("qXfer:features:read:target.xml:0,fff")
         assert xml.startswith("l") and "<architecture>i8086</architecture>" in xml
@@ -158,20 +158,22 @@ def test_ctrl_c_interrupts_and_a_lost_connection_leaves_the_guest_running(freedo
         assert int.from_bytes(regs[8:12], "little") & 0xFF == 0x00          # edx: DL = boot drive
         assert rsp.ask("m7dfe,2") == "55aa"
         time.sleep(5)                                   # stopped: not counted against --timeout
-        rsp.send("c")
-        time.sleep(1.0)                                 # FreeDOS is at its prompt, waiting for a key
-        rsp.sock.sendall(b"\x03")
-        assert rsp.reply().startswith("T02")
+        for _ in range(40):                             # until FreeDOS is at its prompt, waiting for a key
+            rsp.send("c")
+            time.sleep(0.25)
+            rsp.sock.sendall(b"\x03")
+            assert rsp.reply().startswith("T02")
+            screen = bytes.fromhex(rsp.ask("qRcmd," + b"screen".hex())).decode()
+            if PROMPT in screen:
+                break
+        assert PROMPT in screen
         pc = int.from_bytes(bytes.fromhex(rsp.ask("p8")), "little")
         assert pc >= 0x500                               # somewhere in DOS or the BIOS, not lost
-        assert rsp.ask("qRcmd," + b"screen".hex())      # the screen as text
-        screen = bytes.fromhex(rsp.ask("qRcmd," + b"screen".hex())).decode()
-        assert PROMPT in screen
         text = "".join(ch + "\x07" for ch in "GDB-WAS-HERE").encode().hex()
         assert rsp.ask(f"M{0xB8000 + 160 * 20:x},{len(text) // 2:x}:{text}") == "OK"
         time.sleep(4)                                    # 9 s stopped in all
-        rsp.close()                                      # gone without a detach: the guest runs on
     finally:
+        rsp.close()                                      # gone without a detach: the guest runs on
         code, out, err = finish(proc)
     assert "gdb disconnected; the guest runs on" in err
     assert code == 0, err
@@ -183,8 +185,8 @@ def test_breakpoint_step_and_detach(freedos_img, tmp_path):
     disk.write_bytes(freedos_img.read_bytes())
     proc, port = start_run("--image", str(disk), "--drive", "0x00", "--gdb-wait", "--expect", PROMPT,
                            "--timeout", "60", "--headless")
+    rsp = Rsp(port)
     try:
-        rsp = Rsp(port)
         assert rsp.ask("?").startswith("T05")
         first = rsp.ask("m7c00,2")                      # FreeDOS's boot sector starts with a short jmp
         assert first[:2] == "eb"
@@ -201,8 +203,8 @@ def test_breakpoint_step_and_detach(freedos_img, tmp_path):
         assert int.from_bytes(bytes.fromhex(rsp.ask("p20")), "little") == 0x7C00  # ip
         assert rsp.ask("P8=%s" % after.to_bytes(4, "little").hex()) == "OK"
         assert rsp.ask("D") == "OK"
-        rsp.close()
     finally:
+        rsp.close()
         code, out, err = finish(proc)
     assert "gdb detached" in err
     assert code == 0, err
@@ -222,3 +224,47 @@ def test_bad_gdb_address(freedos_img, address):
                              "0x00", "--gdb", address, "--timeout", "5"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2, result.stderr
     assert "port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_interrupts_in_protected_mode_and_steps_there():
+    """GRUB switches to protected mode and back for each BIOS call: stops land in both, and in protected mode
+    $pc is EIP (flat code segment), steps advance it and memory at it reads."""
+    proc, port = start_run("--image", str(image("l6-grub")), "--gdb-wait", "--expect", "GDB-WAS-HERE",
+                           "--timeout", "30", "--headless")
+    rsp = Rsp(port)
+    try:
+        assert rsp.ask("?").startswith("T05")
+        modes = set()
+        for attempt in range(80):
+            rsp.send("c")
+            time.sleep(0.01 * (attempt % 8))
+            rsp.sock.sendall(b"\x03")
+            assert rsp.reply().startswith("T02")
+            regs = bytes.fromhex(rsp.ask("qRcmd," + b"regs".hex())).decode()
+            mode = regs.split()[1]
+            modes.add(mode)
+            if mode == "protected" and "protected-step" not in modes:
+                pc = int.from_bytes(bytes.fromhex(rsp.ask("p8")), "little")
+                assert f"(linear {pc:#x}, " in regs.replace(")", ", ")
+                assert rsp.ask("s").startswith("T05")
+                after = int.from_bytes(bytes.fromhex(rsp.ask("p8")), "little")
+                assert after != pc and len(rsp.ask(f"m{after:x},8")) == 16
+                modes.add("protected-step")
+            if {"real", "protected-step"} <= modes:
+                break
+        assert {"real", "protected", "protected-step"} <= modes, modes
+        for _ in range(80):                             # GRUB goes on to its prompt after the stops and steps
+            rsp.send("c")
+            time.sleep(0.25)
+            rsp.sock.sendall(b"\x03")
+            assert rsp.reply().startswith("T02")
+            if "grub>" in bytes.fromhex(rsp.ask("qRcmd," + b"screen".hex())).decode():
+                break
+        text = "".join(ch + "\x07" for ch in "GDB-WAS-HERE").encode().hex()  # ends the run once it runs on
+        assert rsp.ask(f"M{0xB8000 + 160 * 20:x},{len(text) // 2:x}:{text}") == "OK"
+        assert rsp.ask("D") == "OK"
+    finally:
+        rsp.close()
+        code, out, err = finish(proc)
+    assert code == 0, err
+    assert "grub>" in out and "GDB-WAS-HERE" in out

@@ -130,6 +130,9 @@ class GdbStub:
             if self._accept(0):
                 return StopEvent("connect")
             return None
+        if 0x03 in self.inbuf:  # came with the packet that resumed the guest
+            del self.inbuf[:self.inbuf.index(0x03) + 1]
+            return StopEvent("interrupt")
         try:
             data = self.client.recv(4096)
         except (BlockingIOError, InterruptedError):
