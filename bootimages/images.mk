@@ -22,12 +22,16 @@ BI_CONFORMANCE := $(BI_BUILD)/conformance.img $(BI_BUILD)/readparams.img $(BI_BU
                   $(BI_BUILD)/fdconf1440.img $(BI_BUILD)/fdconf360.img $(BI_BUILD)/geometry.bin \
                   $(BI_BUILD)/drives.img
 BI_BENCH := $(BI_BUILD)/bench-ext127.img $(BI_BUILD)/bench-ext1.img
+# The CPU workload (bootimages/cpuwork/): interrupts off/on; 1 MiB of output for the tests, 16 MiB for bench cpu.
+BI_CPUWORK := $(BI_BUILD)/cpuwork-off.img $(BI_BUILD)/cpuwork-on.img \
+              $(BI_BUILD)/cpuwork-off-16m.img $(BI_BUILD)/cpuwork-on-16m.img
 
-.PHONY: ladder-images conformance-images bench-images boot-images clean-boot-images
+.PHONY: ladder-images conformance-images bench-images cpuwork-images boot-images clean-boot-images
 ladder-images: $(BI_LADDER)
 conformance-images: $(BI_CONFORMANCE)
 bench-images: $(BI_BENCH)
-boot-images: ladder-images conformance-images bench-images
+cpuwork-images: $(BI_CPUWORK)
+boot-images: ladder-images conformance-images bench-images cpuwork-images
 
 clean-boot-images:
 	rm -rf $(BI_BUILD)
@@ -129,3 +133,18 @@ $(BI_BUILD)/cdconf.iso: $(BI_BUILD)/cdconf.bin
 # Bench disks: the program, then 64 MiB from LBA 2048 on (sparse: the bench counts bytes, not content).
 $(BI_BUILD)/bench-%.img: $(BI_BUILD)/bench-%.bin $(BI_SRC)/conformance/mkdata.py
 	python3 $(BI_SRC)/conformance/mkdata.py $< $@ 133120 --zero
+
+# The CPU workload on a 1 MiB disk: $(1) = IRQS (0/1), $(2) = output KiB, $(3) = its name on screen.
+define bi_cpuwork
+	$(NASM) -f bin -DIRQS=$(1) -DOUT_KB=$(2) -DNAME='"$(3)"' -o $@.tmp $<
+	truncate -s 1M $@.tmp
+	mv $@.tmp $@
+endef
+$(BI_BUILD)/cpuwork-off.img: $(BI_SRC)/cpuwork/cpuwork.asm | $(BI_BUILD)
+	$(call bi_cpuwork,0,1024,off)
+$(BI_BUILD)/cpuwork-on.img: $(BI_SRC)/cpuwork/cpuwork.asm | $(BI_BUILD)
+	$(call bi_cpuwork,1,1024,on)
+$(BI_BUILD)/cpuwork-off-16m.img: $(BI_SRC)/cpuwork/cpuwork.asm | $(BI_BUILD)
+	$(call bi_cpuwork,0,16384,off-16m)
+$(BI_BUILD)/cpuwork-on-16m.img: $(BI_SRC)/cpuwork/cpuwork.asm | $(BI_BUILD)
+	$(call bi_cpuwork,1,16384,on-16m)

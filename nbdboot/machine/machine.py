@@ -109,7 +109,6 @@ class Machine:
         self._running_slice = 0     # slice number while emu_start runs, 0 otherwise
         self._watchdog: threading.Thread | None = None
         self._armed_at = 0.0        # when the watchdog last armed the block stop
-        self._hook_lock = threading.Lock()  # serialises hooks that move CS:EIP
         self.cpu.write(rom.ROM_BASE, rom.load_image())
 
         from nbdboot.bios import Bios  # the BIOS needs a built machine
@@ -164,16 +163,13 @@ class Machine:
     # instructions before it in the block) a second time - a port read consumed twice,
     # debug output printed twice (found by tests/test_int13_readparams.py).
     def _on_in(self, uc, port, size, _user):
-        with self._hook_lock:  # nor may the watchdog stop the CPU inside one
-            return self.ports.read(port, size)
+        return self.ports.read(port, size)
 
     def _on_out(self, uc, port, size, value, _user):
-        with self._hook_lock:
-            self.ports.write(port, size, value)
+        self.ports.write(port, size, value)
 
     def _on_invalid(self, uc, _user):
-        with self._hook_lock:
-            return self._serve_invalid()
+        return self._serve_invalid()
 
     def _serve_invalid(self) -> bool:
         cpu = self.cpu
@@ -189,10 +185,7 @@ class Machine:
         return True
 
     def _on_interrupt(self, uc, intno, _user):
-        # The watchdog must not stop the CPU while a hook moves CS:EIP (a BIOS call waiting on the network
-        # releases the GIL): Unicorn then resumes from a stale EIP, mid-instruction.
-        with self._hook_lock:
-            self._serve_interrupt(intno)
+        self._serve_interrupt(intno)
 
     def _serve_interrupt(self, intno: int) -> None:
         cpu = self.cpu
