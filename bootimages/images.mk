@@ -29,7 +29,7 @@ BI_CPUWORK := $(BI_BUILD)/cpuwork-off.img $(BI_BUILD)/cpuwork-on.img \
 # GRUB with no configuration (it stops at grub>).
 BI_MEMTEST := /boot/memtest86+ia32.bin
 BI_DI_LINUX := /usr/lib/debian-installer/images/12/i386/text/debian-installer/i386/linux
-BI_CPUBENCH := $(BI_BUILD)/cpu-memtest.img $(BI_BUILD)/cpu-linux.img $(BI_BUILD)/cpu-grub.iso
+BI_CPUBENCH := $(BI_BUILD)/cpu-memtest.img $(BI_BUILD)/cpu-linux.img $(BI_BUILD)/cpu-grub.iso $(BI_BUILD)/cpu-ipxe.img
 
 .PHONY: ladder-images conformance-images bench-images cpuwork-images cpubench-images boot-images clean-boot-images
 ladder-images: $(BI_LADDER)
@@ -171,4 +171,11 @@ $(BI_BUILD)/cpu-grub.iso: | $(BI_BUILD)
 	rm -rf $@.d && mkdir -p $@.d
 	grub-mkrescue -o $@.tmp $@.d >$@.log 2>&1 || { cat $@.log; exit 1; }
 	rm -rf $@.d $@.log
+	mv $@.tmp $@
+
+# SYSLINUX loading iPXE as a Linux kernel (its decompressor runs with interrupts off for a while).
+$(BI_BUILD)/cpu-ipxe.img: $(BI_SRC)/cpubench/ipxe/syslinux.cfg /usr/lib/ipxe/ipxe.lkrn | $(BI_BUILD)
+	$(call bi_syslinux_hdd,$@)
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $< ::syslinux.cfg
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) /usr/lib/ipxe/ipxe.lkrn ::ipxe.lkrn
 	mv $@.tmp $@
