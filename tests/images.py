@@ -31,6 +31,7 @@ IMAGES = {
     "cpuwork-on": "cpuwork-on.img",
     "cpuwork-off-16m": "cpuwork-off-16m.img",
     "cpuwork-on-16m": "cpuwork-on-16m.img",
+    "cpu-ipxe": "cpu-ipxe.img",
 }
 
 
