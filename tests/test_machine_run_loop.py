@@ -16,6 +16,7 @@ import time
 import pytest
 
 import nbdboot.machine.machine as machine_module
+import nbdboot.machine.slicing as slicing
 import qemuref
 from images import image
 from nbdboot.disk.file import FileDevice
@@ -69,6 +70,16 @@ def test_cpu_bound_boot_gives_the_same_checksum_every_time(variant, qemu_answers
             assert result["TICKS"] == 0
     assert sums == [expected["SUM"]] * BOOTS
     assert total_stops >= 10 * BOOTS   # the stops did land inside the computation
+
+
+def test_block_stop_without_native_code_is_exact_too(qemu_answers, monkeypatch):
+    # Where no executable page can be had, the stop swaps Unicorn's own C functions in a hook's callback field.
+    monkeypatch.setattr(slicing, "_native_callback", lambda: None)
+    monkeypatch.setattr(machine_module, "SLICE_SECONDS", 0.002)
+    for _ in range(3):
+        result, stops = boot_in_nbdboot(image("cpuwork-off"))
+        assert result["SUM"] == qemu_answers["off"]["SUM"]
+        assert stops >= 10
 
 
 @pytest.mark.slow

@@ -3,12 +3,10 @@
 A guest can run for seconds without executing anything we hook (a decompressor
 with interrupts off), yet timers and deadlines must still be honoured. Stopping
 the CPU from another thread (`uc_emu_stop`, or `emu_start(timeout=...)`, which
-does the same from Unicorn's timer thread) is not safe: the stop lands at the
-head of whatever translation block runs next, and when that block was entered
-through a direct chained jump, Unicorn 2.1 reports the EIP of an earlier point
-(it skips its PC resync once a stop has been requested), so resuming re-executes
-instructions. Unicorn's `count` limit is exact but compiles a C callback into
-every instruction (about 4x slower on CPU-bound code).
+does the same from Unicorn's timer thread) is not safe: the stop lands wherever
+the CPU is, and boots resumed from such stops failed at random (SYSLINUX +
+ipxe.lkrn 9 runs in 10). Unicorn's `count` limit is exact but compiles a C
+callback into every instruction (about 4x slower on CPU-bound code).
 
 What this module does instead: a UC_HOOK_BLOCK hook on every address whose
 callback is native code. Unicorn compiles a call to the hook at the start of
@@ -19,7 +17,7 @@ and the exit check leaves the CPU exactly at that block, none of it executed.
 No Python runs per block.
 
 The callback, fastest first:
-- on x86-64, 12 bytes of machine code in an executable page: load the word at
+- on x86-64, 11 bytes of machine code in an executable page: load the word at
   user_data; zero: return; else tail-call it (it holds uc_emu_stop's address,
   and the engine is already the first argument). With a single block hook
   Unicorn calls the callback directly from translated code.
