@@ -83,11 +83,13 @@ class SliceStop:
         self._handles = []
         native = _native_callback()
         if native is not None:
-            self._page, callback = native  # the page must live as long as the engine's code uses it
+            self._page, callback = native
             self._word = ctypes.c_uint64(0)  # 0, or uc_emu_stop's address when armed
             self._add(uc, callback, ctypes.addressof(self._word))
             self._idle = 0
             self._callback = self._word
+            # Translated code calls into the page and reads the word for as long as the engine lives.
+            uc._nbdboot_block_stop = (self._page, self._word)
             return
         self._idle = ctypes.cast(uclib.uc_arch_supported, ctypes.c_void_p).value
         for _ in range(2):
