@@ -195,7 +195,7 @@ class Machine:
             if length:
                 # End the slice *before* this int (it runs again on resume): a due IRQ is taken
                 # here, not inside a handler. With IF=0 too: polling a BIOS with interrupts off
-                # (SYSLINUX's prompt) would otherwise run until the watchdog's asynchronous stop.
+                # (SYSLINUX's prompt) would otherwise run until the watchdog's block stop.
                 cpu.set("eip", eip - length)
                 self.stop("deadline")
                 return
