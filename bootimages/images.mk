@@ -22,12 +22,22 @@ BI_CONFORMANCE := $(BI_BUILD)/conformance.img $(BI_BUILD)/readparams.img $(BI_BU
                   $(BI_BUILD)/fdconf1440.img $(BI_BUILD)/fdconf360.img $(BI_BUILD)/geometry.bin \
                   $(BI_BUILD)/drives.img
 BI_BENCH := $(BI_BUILD)/bench-ext127.img $(BI_BUILD)/bench-ext1.img
+# The CPU workload (bootimages/cpuwork/): interrupts off/on; 1 MiB of output for the tests, 16 MiB for bench cpu.
+BI_CPUWORK := $(BI_BUILD)/cpuwork-off.img $(BI_BUILD)/cpuwork-on.img \
+              $(BI_BUILD)/cpuwork-off-16m.img $(BI_BUILD)/cpuwork-on-16m.img
+# Boot code we did not write, for bench cpu: memtest86+ and the Debian installer's kernel from SYSLINUX, and a
+# GRUB with no configuration (it stops at grub>).
+BI_MEMTEST := /boot/memtest86+ia32.bin
+BI_DI_LINUX := /usr/lib/debian-installer/images/12/i386/text/debian-installer/i386/linux
+BI_CPUBENCH := $(BI_BUILD)/cpu-memtest.img $(BI_BUILD)/cpu-linux.img $(BI_BUILD)/cpu-grub.iso $(BI_BUILD)/cpu-ipxe.img
 
-.PHONY: ladder-images conformance-images bench-images boot-images clean-boot-images
+.PHONY: ladder-images conformance-images bench-images cpuwork-images cpubench-images boot-images clean-boot-images
 ladder-images: $(BI_LADDER)
 conformance-images: $(BI_CONFORMANCE)
 bench-images: $(BI_BENCH)
-boot-images: ladder-images conformance-images bench-images
+cpuwork-images: $(BI_CPUWORK)
+cpubench-images: $(BI_CPUWORK) $(BI_CPUBENCH)
+boot-images: ladder-images conformance-images bench-images cpuwork-images
 
 clean-boot-images:
 	rm -rf $(BI_BUILD)
@@ -129,3 +139,43 @@ $(BI_BUILD)/cdconf.iso: $(BI_BUILD)/cdconf.bin
 # Bench disks: the program, then 64 MiB from LBA 2048 on (sparse: the bench counts bytes, not content).
 $(BI_BUILD)/bench-%.img: $(BI_BUILD)/bench-%.bin $(BI_SRC)/conformance/mkdata.py
 	python3 $(BI_SRC)/conformance/mkdata.py $< $@ 133120 --zero
+
+# The CPU workload on a 1 MiB disk: $(1) = IRQS (0/1), $(2) = output KiB, $(3) = its name on screen.
+define bi_cpuwork
+	$(NASM) -f bin -DIRQS=$(1) -DOUT_KB=$(2) -DNAME='"$(3)"' -o $@.tmp $<
+	truncate -s 1M $@.tmp
+	mv $@.tmp $@
+endef
+$(BI_BUILD)/cpuwork-off.img: $(BI_SRC)/cpuwork/cpuwork.asm | $(BI_BUILD)
+	$(call bi_cpuwork,0,1024,off)
+$(BI_BUILD)/cpuwork-on.img: $(BI_SRC)/cpuwork/cpuwork.asm | $(BI_BUILD)
+	$(call bi_cpuwork,1,1024,on)
+$(BI_BUILD)/cpuwork-off-16m.img: $(BI_SRC)/cpuwork/cpuwork.asm | $(BI_BUILD)
+	$(call bi_cpuwork,0,16384,off-16m)
+$(BI_BUILD)/cpuwork-on-16m.img: $(BI_SRC)/cpuwork/cpuwork.asm | $(BI_BUILD)
+	$(call bi_cpuwork,1,16384,on-16m)
+
+$(BI_BUILD)/cpu-memtest.img: $(BI_SRC)/cpubench/memtest/syslinux.cfg $(BI_MEMTEST) | $(BI_BUILD)
+	$(call bi_syslinux_hdd,$@)
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $< ::syslinux.cfg
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $(BI_MEMTEST) ::memtest.bin
+	mv $@.tmp $@
+
+$(BI_BUILD)/cpu-linux.img: $(BI_SRC)/cpubench/linux/syslinux.cfg $(BI_DI_LINUX) | $(BI_BUILD)
+	$(call bi_syslinux_hdd,$@)
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $< ::syslinux.cfg
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $(BI_DI_LINUX) ::linux
+	mv $@.tmp $@
+
+$(BI_BUILD)/cpu-grub.iso: | $(BI_BUILD)
+	rm -rf $@.d && mkdir -p $@.d
+	grub-mkrescue -o $@.tmp $@.d >$@.log 2>&1 || { cat $@.log; exit 1; }
+	rm -rf $@.d $@.log
+	mv $@.tmp $@
+
+# SYSLINUX loading iPXE as a Linux kernel (its decompressor runs with interrupts off for a while).
+$(BI_BUILD)/cpu-ipxe.img: $(BI_SRC)/cpubench/ipxe/syslinux.cfg /usr/lib/ipxe/ipxe.lkrn | $(BI_BUILD)
+	$(call bi_syslinux_hdd,$@)
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $< ::syslinux.cfg
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) /usr/lib/ipxe/ipxe.lkrn ::ipxe.lkrn
+	mv $@.tmp $@

@@ -27,6 +27,11 @@ IMAGES = {
     "geometry": "geometry.bin",  # a program, not a disk: tests write the disk around it
     "bench-ext127": "bench-ext127.img",
     "bench-ext1": "bench-ext1.img",
+    "cpuwork-off": "cpuwork-off.img",
+    "cpuwork-on": "cpuwork-on.img",
+    "cpuwork-off-16m": "cpuwork-off-16m.img",
+    "cpuwork-on-16m": "cpuwork-on-16m.img",
+    "cpu-ipxe": "cpu-ipxe.img",
 }
 
 

@@ -77,8 +77,7 @@ def fill_loop_disk(tmp_path):
 
 
 def test_watchdog_stops_resume_where_the_cpu_was(fill_loop_disk, monkeypatch):
-    monkeypatch.setattr(machine_module, "WATCHDOG_SECONDS", 0.001)
-    monkeypatch.setattr(machine_module, "COUNT_AFTER_WATCHDOG", 0)   # every slice ends by the watchdog
+    monkeypatch.setattr(machine_module, "SLICE_SECONDS", 0.001)   # a watchdog stop every millisecond
     stops = 0
     for _ in range(8):
         machine = Machine()

@@ -31,7 +31,7 @@ class VirtualClock:
     def live(self) -> float:
         """Guest time now, also in the middle of a slice. Devices a guest polls in a
         tight loop (GRUB calibrating against PIT channel 2) must see time pass, or the
-        loop spins until the watchdog stops the CPU."""
+        loop spins until the slice ends."""
         if self._running_since is None:
             return self.now
         return self.now + min(time.perf_counter() - self._running_since, MAX_STEP)

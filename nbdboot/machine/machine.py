@@ -10,7 +10,10 @@ registered ROM address (a vector stub or the trap inside an IRQ path) is a BIOS
 call served in Python; anything else is delivered through the guest's IVT or
 IDT, so guests can hook and chain any vector.
 
-Run loop: `count`-limited slices (Unicorn's timeout slicing corrupts boots).
+Run loop: slices of about SLICE_SECONDS, ended only where Unicorn's state is
+exact: at a software `int` once the slice's time is up (from the interrupt
+hook), or at the start of the next translation block after the watchdog thread
+armed the block stop (machine/slicing.py). Never by an asynchronous emu_stop.
 Between slices the virtual clock advances, IRQ0 is raised at the PIT rate and
 pending IRQs are delivered if the guest has interrupts on (or is waiting inside
 a BIOS call, as a real BIOS would with sti). No per-instruction hooks.
@@ -34,24 +37,14 @@ from nbdboot.machine.cpu import FLAG_IF, Cpu, CpuFault
 from nbdboot.machine.devices import (Cmos, DebugConsole, Keyboard8042, Pic, Pit, SystemControlA,
                                      SystemControlB, VgaPorts)
 from nbdboot.machine.ports import PortBus
+from nbdboot.machine.slicing import SliceStop
 
 CONVENTIONAL_TOP = 0x9FC00
 EBDA_SEGMENT = 0x9FC0
 VIDEO_TEXT = 0xB8000
 EXTENDED_BASE = 0x100000
 DEFAULT_MEMORY_MB = 64
-SLICE = 1_000_000  # instructions per slice when slicing by count
-SLICE_SECONDS = 0.02  # wall time per slice when hooks end slices
-WATCHDOG_SECONDS = 0.1  # a slice with no hook this long is stopped from another thread
-# How slices end. "hooks": no instruction counter; the frequent interrupt hooks stop
-# the slice at a software int once SLICE_SECONDS have passed, and a watchdog thread
-# stops code that runs without one. "count": Unicorn's per-instruction counter
-# (slower by about a quarter, immune to asynchronous stops). In "hooks" mode a
-# slice the watchdog had to stop is followed by COUNT_AFTER_WATCHDOG count slices:
-# a guest spinning without hooks pays nothing for the counter, and asynchronous
-# stops stay rare.
-SLICING = "hooks"
-COUNT_AFTER_WATCHDOG = 16
+SLICE_SECONDS = 0.02  # wall time per slice; then the slice ends at the next safe point
 CPU_EXCEPTIONS = range(0, 0x08)
 EXCEPTION_NAMES = {0: "divide error", 1: "debug trap", 3: "breakpoint", 4: "overflow",
                    5: "bound range", 6: "invalid opcode", 7: "no math coprocessor"}
@@ -70,16 +63,17 @@ class GuestCrash(NbdbootError):
 
 
 def _watch(machine_ref) -> None:
-    """Stop a slice that has run WATCHDOG_SECONDS without any hook ending it (a guest
-    spinning without interrupts or port I/O), so timers and deadlines still work.
-    Holds the machine weakly: the thread ends when the machine is gone."""
+    """Arm the block stop when a slice has run SLICE_SECONDS without ending at a
+    software int (a guest computing, or spinning, without interrupts), so timers
+    and deadlines still work. Holds the machine weakly: the thread ends when the
+    machine is gone."""
     while True:
-        time.sleep(WATCHDOG_SECONDS / 2)
         machine = machine_ref()
         if machine is None:
             return
-        machine._watchdog_check()
+        wait = machine._watchdog_check()
         del machine
+        time.sleep(wait)
 
 
 class Machine:
@@ -114,15 +108,14 @@ class Machine:
         self._slice_deadline = float("inf")
         self._running_slice = 0     # slice number while emu_start runs, 0 otherwise
         self._watchdog: threading.Thread | None = None
-        self._hook_lock = threading.Lock()  # held by hooks that move CS:EIP, and by the watchdog to stop
-        self._count_slices = 0     # count-limited slices still to run (after a watchdog stop)
-        self._sliced_by_hooks = SLICING == "hooks"  # how the translated code was built
+        self._armed_at = 0.0        # when the watchdog last armed the block stop
         self.cpu.write(rom.ROM_BASE, rom.load_image())
 
         from nbdboot.bios import Bios  # the BIOS needs a built machine
         self.bios = Bios(self)
 
         uc = self.cpu.uc
+        self._slice_stop = SliceStop(uc)
         self._add_interrupt_hook()
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
@@ -170,16 +163,13 @@ class Machine:
     # instructions before it in the block) a second time - a port read consumed twice,
     # debug output printed twice (found by tests/test_int13_readparams.py).
     def _on_in(self, uc, port, size, _user):
-        with self._hook_lock:  # nor may the watchdog stop the CPU inside one
-            return self.ports.read(port, size)
+        return self.ports.read(port, size)
 
     def _on_out(self, uc, port, size, value, _user):
-        with self._hook_lock:
-            self.ports.write(port, size, value)
+        self.ports.write(port, size, value)
 
     def _on_invalid(self, uc, _user):
-        with self._hook_lock:
-            return self._serve_invalid()
+        return self._serve_invalid()
 
     def _serve_invalid(self) -> bool:
         cpu = self.cpu
@@ -195,10 +185,7 @@ class Machine:
         return True
 
     def _on_interrupt(self, uc, intno, _user):
-        # The watchdog must not stop the CPU while a hook moves CS:EIP (a BIOS call waiting on the network
-        # releases the GIL): Unicorn then resumes from a stale EIP, mid-instruction.
-        with self._hook_lock:
-            self._serve_interrupt(intno)
+        self._serve_interrupt(intno)
 
     def _serve_interrupt(self, intno: int) -> None:
         cpu = self.cpu
@@ -208,7 +195,7 @@ class Machine:
             if length:
                 # End the slice *before* this int (it runs again on resume): a due IRQ is taken
                 # here, not inside a handler. With IF=0 too: polling a BIOS with interrupts off
-                # (SYSLINUX's prompt) would otherwise run until the watchdog's asynchronous stop.
+                # (SYSLINUX's prompt) would otherwise run until the watchdog's block stop.
                 cpu.set("eip", eip - length)
                 self.stop("deadline")
                 return
@@ -358,37 +345,32 @@ class Machine:
         self.stop_reason = None
         self.slices += 1
         start = time.perf_counter()
-        by_hooks = SLICING == "hooks" and not self._count_slices
-        if self._count_slices:
-            self._count_slices -= 1
-        if by_hooks != self._sliced_by_hooks:
-            # Unicorn compiles its instruction counter into translated code: code
-            # translated without it would never count, code with it would keep paying.
-            cpu.uc.ctl_flush_tb()
-            self._sliced_by_hooks = by_hooks
-        # Count slices keep the deadline too: the synchronous stop at a software int is what
-        # lets a guest busy with BIOS calls see its timer tick.
+        # The deadline also ends the slice synchronously at the next software int (in the
+        # interrupt hook), before it: a due IRQ is then taken ahead of the BIOS call.
         self._slice_deadline = start + SLICE_SECONDS
-        if by_hooks:
-            self._running_slice = self.slices
-            self._start_watchdog()
+        self._running_slice = self.slices
+        self._start_watchdog()
         self.clock.running()
         try:
-            cpu.uc.emu_start(cpu.get("eip"), 0xFFFFFFFF, count=0 if by_hooks else SLICE)
+            cpu.uc.emu_start(cpu.get("eip"), 0xFFFFFFFF)
         except UcError as e:
             if self.failure is None:
                 self.failure = GuestCrash(f"CPU stopped: {e}")
         finally:
+            end = time.perf_counter()
             self._running_slice = 0
             self._slice_deadline = float("inf")
-        self.clock.ran(time.perf_counter() - start)
+            # Armed after the CPU stopped (a hlt, a hook's stop): it did not end this slice.
+            fired = self._slice_stop.armed and self._armed_at <= end
+            self._slice_stop.disarm()
+        self.clock.ran(end - start)
         if self.failure is not None:
             failure, self.failure = self.failure, None
             if isinstance(failure, GuestCrash) and not failure.report:
                 failure.report = self.crash_report()
             raise failure
-        if self.stop_reason == "watchdog":
-            self._count_slices = COUNT_AFTER_WATCHDOG
+        if self.stop_reason is None and fired:
+            self.stop_reason = "watchdog"
         idle = self.stop_reason == "idle"
         if self.stop_reason is None:
             idle = self._check_halt()
@@ -403,16 +385,23 @@ class Machine:
                                               name="nbdboot-cpu-watchdog", daemon=True)
             self._watchdog.start()
 
-    def _watchdog_check(self) -> None:
-        running = self._running_slice
-        if running and time.perf_counter() >= self._slice_deadline + WATCHDOG_SECONDS:
-            with self._hook_lock:
-                if self._running_slice == running and self.stop_reason is None:
-                    self.stop("watchdog")
+    def _watchdog_check(self) -> float:
+        """Arm the block stop if the running slice is past its deadline; return how
+        long to sleep before looking again."""
+        running, deadline = self._running_slice, self._slice_deadline
+        now = time.perf_counter()
+        if not running:
+            return SLICE_SECONDS / 4
+        if now < deadline:
+            return max(deadline - now, 0.0005)
+        if self._running_slice == running and self.stop_reason is None:
+            self._armed_at = now
+            self._slice_stop.arm()
+        return SLICE_SECONDS / 4
 
     def _check_halt(self) -> bool:
-        """hlt ends emu_start with EIP after it; a slice that ran out of count can look
-        the same, so a dead halt (IF=0) needs the same site twice in a row."""
+        """hlt ends emu_start with EIP after it; a hook's stop at a block that follows
+        an F4h byte looks the same, so a dead halt (IF=0) needs the same site twice in a row."""
         cpu = self.cpu
         try:
             pc = cpu.pc()
