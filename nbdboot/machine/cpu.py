@@ -21,8 +21,10 @@ from __future__ import annotations
 import ctypes
 import struct
 
-from unicorn import UC_ARCH_X86, UC_MODE_32, Uc, UcError
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, Uc, UcError
 from unicorn import x86_const as X
+
+from nbdboot.machine.interrupts import Fault, LinearMemory
 
 try:  # the binding's per-call overhead dominates BIOS traps; call the C API directly
     from unicorn.unicorn_py3.unicorn import uclib as _uclib
@@ -57,7 +59,13 @@ REG = {
     "cs": X.UC_X86_REG_CS, "ds": X.UC_X86_REG_DS, "es": X.UC_X86_REG_ES, "ss": X.UC_X86_REG_SS,
     "fs": X.UC_X86_REG_FS, "gs": X.UC_X86_REG_GS,
     "eip": X.UC_X86_REG_EIP, "eflags": X.UC_X86_REG_EFLAGS, "cr0": X.UC_X86_REG_CR0,
+    "cr2": X.UC_X86_REG_CR2, "cr3": X.UC_X86_REG_CR3, "cr4": X.UC_X86_REG_CR4,
 }
+FLAG_VM = 0x20000
+ADDRESS_SPACE_END = 1 << 32
+# CPUID.1 bits this PC does not have: no local APIC (EDX 9) nor x2APIC (ECX 21); see docs/machine.md.
+CPUID1_EDX_HIDDEN = 1 << 9
+CPUID1_ECX_HIDDEN = 1 << 21
 
 
 def _may_hold_code(addr: int, size: int) -> bool:
@@ -112,6 +120,32 @@ class RegBatch:
         self._c_write(self.cpu._uch, self._ids, self._ptrs, self._n)
 
 
+def _open_bus_read(uc, offset, size, _user):
+    return (1 << (8 * size)) - 1
+
+
+def _open_bus_write(uc, offset, size, value, _user):
+    return None
+
+
+_cpuid_engine = None
+
+
+def _native_cpuid(leaf: int, sub: int) -> tuple[int, int, int, int]:
+    """What the engine's CPU model answers for one leaf, asked of a scratch engine
+    (a hook that skips cpuid cannot run the real one afterwards)."""
+    global _cpuid_engine
+    if _cpuid_engine is None:
+        _cpuid_engine = Uc(UC_ARCH_X86, UC_MODE_32)
+        _cpuid_engine.mem_map(0, 0x1000)
+        _cpuid_engine.mem_write(0, b"\x0f\xa2")
+    uc = _cpuid_engine
+    uc.reg_write(X.UC_X86_REG_EAX, leaf)
+    uc.reg_write(X.UC_X86_REG_ECX, sub)
+    uc.emu_start(0, 2)
+    return tuple(uc.reg_read(r) for r in (X.UC_X86_REG_EAX, X.UC_X86_REG_EBX, X.UC_X86_REG_ECX, X.UC_X86_REG_EDX))
+
+
 class CpuFault(Exception):
     """The CPU cannot continue (no handler for an exception, bad IDT...)."""
 
@@ -121,6 +155,12 @@ class Cpu:
         self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
         self.uc.mem_map(0, memory_size)
         self.memory_size = memory_size
+        # The rest of the 4 GiB physical space is open bus, as on a PC: reads give all-ones,
+        # writes vanish (a probe of F0000000h or of an absent local APIC must not kill the run).
+        self.uc.mmio_map(memory_size, ADDRESS_SPACE_END - memory_size, _open_bus_read, None, _open_bus_write, None)
+        self.uc.hook_add(UC_HOOK_INSN, self._on_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
+        self._cpuid_cache: dict[tuple[int, int], tuple[int, int, int, int]] = {}
+        self.linear = LinearMemory(self)
         self._fast = _uclib is not None
         if self._fast:
             self._uch = self.uc._uch
@@ -153,6 +193,7 @@ class Cpu:
         for seg in ("cs", "ds", "es", "ss", "fs", "gs"):
             uc.reg_write(REG[seg], 0)
         uc.reg_write(X.UC_X86_REG_EFLAGS, 0x2)
+        uc.reg_write(X.UC_X86_REG_IDTR, (0, 0, 0xFFFF, 0))  # the real-mode IVT, as after a CPU reset
 
     def __getattr__(self, name):
         reg = REG.get(name)
@@ -177,21 +218,37 @@ class Cpu:
     def protected(self) -> bool:
         return bool(self.get("cr0") & 1)
 
+    @property
+    def v86(self) -> bool:
+        return bool(self.get("eflags") & FLAG_VM)
+
+    def mode(self) -> str:
+        """The CPU mode, for reports."""
+        cr0 = self.get("cr0")
+        if not cr0 & 1:
+            return "real mode"
+        mode = "virtual-8086 mode" if self.v86 else f"protected mode, CPL {self.get('cs') & 3}"
+        return mode + (", paging" if cr0 & 0x80000000 else "")
+
     def seg_base(self, selector: int) -> int:
-        if not self.protected:
+        if not self.protected or self.v86:
             return (selector & 0xFFFF) << 4
         desc = self._descriptor(selector)
         return desc[0] if desc else 0
 
     def _descriptor(self, selector: int):
-        """(base, limit, access, flags) of a GDT/LDT selector, None if outside the table."""
+        """(base, limit, access, flags) of a GDT/LDT selector, None if outside the table or unreadable."""
         if selector & 4:
-            return None  # LDT: no loader we boot uses one for code or stacks
-        _, base, limit, _ = self.uc.reg_read(X.UC_X86_REG_GDTR)
+            _, base, limit, _ = self.uc.reg_read(X.UC_X86_REG_LDTR)
+        else:
+            _, base, limit, _ = self.uc.reg_read(X.UC_X86_REG_GDTR)
         index = selector & ~7
-        if index == 0 or index + 7 > limit:
+        if (index == 0 and not selector & 4) or index + 7 > limit:
             return None
-        lo, hi = struct.unpack("<II", self.read(base + index, 8))
+        try:
+            lo, hi = struct.unpack("<II", self.read_linear(base + index, 8))
+        except (Fault, UcError):
+            return None
         seg_base = (lo >> 16) | ((hi & 0xFF) << 16) | (hi & 0xFF000000)
         seg_limit = (lo & 0xFFFF) | (hi & 0xF0000)
         return seg_base, seg_limit, (hi >> 8) & 0xFF, (hi >> 20) & 0xF
@@ -209,6 +266,27 @@ class Cpu:
     # -- memory ------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:
         return bytes(self.uc.mem_read(addr, size))
+
+    def read_linear(self, addr: int, size: int) -> bytes:
+        """Read a linear address range through the guest's page tables (raises interrupts.Fault)."""
+        return self.linear.read(addr, size)
+
+    def _on_cpuid(self, uc, _user) -> bool:
+        """CPUID as the engine's model answers it, minus what this PC lacks (the local APIC)."""
+        leaf, sub = self.get("eax"), self.get("ecx")
+        key = (leaf, sub)
+        values = self._cpuid_cache.get(key)
+        if values is None:
+            values = self._cpuid_cache[key] = _native_cpuid(leaf, sub)
+        eax, ebx, ecx, edx = values
+        if leaf == 1:
+            edx &= ~CPUID1_EDX_HIDDEN
+            ecx &= ~CPUID1_ECX_HIDDEN
+        elif leaf == 0x80000001:
+            edx &= ~CPUID1_EDX_HIDDEN  # AMD models mirror the APIC bit here
+        for name, value in (("eax", eax), ("ebx", ebx), ("ecx", ecx), ("edx", edx)):
+            self.set(name, value)
+        return True  # skip the engine's own cpuid
 
     def write(self, addr: int, data, code: bool = True) -> None:
         """Write guest memory; `code=False` for data no code can live in (interrupt frames)."""

@@ -23,17 +23,19 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import struct
 import threading
 import time
 import weakref
 
-from unicorn import UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UcError
+from unicorn import UC_ERR_FETCH_PROT, UC_ERR_FETCH_UNMAPPED, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UcError
 from unicorn import x86_const as X
 
 from nbdboot.errors import EXIT_GUEST_CRASH, NbdbootError
 from nbdboot.machine import rom
 from nbdboot.machine.clock import VirtualClock
-from nbdboot.machine.cpu import FLAG_IF, Cpu, CpuFault
+from nbdboot.machine import interrupts as ints
+from nbdboot.machine.cpu import FLAG_IF, Cpu
 from nbdboot.machine.devices import (Cmos, DebugConsole, Keyboard8042, Pic, Pit, SystemControlA,
                                      SystemControlB, VgaPorts)
 from nbdboot.machine.ports import PortBus
@@ -46,8 +48,11 @@ EXTENDED_BASE = 0x100000
 DEFAULT_MEMORY_MB = 64
 SLICE_SECONDS = 0.02  # wall time per slice; then the slice ends at the next safe point
 CPU_EXCEPTIONS = range(0, 0x08)
-EXCEPTION_NAMES = {0: "divide error", 1: "debug trap", 3: "breakpoint", 4: "overflow",
-                   5: "bound range", 6: "invalid opcode", 7: "no math coprocessor"}
+FLAG_VM = ints.FLAG_VM
+# Vectors whose UC_HOOK_INTR report may be a CPU exception rather than `int n`. In real mode
+# QEMU raises only these (no paging, no segment limits, #UD has its own hook); in protected
+# and V86 mode any vector below 20h can be one.
+REAL_MODE_EXCEPTIONS = frozenset((0, 1, 5, 7, 12, 13, 16, 17, 19))
 # What an idle loop calls besides the keyboard: time, DOS idle, network idle, timer IRQs.
 _ROM_STUB_ENTRY = [(rom.ROM_SEGMENT << 16) | rom.stub(vector) for vector in range(256)]
 
@@ -110,12 +115,17 @@ class Machine:
         self._watchdog: threading.Thread | None = None
         self._armed_at = 0.0        # when the watchdog last armed the block stop
         self.cpu.write(rom.ROM_BASE, rom.load_image())
+        self.interrupts = ints.Interrupts(self.cpu)
 
         from nbdboot.bios import Bios  # the BIOS needs a built machine
         self.bios = Bios(self)
 
         uc = self.cpu.uc
         self._slice_stop = SliceStop(uc)
+        # No `until` address: Unicorn translates it through the guest's page tables, and the
+        # miss sets CR2 and QEMU's pending-exception state behind the guest's back.
+        uc.ctl_exits_enabled(True)
+        uc.ctl_set_exits([])
         self._add_interrupt_hook()
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
@@ -142,8 +152,10 @@ class Machine:
     def _raw_interrupt(self, _uch, intno, _user) -> None:
         try:
             self._on_interrupt(None, intno, None)
-        except BaseException as e:  # noqa: BLE001 - ctypes would print and drop it
+        except (NbdbootError, KeyboardInterrupt, SystemExit) as e:
             self._fail(e)
+        except BaseException as e:  # noqa: BLE001 - ctypes would print and drop it
+            self._fail(GuestCrash(f"internal error while taking interrupt {intno:#04x}: {type(e).__name__}: {e}"))
 
     # -- setup ---------------------------------------------------------------------
     def add_trap(self, offset: int, service) -> None:
@@ -173,16 +185,15 @@ class Machine:
 
     def _serve_invalid(self) -> bool:
         cpu = self.cpu
-        if cpu.protected:
-            self._fail(GuestCrash("invalid opcode in protected mode"))
-            return False
-        seg, off = cpu.ivt_entry(6)
-        if (seg << 4) + off == rom.ROM_BASE + rom.stub(6):
-            self._fail(GuestCrash("invalid opcode with no handler"))
-            return False
+        eip = cpu.get("eip")
         self._record(6, "#UD")
-        cpu.deliver_real(6, cpu.get("eip") & 0xFFFF, running=True)
-        return True
+        if not cpu.protected:
+            seg, off = cpu.ivt_entry(6)
+            if (seg << 4) + off == rom.ROM_BASE + rom.stub(6):
+                self._fail(GuestCrash("invalid opcode with no handler"))
+                return False
+        self._deliver(ints.UD, ints.EXCEPTION, eip, None)
+        return self.stop_reason != "failed"
 
     def _on_interrupt(self, uc, intno, _user):
         self._serve_interrupt(intno)
@@ -191,7 +202,7 @@ class Machine:
         cpu = self.cpu
         eip, cs, cr0, eax, flags, sp, ss = cpu.interrupt_regs.read()
         if time.perf_counter() >= self._slice_deadline and self.stop_reason is None:
-            length = self._software_int_length(cpu.seg_base(cs), eip, intno)
+            length = self._software_int_length(cs, eip, intno, cr0, flags)
             if length:
                 # End the slice *before* this int (it runs again on resume): a due IRQ is taken
                 # here, not inside a handler. With IF=0 too: polling a BIOS with interrupts off
@@ -211,11 +222,12 @@ class Machine:
         elif intno not in IDLE_LOOP_VECTORS:
             self.bios.keyboard.polls = 0  # working, not idling (DOS polls for ^C on every call)
         if cr0 & 1:
-            self._interrupt_protected(intno, cs, eip, eax)
+            self._interrupt_protected(intno, cs, eip, eax, flags, sp, ss)
             return
-        # Unicorn reports only instructions and CPU exceptions (IRQs are ours): from 20h up
-        # it can only be `int n`, and reading its opcode back would cost every DOS call.
-        if intno >= 0x20 or self._is_software_int(cs << 4, eip, intno):
+        # Unicorn reports only instructions and CPU exceptions (IRQs are ours): outside the few
+        # vectors QEMU raises in real mode it can only be `int n`, and asking Unicorn would cost
+        # every DOS call.
+        if intno not in REAL_MODE_EXCEPTIONS or self._classify(intno)[0]:
             entry = cpu.read32(intno * 4)
             seg, off = entry >> 16, entry & 0xFFFF
             if entry == _ROM_STUB_ENTRY[intno]:
@@ -231,13 +243,38 @@ class Machine:
                 self.history.append((intno, "int", cs, eip, eax))
                 cpu.enter_real(eip, cs, flags, sp, ss, seg, off)
             return
+        # A CPU exception: EIP is on the faulting instruction (a fault restarts it) or after
+        # it (a trap), as QEMU left it.
         self.history.append((intno, "exception", cs, eip, eax))
         if intno in CPU_EXCEPTIONS:
             seg, off = cpu.ivt_entry(intno)
             if (seg << 4) + off == rom.ROM_BASE + rom.stub(intno):
-                self._fail(GuestCrash(f"unhandled CPU exception {intno:#04x} ({EXCEPTION_NAMES.get(intno, '?')})"))
+                self._fail(GuestCrash(f"unhandled CPU exception {intno:#04x} ({ints.NAMES.get(intno, '?')})"))
                 return
-        cpu.deliver_real(intno, eip & 0xFFFF, running=True, cs=cs)
+        self._deliver(intno, ints.EXCEPTION, eip, None)
+
+    def _classify(self, intno: int) -> tuple[bool, int | None]:
+        """(software int, error code) of what the hook reports, from QEMU's own record of it;
+        a CPU exception also clears QEMU's pending-exception state (see machine/interrupts.py)."""
+        env = self.interrupts.env
+        if not env.available:
+            return self._software_int_length(self.cpu.get("cs"), self.cpu.get("eip"), intno,
+                                             self.cpu.get("cr0"), self.cpu.get("eflags")) > 0, 0
+        error_code, software = env.exception_state()
+        if not software:
+            env.clear_old_exception()
+        return software, error_code
+
+    def _deliver(self, vector: int, source: str, return_eip: int, error_code: int | None,
+                 running: bool = True) -> None:
+        try:
+            self.interrupts.deliver(vector, source, return_eip, error_code, running)
+        except ints.TripleFault as e:
+            error = GuestCrash(f"triple fault in {self.cpu.mode()}: {e}")
+            if running:
+                self._fail(error)
+            else:
+                raise error from None
 
     def _serve_bios(self, service, flags_at: int) -> None:
         """Run a BIOS service; the caller's FLAGS are at `flags_at` (known from the SS:SP already read)."""
@@ -248,27 +285,67 @@ class Machine:
         finally:
             cpu.service_flags_at = None
 
-    def _interrupt_protected(self, intno: int, cs: int, eip: int, eax: int) -> None:
-        software = self._is_software_int(self.cpu.seg_base(cs), eip, intno)
+    def _interrupt_protected(self, intno: int, cs: int, eip: int, eax: int, flags: int, sp: int, ss: int) -> None:
+        software, error_code = (True, 0) if intno >= 0x20 else self._classify(intno)
+        if flags & FLAG_VM and self._v86_bios(intno, software, cs, eip, eax, sp, ss):
+            return
         self.history.append((intno, "int" if software else "exception", cs, eip, eax))
-        # Unicorn does not report the error code of a fault; handlers of these vectors
-        # pop one, so push 0 rather than unbalance their stack.
-        error_code = 0 if not software and intno in (8, 10, 11, 12, 13, 14, 17) else None
-        try:
-            self.cpu.deliver_protected(intno, eip, running=True, error_code=error_code)
-        except CpuFault as e:
-            self._fail(GuestCrash(f"triple fault: {e}"))
+        if software:
+            self._deliver(intno, ints.SOFTWARE, eip, None)
+        else:
+            self._deliver(intno, ints.EXCEPTION, eip, error_code if intno in ints.WITH_ERROR_CODE else None)
 
-    def _is_software_int(self, base: int, eip: int, intno: int) -> bool:
-        return self._software_int_length(base, eip, intno) > 0
+    def _v86_bios(self, intno: int, software: bool, cs: int, eip: int, eax: int, sp: int, ss: int) -> bool:
+        """A ROM stub reached in virtual-8086 mode (a monitor reflected an `int n` to the IVT)
+        runs the BIOS service here. With IOPL < 3 the stub's `int` faults (#GP at the stub):
+        serve it and do the stub's `iret` too, which would fault the same way."""
+        base = (cs & 0xFFFF) << 4
+        if software:
+            trap = self.traps.get(base + eip - 2)
+            if trap is None or trap[0] != intno:
+                return False
+            self.history.append((intno, "bios v86", cs, eip - 2, eax))
+            if trap[1] is not None:
+                self._serve_bios(trap[1], (ss << 4) + ((sp + 4) & 0xFFFF))
+            return True
+        if intno != ints.GP:
+            return False
+        trap = self.traps.get(base + eip)
+        if trap is None:
+            return False
+        cpu = self.cpu
+        self.history.append((trap[0], "bios v86", cs, eip, eax))
+        after = eip + 2
+        cpu.set("eip", after)  # as if the int had run: a waiting service rewinds to it
+        if trap[1] is not None:
+            self._serve_bios(trap[1], (ss << 4) + ((sp + 4) & 0xFFFF))
+        if cpu.get("eip") != after or cpu.get("cs") != cs or self.stop_reason == "failed":
+            return True  # the service moved CS:IP (waits, int 19h): nothing to return to
+        if cpu.read8(base + after) != 0xCF:
+            return True  # a trap inside a ROM routine (IRQ0's tick): go on with it
+        frame_at = (ss << 4) + (sp & 0xFFFF)
+        ip, ret_cs, ret_flags = struct.unpack("<HHH", cpu.read(frame_at, 6))
+        kept = ints.FLAG_IOPL | FLAG_VM | 0xFFFF0000
+        cpu.set("sp", (sp + 6) & 0xFFFF)
+        cpu.set("cs", ret_cs)
+        cpu.set("eip", ip)
+        # iret as at IOPL 3: FLAGS from the frame (the service's CF/ZF with it), IOPL and VM kept.
+        self.interrupts.env.write_eflags((cpu.get("eflags") & kept) | (ret_flags & ~kept))
+        return True
 
-    def _software_int_length(self, base: int, eip: int, intno: int) -> int:
-        """2 for `int n`, 1 for int3/into, 0 when a CPU exception brought us here."""
+    def _software_int_length(self, cs: int, eip: int, intno: int, cr0: int, flags: int) -> int:
+        """2 for `int n`, 1 for int3/into, 0 when a CPU exception brought us here (by the bytes
+        before EIP: the deadline stop needs the length, not the exact kind)."""
         try:
-            if self.cpu.read16(base + eip - 2) == 0xCD | (intno << 8):
+            if not cr0 & 1 or flags & FLAG_VM:
+                base = (cs & 0xFFFF) << 4
+            else:
+                base = self.cpu.seg_base(cs)
+            before = self.cpu.read_linear(base + eip - 2, 2)
+            if before == bytes((0xCD, intno)):
                 return 2
-            return 1 if intno in (3, 4) and self.cpu.read8(base + eip - 1) in (0xCC, 0xCE) else 0
-        except UcError:
+            return 1 if intno in (3, 4) and before[1] in (0xCC, 0xCE) else 0
+        except (UcError, ints.Fault):
             return 0
 
     def _record(self, vector: int, kind: str, cs: int | None = None, ip: int | None = None) -> None:
@@ -321,9 +398,9 @@ class Machine:
         self.irq_count[irq] += 1
         self._record(vector, f"irq{irq}")
         try:
-            cpu.deliver(vector, cpu.get("eip"), running=False)
-        except CpuFault as e:
-            raise GuestCrash(f"triple fault delivering IRQ{irq}: {e}", self.crash_report()) from None
+            self.interrupts.deliver(vector, ints.EXTERNAL, cpu.get("eip"), None, running=False)
+        except ints.TripleFault as e:
+            raise GuestCrash(f"triple fault delivering IRQ{irq} in {cpu.mode()}: {e}", self.crash_report()) from None
         self.waiting_in_bios = False
         self.halt_site = None
         return True
@@ -355,7 +432,11 @@ class Machine:
             cpu.uc.emu_start(cpu.get("eip"), 0xFFFFFFFF)
         except UcError as e:
             if self.failure is None:
-                self.failure = GuestCrash(f"CPU stopped: {e}")
+                if e.errno in (UC_ERR_FETCH_PROT, UC_ERR_FETCH_UNMAPPED):  # open bus holds no code
+                    self.failure = GuestCrash(f"CPU stopped: instruction fetch from unmapped memory "
+                                              f"(no RAM or ROM there) in {cpu.mode()}")
+                else:
+                    self.failure = GuestCrash(f"CPU stopped: {e}")
         finally:
             end = time.perf_counter()
             self._running_slice = 0
