@@ -179,3 +179,12 @@ $(BI_BUILD)/cpu-ipxe.img: $(BI_SRC)/cpubench/ipxe/syslinux.cfg /usr/lib/ipxe/ipx
 	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $< ::syslinux.cfg
 	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) /usr/lib/ipxe/ipxe.lkrn ::ipxe.lkrn
 	mv $@.tmp $@
+
+# Interrupt-delivery programs (bootimages/interrupts/): each a 1.44 MB floppy whose first sectors hold the
+# program, booted under nbdboot and QEMU+SeaBIOS by tests/test_interrupts_reference.py.
+BI_INTERRUPTS := $(BI_BUILD)/rmvectors.img $(BI_BUILD)/pmkernel.img $(BI_BUILD)/v86mon.img
+interrupt-images: $(BI_INTERRUPTS)
+$(BI_BUILD)/%.img: $(BI_SRC)/interrupts/%.asm | $(BI_BUILD)
+	$(NASM) -f bin -o $@.tmp $<
+	truncate -s 1474560 $@.tmp
+	mv $@.tmp $@

@@ -32,6 +32,9 @@ IMAGES = {
     "cpuwork-off-16m": "cpuwork-off-16m.img",
     "cpuwork-on-16m": "cpuwork-on-16m.img",
     "cpu-ipxe": "cpu-ipxe.img",
+    "rmvectors": "rmvectors.img",
+    "pmkernel": "pmkernel.img",
+    "v86mon": "v86mon.img",
 }
 
 

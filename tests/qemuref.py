@@ -129,10 +129,12 @@ def boot(
     readonly: bool = False,  # the export is read-only (nbdkit -r): writes go to a QEMU overlay
     poll_interval: float = 0.1,
     extra_args: tuple[str, ...] = (),
+    keys_after: tuple[str, list[str]] | None = None,
 ) -> BootResult:
     """Boot `uri` (an nbd:// URI or an image path) as `media` and wait until every string in `expect` is on the
     screen and `expect_debug` (if given) is in the E9h output. Returns what was seen; never raises on a timeout
-    (check `matched`), only when QEMU itself fails."""
+    (check `matched`), only when QEMU itself fails. `keys_after` = (text, qcodes): press those keys (QMP send-key)
+    once `text` shows up in the E9h output."""
     qemu = shutil.which("qemu-system-i386")
     if not qemu:
         raise QemuError("qemu-system-i386 is not installed: run scripts/install-deps")
@@ -169,6 +171,9 @@ def boot(
                 screen = decode_screen(Path(screen_path).read_bytes())
                 debug = Path(debug_path).read_bytes().decode("latin-1") if os.path.exists(debug_path) else ""
                 now = time.monotonic()
+                if keys_after is not None and keys_after[0] in debug:
+                    qmp.execute("send-key", keys=[{"type": "qcode", "data": k} for k in keys_after[1]])
+                    keys_after = None
                 if all(w in screen for w in wanted) and (expect_debug is None or expect_debug in debug):
                     matched = True
                     break

@@ -209,6 +209,11 @@ class CpuEnv:
         return ctypes.c_int32.from_address(at + lay.error_code).value, bool(
             ctypes.c_int32.from_address(at + lay.is_int).value)
 
+    def next_eip(self) -> int:
+        """Where a software interrupt returns to (QEMU's exception_next_eip)."""
+        at = self._snapshot()
+        return ctypes.c_uint32.from_address(at + self.layout.next_eip).value
+
     def clear_old_exception(self) -> None:
         at = self._snapshot()
         ctypes.c_int32.from_address(at + self.layout.old_exception).value = -1
@@ -447,8 +452,10 @@ class Interrupts:
 
     # -- entry points ------------------------------------------------------------------------
     def deliver(self, vector: int, source: str, return_eip: int, error_code: int | None = None,
-                running: bool = True) -> None:
-        """Deliver one event, and the faults its delivery raises (#DF, triple fault) as the SDM says."""
+                running: bool = True, insn_length: int = 2) -> None:
+        """Deliver one event, and the faults its delivery raises (#DF, triple fault) as the SDM says.
+        For a software interrupt, `return_eip` is after the instruction and `insn_length` its length:
+        a fault while delivering it is reported on the instruction."""
         first = None
         while True:
             try:
@@ -459,11 +466,13 @@ class Interrupts:
                     self.cpu.set("cr2", fault.cr2)
                 if vector == DF:
                     raise TripleFault(f"{fault} while delivering #DF (after {first})") from None
-                if source != SOFTWARE and _double_fault(vector, fault.vector):
+                if source == EXCEPTION and _double_fault(vector, fault.vector):
                     first = f"{fault} delivering {NAMES.get(vector, hex(vector))}"
                     vector, source, error_code = DF, EXCEPTION, 0
                     continue
                 first = first or f"{fault} delivering vector {vector:#x}"
+                if source == SOFTWARE:
+                    return_eip -= insn_length
                 vector, source, error_code = fault.vector, EXCEPTION, fault.error_code
                 if first.count("delivering") > 8:
                     raise TripleFault(first) from None

@@ -186,6 +186,13 @@ class Machine:
     def _serve_invalid(self) -> bool:
         cpu = self.cpu
         eip = cpu.get("eip")
+        env = self.interrupts.env
+        if env.available:
+            _, software = env.exception_state()
+            if software:  # Unicorn reports `int 6` through this hook too, EIP still on it
+                self._record(6, "int")
+                self._deliver(ints.UD, ints.SOFTWARE, env.next_eip(), None)
+                return self.stop_reason != "failed"
         self._record(6, "#UD")
         if not cpu.protected:
             seg, off = cpu.ivt_entry(6)
@@ -266,9 +273,9 @@ class Machine:
         return software, error_code
 
     def _deliver(self, vector: int, source: str, return_eip: int, error_code: int | None,
-                 running: bool = True) -> None:
+                 running: bool = True, insn_length: int = 2) -> None:
         try:
-            self.interrupts.deliver(vector, source, return_eip, error_code, running)
+            self.interrupts.deliver(vector, source, return_eip, error_code, running, insn_length)
         except ints.TripleFault as e:
             error = GuestCrash(f"triple fault in {self.cpu.mode()}: {e}")
             if running:
@@ -291,7 +298,8 @@ class Machine:
             return
         self.history.append((intno, "int" if software else "exception", cs, eip, eax))
         if software:
-            self._deliver(intno, ints.SOFTWARE, eip, None)
+            length = self._software_int_length(cs, eip, intno, 1, flags) or 2
+            self._deliver(intno, ints.SOFTWARE, eip, None, insn_length=length)
         else:
             self._deliver(intno, ints.EXCEPTION, eip, error_code if intno in ints.WITH_ERROR_CODE else None)
 
@@ -493,7 +501,8 @@ class Machine:
             return False
         if cpu.get("eflags") & FLAG_IF:
             self.halt_site = None
-            self.clock.skip_to(self.next_event())
+            if self.pic.pending() is None:  # a pending IRQ (IRQ1 behind IRQ0) wakes it now, not at the next tick
+                self.clock.skip_to(self.next_event())
             return True
         if self.halt_site == pc:
             raise GuestCrash("halted with interrupts off and nothing to wake it", self.crash_report(pc - 1))
