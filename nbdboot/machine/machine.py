@@ -50,9 +50,11 @@ SLICE_SECONDS = 0.02  # wall time per slice; then the slice ends at the next saf
 CPU_EXCEPTIONS = range(0, 0x08)
 FLAG_VM = ints.FLAG_VM
 # Vectors whose UC_HOOK_INTR report may be a CPU exception rather than `int n`. In real mode
-# QEMU raises only these (no paging, no segment limits, #UD has its own hook); in protected
-# and V86 mode any vector below 20h can be one.
-REAL_MODE_EXCEPTIONS = frozenset((0, 1, 5, 7, 12, 13, 16, 17, 19))
+# QEMU raises only #DE, #DB, #BR, #NM, #SS and #GP (no paging, no segment limits to speak of,
+# #UD has its own hook, #AC needs CPL 3); #MF (10h) and #XM (13h) would need CR0.NE or SSE
+# exceptions unmasked, and taking int 10h/13h for them would cost every BIOS call a probe.
+# In protected and V86 mode any vector below 20h is asked about.
+REAL_MODE_EXCEPTIONS = frozenset((0x00, 0x01, 0x05, 0x07, 0x0C, 0x0D))
 # What an idle loop calls besides the keyboard: time, DOS idle, network idle, timer IRQs.
 _ROM_STUB_ENTRY = [(rom.ROM_SEGMENT << 16) | rom.stub(vector) for vector in range(256)]
 
