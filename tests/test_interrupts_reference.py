@@ -14,6 +14,7 @@ import pytest
 import qemuref
 from conftest import running_nbdkit
 from images import image
+from nbdboot.console.screen import screen_text
 from nbdboot.disk.nbd import NbdDevice
 from nbdboot.machine.machine import Machine
 from nbdboot.nbd.uri import parse_uri
@@ -75,3 +76,46 @@ def test_the_log_records_the_cpu_s_choices(both_logs):
         assert "error code 00000412" in ours  # int 82h through a DPL-0 gate: IDT bit, vector 82h
         assert "task B, TR=0030 back link=0028 NT=0001" in ours
         assert "back in task A, TR=0028 NT=0000" in ours
+
+
+
+
+
+@pytest.fixture(scope="module")
+def v86_boots(tmp_path_factory):
+    """v86mon.asm boots the FreeDOS floppy inside V86 mode, under nbdboot and under QEMU+SeaBIOS."""
+    from conftest import ROOT
+
+    freedos = ROOT.parent / "shared" / "images" / "freedos722.img"
+    if not freedos.exists():
+        pytest.skip(f"{freedos} is not here")
+    tmp = tmp_path_factory.mktemp("v86")
+    copies = []
+    for name in ("nbdboot", "qemu"):
+        copy = tmp / f"freedos-{name}.img"
+        copy.write_bytes(freedos.read_bytes())
+        copies.append(copy)
+    with running_nbdkit("-r", "file", str(image("v86mon"))) as monitor, \
+            running_nbdkit("file", str(copies[0])) as floppy_a, running_nbdkit("file", str(copies[1])) as floppy_b:
+        machine = Machine()
+        with NbdDevice(parse_uri(monitor.uri)) as disk, NbdDevice(parse_uri(floppy_a.uri)) as floppy:
+            machine.bios.disk.add_drive(0x80, disk)
+            machine.bios.disk.add_drive(0x00, floppy)
+            machine.power_on(0x80)
+            deadline = time.monotonic() + 90
+            while "A:\\>" not in screen_text(machine.cpu) and time.monotonic() < deadline:
+                machine.run_slice()
+            ours = machine.ports.debug.decode(errors="replace"), screen_text(machine.cpu), machine.cpu.mode()
+        result = qemuref.boot(monitor.uri, "A:\\>", media="hdd", readonly=True, timeout=60,
+                              extra_args=("-drive", f"file={floppy_b.uri},format=raw,if=floppy,index=0"))
+    return ours, result
+
+
+@pytest.mark.slow
+def test_freedos_reaches_its_prompt_in_v86_mode_under_both(v86_boots):
+    (log, screen, mode), reference = v86_boots
+    assert reference.matched, reference.debug + reference.text()
+    assert "A:\\>" in screen, log + screen
+    assert mode == "virtual-8086 mode"  # DOS's prompt loop runs under the monitor
+    assert "DOS is running in V86 mode" in log
+    assert log == reference.debug

@@ -170,6 +170,7 @@ class Cpu:
             self._c_reg_write = _uclib.uc_reg_write
             self._c_mem_read = _uclib.uc_mem_read
             self._buf = ctypes.create_string_buffer(8)
+            self._phys_buf = ctypes.create_string_buffer(256)
             self._u16, self._u32 = ctypes.c_uint16(), ctypes.c_uint32()
             self._u16_at, self._u32_at = ctypes.addressof(self._u16), ctypes.addressof(self._u32)
             self._frame = ctypes.create_string_buffer(6)
@@ -266,6 +267,16 @@ class Cpu:
     # -- memory ------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:
         return bytes(self.uc.mem_read(addr, size))
+
+    def read_phys(self, addr: int, size: int) -> bytes:
+        """Physical memory through the C API (raises UcError where no RAM is mapped)."""
+        if not self._fast:
+            return bytes(self.uc.mem_read(addr, size))
+        if size > len(self._phys_buf):
+            self._phys_buf = ctypes.create_string_buffer(size)
+        if self._c_mem_read(self._uch, addr, self._phys_buf, size):
+            raise UcError(6)  # UC_ERR_READ_UNMAPPED
+        return self._phys_buf.raw[:size]
 
     def read_linear(self, addr: int, size: int) -> bytes:
         """Read a linear address range through the guest's page tables (raises interrupts.Fault)."""

@@ -69,6 +69,8 @@ NAMES = {0: "#DE divide error", 1: "#DB debug", 2: "NMI", 3: "#BP breakpoint", 4
          18: "#MC machine check", 19: "#XM SIMD error"}
 WITH_ERROR_CODE = frozenset((DF, TS, NP, SS, GP, PF, AC, 21))
 CONTRIBUTORY = frozenset((DE, TS, NP, SS, GP))
+# Faults: EIP stays on the instruction, which runs again after the handler (#DB is a trap or a fault).
+FAULTS = frozenset((DE, BR, UD, NM, TS, NP, SS, GP, PF, MF, AC, 19))
 
 # Where an event comes from decides the DPL check (software only) and the EXT bit.
 SOFTWARE = "int"        # int n, int3, into: gate DPL >= CPL is checked, EXT=0
@@ -331,6 +333,11 @@ class LinearMemory:
     def read(self, linear: int, size: int, user: bool = False) -> bytes:
         out = b""
         cr0 = self.cpu.get("cr0")
+        if not cr0 & CR0_PG:
+            try:
+                return self.cpu.read_phys(linear & 0xFFFFFFFF, size)
+            except UcError:
+                pass  # open bus somewhere in the range: go page by page
         while size:
             chunk = min(size, 0x1000 - (linear & 0xFFF))
             phys = self.translate(linear, False, user, cr0)
@@ -343,6 +350,12 @@ class LinearMemory:
 
     def write(self, linear: int, data: bytes, user: bool = False) -> None:
         cr0 = self.cpu.get("cr0")
+        if not cr0 & CR0_PG:
+            try:
+                self.cpu.write(linear & 0xFFFFFFFF, data, code=False)
+                return
+            except UcError:
+                pass
         # Translate every page first: a fault leaves memory untouched, as a frame push would.
         spans = []
         at, rest = linear, data
@@ -418,6 +431,12 @@ class Descriptor:
 # -- delivery -------------------------------------------------------------------------------------------
 
 
+class _Mmr(ctypes.Structure):
+    """Unicorn's uc_x86_mmr: a descriptor-table or segment register with its hidden part."""
+    _fields_ = [("selector", ctypes.c_uint16), ("base", ctypes.c_uint64),
+                ("limit", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
+
+
 class Interrupts:
     """Delivers software interrupts, CPU exceptions and IRQs in the CPU's current mode."""
 
@@ -425,10 +444,22 @@ class Interrupts:
         self.cpu = cpu
         self.mem = LinearMemory(cpu)
         self.env = CpuEnv(cpu)
+        self._mmr = _Mmr()
+        self._mmr_ref = ctypes.byref(self._mmr)
+        self._c_reg_read = None
+        if cpu._fast:
+            from unicorn.unicorn_py3.unicorn import uclib
+            self._c_reg_read = uclib.uc_reg_read
+        from nbdboot.machine.cpu import RegBatch
+        self._state = RegBatch(cpu, ("eflags", "cs", "ss", "esp", "cr0"))
 
     # -- helpers ---------------------------------------------------------------------------
     def _reg_mmr(self, reg: int) -> tuple[int, int, int, int]:
-        return self.cpu.uc.reg_read(reg)
+        if self._c_reg_read is None:
+            return self.cpu.uc.reg_read(reg)
+        mmr = self._mmr
+        self._c_reg_read(self.cpu._uch, reg, self._mmr_ref)
+        return mmr.selector, mmr.base, mmr.limit, mmr.flags
 
     def descriptor(self, selector: int, ext: int, vector: int = GP) -> Descriptor:
         """The GDT/LDT descriptor of `selector`; `vector`(selector) if it lies outside its table."""
@@ -520,9 +551,9 @@ class Interrupts:
         if kind not in (GATE_TASK, GATE_INT16, GATE_TRAP16, GATE_INT32, GATE_TRAP32):
             raise Fault(GP, vector * 8 + 2 + ext, f"IDT entry {vector:#x} at {gate_at:#010x} is not a gate "
                                                   f"({hi:08x}:{lo:08x})")
-        eflags = cpu.get("eflags")
+        eflags, cs, ss_sel, esp, _cr0 = self._state.read()
         v86 = bool(eflags & FLAG_VM)
-        cpl = 3 if v86 else cpu.get("cs") & 3
+        cpl = 3 if v86 else cs & 3
         if source == SOFTWARE and gate.dpl < cpl:
             raise Fault(GP, vector * 8 + 2, f"int {vector:#x} from CPL {cpl} through a DPL {gate.dpl} gate")
         if not gate.present:
@@ -545,25 +576,24 @@ class Interrupts:
         new_cpl = cpl if code.conforming else code.dpl
         if v86 and new_cpl != 0:
             raise Fault(GP, (selector & 0xFFFC) | ext, f"gate {vector:#x} from V86 mode to {code}")
-        cs, eip = cpu.get("cs"), return_eip
+        eip = return_eip
         size = 4 if gate32 else 2
         if new_cpl < cpl or v86:
             new_ss, new_esp, ss_desc = self._tss_stack(new_cpl, ext)
             words = []
             if v86:
                 words += [cpu.get("gs"), cpu.get("fs"), cpu.get("ds"), cpu.get("es")]
-            words += [cpu.get("ss"), cpu.get("esp"), eflags, cs, eip]
+            words += [ss_sel, esp, eflags, cs, eip]
             stack32 = ss_desc.big
             ss_base = ss_desc.base
             sp = new_esp
             user = False
         else:
             new_ss = None
-            ss_sel = cpu.get("ss")
             ss_desc = self.descriptor(ss_sel, ext, SS)
             stack32 = ss_desc.big
             ss_base = ss_desc.base
-            sp = cpu.get("esp")
+            sp = esp
             words = [eflags, cs, eip]
             user = cpl == 3
         if error_code is not None:
@@ -594,7 +624,7 @@ class Interrupts:
         if stack32:
             cpu.set("esp", sp)
         else:
-            cpu.set("esp", (cpu.get("esp") & 0xFFFF0000) | sp if new_ss is None else sp)
+            cpu.set("esp", (esp & 0xFFFF0000) | sp if new_ss is None else sp)
         cpu.set("eip", offset)
 
     def _force_cpl(self, cpl: int) -> None:

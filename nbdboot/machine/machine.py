@@ -219,6 +219,11 @@ class Machine:
                 cpu.set("eip", eip - length)
                 self.stop("deadline")
                 return
+            if cr0 & 1 and intno in ints.FAULTS and self._restartable_fault(intno):
+                # A fault leaves EIP on its instruction: undelivered, it faults again on resume.
+                # V86 code under a monitor makes no software ints (each one is a #GP).
+                self.stop("deadline")
+                return
         if not cr0 & 1:
             trap = self.traps.get((cs << 4) + eip - 2)
             if trap is not None and trap[0] == intno:
@@ -226,10 +231,8 @@ class Machine:
                 if trap[1] is not None:
                     self._serve_bios(trap[1], (ss << 4) + ((sp + 4) & 0xFFFF))
                 return
-        if intno == 0x28:  # DOS idle call: DOS is waiting for console input
-            self.bios.keyboard.guest_waiting()
-        elif intno not in IDLE_LOOP_VECTORS:
-            self.bios.keyboard.polls = 0  # working, not idling (DOS polls for ^C on every call)
+        if not (flags & FLAG_VM and intno == ints.GP):  # V86 calls count at their ROM stub (_v86_bios)
+            self._note_activity(intno)
         if cr0 & 1:
             self._interrupt_protected(intno, cs, eip, eax, flags, sp, ss)
             return
@@ -261,6 +264,16 @@ class Machine:
                 self._fail(GuestCrash(f"unhandled CPU exception {intno:#04x} ({ints.NAMES.get(intno, '?')})"))
                 return
         self._deliver(intno, ints.EXCEPTION, eip, None)
+
+    def _restartable_fault(self, intno: int) -> bool:
+        env = self.interrupts.env
+        if not env.available:
+            return False
+        _, software = env.exception_state()
+        if software:
+            return False
+        env.clear_old_exception()
+        return True
 
     def _classify(self, intno: int) -> tuple[bool, int | None]:
         """(software int, error code) of what the hook reports, from QEMU's own record of it;
@@ -305,6 +318,12 @@ class Machine:
         else:
             self._deliver(intno, ints.EXCEPTION, eip, error_code if intno in ints.WITH_ERROR_CODE else None)
 
+    def _note_activity(self, vector: int) -> None:
+        if vector == 0x28:  # DOS idle call: DOS is waiting for console input
+            self.bios.keyboard.guest_waiting()
+        elif vector not in IDLE_LOOP_VECTORS:
+            self.bios.keyboard.polls = 0  # working, not idling (DOS polls for ^C on every call)
+
     def _v86_bios(self, intno: int, software: bool, cs: int, eip: int, eax: int, sp: int, ss: int) -> bool:
         """A ROM stub reached in virtual-8086 mode (a monitor reflected an `int n` to the IVT)
         runs the BIOS service here. With IOPL < 3 the stub's `int` faults (#GP at the stub):
@@ -325,6 +344,7 @@ class Machine:
             return False
         cpu = self.cpu
         self.history.append((trap[0], "bios v86", cs, eip, eax))
+        self._note_activity(trap[0])
         after = eip + 2
         cpu.set("eip", after)  # as if the int had run: a waiting service rewinds to it
         if trap[1] is not None:
