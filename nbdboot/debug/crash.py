@@ -9,12 +9,12 @@ from capstone import CS_ARCH_X86, CS_MODE_16, CS_MODE_32, Cs
 def disassemble(cpu, at: int, before: int = 16, after: int = 24) -> list[str]:
     """Instructions around linear address `at`. Backwards x86 decoding is ambiguous,
     so start a little earlier and keep the first decode path that lands on `at`."""
-    mode = CS_MODE_32 if cpu.protected and _code32(cpu) else CS_MODE_16
+    mode = CS_MODE_32 if cpu.protected and not cpu.v86 and _code32(cpu) else CS_MODE_16
     md = Cs(CS_ARCH_X86, mode)
     for back in range(before, -1, -1):
         start = max(0, at - back)
         try:
-            code = cpu.read(start, (at - start) + after)
+            code = cpu.read_linear(start, (at - start) + after)  # through the guest's page tables
         except Exception:  # noqa: BLE001 - unmapped: show what we can
             continue
         insns = list(md.disasm(code, start))
@@ -36,16 +36,22 @@ def _code32(cpu) -> bool:
 def crash_report(machine, at: int | None = None) -> str:
     cpu = machine.cpu
     r = cpu.registers()
-    mode = "protected" if r["cr0"] & 1 else "real"
+    mode = cpu.mode()
     pc = cpu.pc() if at is None else at
     out = [
-        f"CS:IP {r['cs']:04x}:{r['eip']:04x} (linear {pc:#x}, {mode} mode)",
+        f"CS:IP {r['cs']:04x}:{r['eip']:04x} (linear {pc:#x}, {mode})",
         "EAX={eax:08x} EBX={ebx:08x} ECX={ecx:08x} EDX={edx:08x}".format(**r),
         "ESI={esi:08x} EDI={edi:08x} EBP={ebp:08x} ESP={esp:08x}".format(**r),
         "DS={ds:04x} ES={es:04x} SS={ss:04x} FS={fs:04x} GS={gs:04x} EFLAGS={eflags:08x} CR0={cr0:08x}".format(**r),
         "code:",
     ]
     out += ["  " + line for line in disassemble(cpu, pc)]
+    if r["cr0"] & 0x80000000:
+        try:
+            walk = cpu.linear.walk(pc)
+            out.append("paging for CS:EIP: " + ", ".join(f"{lvl} {val:#x} at {adr:#x}" for lvl, adr, val in walk))
+        except Exception:  # noqa: BLE001 - the report must not fail
+            pass
     out.append("last interrupts (oldest first):")
     for vector, kind, cs, ip, eax in machine.history:
         out.append(f"  {kind:<9} {vector:02x}h at {cs:04x}:{ip:04x} EAX={eax:08x}")

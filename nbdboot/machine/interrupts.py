@@ -348,7 +348,7 @@ class LinearMemory:
             linear, size = linear + chunk, size - chunk
         return out
 
-    def write(self, linear: int, data: bytes, user: bool = False) -> None:
+    def write(self, linear: int, data: bytes, user: bool = False, word: int = 4) -> None:
         cr0 = self.cpu.get("cr0")
         if not cr0 & CR0_PG:
             try:
@@ -357,12 +357,17 @@ class LinearMemory:
             except UcError:
                 pass
         # Translate every page first: a fault leaves memory untouched, as a frame push would.
-        spans = []
+        pieces = []
         at, rest = linear, data
         while rest:
             chunk = min(len(rest), 0x1000 - (at & 0xFFF))
-            spans.append((self.translate(at, True, user, cr0), rest[:chunk]))
+            pieces.append((at, rest[:chunk]))
             at, rest = at + chunk, rest[chunk:]
+        # Highest page first: pushes go down, so a fault names the first word the CPU would write.
+        spans = []
+        for at, part in reversed(pieces):
+            top = at + max(len(part) - word, 0)  # the highest word of the piece, pushed first
+            spans.append((self.translate(top, True, user, cr0) - (top - at), part))
         for phys, part in spans:
             try:
                 self.cpu.write(phys, part, code=False)
@@ -487,7 +492,7 @@ class Interrupts:
         """Deliver one event, and the faults its delivery raises (#DF, triple fault) as the SDM says.
         For a software interrupt, `return_eip` is after the instruction and `insn_length` its length:
         a fault while delivering it is reported on the instruction."""
-        first = None
+        chain: list[str] = []  # what went wrong, in order, for the crash report
         while True:
             try:
                 self._deliver_once(vector, source, return_eip, error_code, running)
@@ -495,18 +500,15 @@ class Interrupts:
             except Fault as fault:
                 if fault.cr2 is not None:
                     self.cpu.set("cr2", fault.cr2)
-                if vector == DF:
-                    raise TripleFault(f"{fault} while delivering #DF (after {first})") from None
+                chain.append(f"{fault} (delivering {NAMES.get(vector, f'vector {vector:#x}')})")
+                if vector == DF or len(chain) > 8:
+                    raise TripleFault("; then ".join(chain)) from None
                 if source == EXCEPTION and _double_fault(vector, fault.vector):
-                    first = f"{fault} delivering {NAMES.get(vector, hex(vector))}"
                     vector, source, error_code = DF, EXCEPTION, 0
                     continue
-                first = first or f"{fault} delivering vector {vector:#x}"
                 if source == SOFTWARE:
                     return_eip -= insn_length
                 vector, source, error_code = fault.vector, EXCEPTION, fault.error_code
-                if first.count("delivering") > 8:
-                    raise TripleFault(first) from None
 
     def _deliver_once(self, vector, source, return_eip, error_code, running):
         cpu = self.cpu
@@ -604,7 +606,7 @@ class Interrupts:
         frame = b"".join(struct.pack(fmt, w & wmask) for w in reversed(words))
         sp = (sp - len(frame)) & mask
         if stack32:
-            self.mem.write(ss_base + sp, frame, user)
+            self.mem.write(ss_base + sp, frame, user, size)
         else:  # a 16-bit stack wraps at 64 KiB
             for i in range(0, len(frame), size):
                 self.mem.write(ss_base + ((sp + i) & 0xFFFF), frame[i:i + size], user)

@@ -516,10 +516,10 @@ class Machine:
         cpu = self.cpu
         try:
             pc = cpu.pc()
-            if cpu.read8(pc - 1) != 0xF4:
+            if cpu.read_linear(pc - 1, 1) != b"\xf4":  # a paging guest's hlt is at a linear address
                 self.halt_site = None
                 return False
-        except UcError:
+        except (UcError, ints.Fault):
             return False
         if cpu.get("eflags") & FLAG_IF:
             self.halt_site = None
