@@ -184,23 +184,30 @@ class CpuEnv:
 
     def __init__(self, cpu):
         self.cpu = cpu
-        self.layout = EnvLayout.get()
+        self.layout = None
         self._ctx = None
-        if self.layout is not None and cpu._fast:
+        self._ready = False  # found on first use: most boots never need it (12 ms)
+
+    def _prepare(self) -> None:
+        self._ready = True
+        self.layout = EnvLayout.get()
+        if self.layout is not None and self.cpu._fast:
             from unicorn.unicorn_py3.unicorn import uclib
-            self._ctx = ctypes.c_void_p()
-            if uclib.uc_context_alloc(cpu._uch, ctypes.byref(self._ctx)):
-                self._ctx = None
-            else:
+            ctx = ctypes.c_void_p()
+            if not uclib.uc_context_alloc(self.cpu._uch, ctypes.byref(ctx)):
+                self._ctx = ctx
                 self._save = uclib.uc_context_save
                 self._restore = uclib.uc_context_restore
-                self._free = uclib.uc_context_free
 
     @property
     def available(self) -> bool:
+        if not self._ready:
+            self._prepare()
         return self._ctx is not None
 
     def _snapshot(self) -> int:
+        if not self.available:
+            raise TripleFault("this Unicorn build does not expose the CPU state delivery needs")
         self._save(self.cpu._uch, self._ctx)
         return self._ctx.value
 

@@ -360,7 +360,11 @@ class Machine:
         cpu.set("cs", ret_cs)
         cpu.set("eip", ip)
         # iret as at IOPL 3: FLAGS from the frame (the service's CF/ZF with it), IOPL and VM kept.
-        self.interrupts.env.write_eflags((cpu.get("eflags") & kept) | (ret_flags & ~kept))
+        flags = (cpu.get("eflags") & kept) | (ret_flags & ~kept)
+        if self.interrupts.env.available:
+            self.interrupts.env.write_eflags(flags)
+        else:
+            cpu.set("eflags", flags)
         return True
 
     def _software_int_length(self, cs: int, eip: int, intno: int, cr0: int, flags: int) -> int:
