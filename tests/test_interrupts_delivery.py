@@ -216,3 +216,23 @@ idt_desc: dw 0
     assert info.value.exit_code == 4
     assert "protected mode, CPL 0" in info.value.report and "\n  => " in info.value.report
     assert "int       30h at 0008:7c43" in info.value.report
+
+
+def test_the_cpu_state_layout_read_in_a_hook_is_the_one_measured_in_a_scratch_engine(tmp_path):
+    # The hook reads QEMU's exception record at offsets it checks against the event it takes; a scratch engine
+    # measures them by running known instructions. Both must agree (a new Unicorn would fail here first).
+    machine, log = run_sector(tmp_path, """
+        mov ax, 0
+        mov ds, ax
+        mov word [0], handler
+        mov word [2], 0
+        int 0                   ; a software int 0: the hook must ask Unicorn what it was
+        PRINT "DONE"
+        hlt
+handler: iret
+""")
+    env = machine.interrupts.env
+    assert env.available
+    measured = ints.EnvLayout._calibrate()
+    fields = ("hflags", "error_code", "is_int", "next_eip", "old_exception")
+    assert {f: getattr(env.layout, f) for f in fields} == {f: getattr(measured, f) for f in fields}
