@@ -34,12 +34,12 @@ def nbdboot_log(uri: str, end: str, key_after: str | None, timeout: float = 30.0
         machine.power_on(0x00)
         deadline = time.monotonic() + timeout
         pressed = False
-        while end.encode() not in machine.ports.debug and time.monotonic() < deadline:
-            if key_after and not pressed and key_after.encode() in machine.ports.debug:
+        while end.encode() not in machine.debugcon.output and time.monotonic() < deadline:
+            if key_after and not pressed and key_after.encode() in machine.debugcon.output:
                 machine.bios.keyboard.type_keys([("key", KEY_A)], start_now=True)
                 pressed = True
             machine.run_slice()
-    return machine.ports.debug.decode(errors="replace")
+    return machine.debugcon.output.decode(errors="replace")
 
 
 def qemu_log(uri: str, end: str, key_after: str | None) -> str:
@@ -105,7 +105,7 @@ def v86_boots(tmp_path_factory):
             deadline = time.monotonic() + 90
             while "A:\\>" not in screen_text(machine.cpu) and time.monotonic() < deadline:
                 machine.run_slice()
-            ours = machine.ports.debug.decode(errors="replace"), screen_text(machine.cpu), machine.cpu.mode()
+            ours = machine.debugcon.output.decode(errors="replace"), screen_text(machine.cpu), machine.cpu.mode()
         result = qemuref.boot(monitor.uri, "A:\\>", media="hdd", readonly=True, timeout=60,
                               extra_args=("-drive", f"file={floppy_b.uri},format=raw,if=floppy,index=0"))
     return ours, result
