@@ -13,7 +13,8 @@ import time
 from nbdboot.disk.base import DiskError
 from nbdboot.errors import BootFailed
 from nbdboot.machine import rom
-from nbdboot.machine.machine import CONVENTIONAL_TOP, EBDA_SEGMENT, VIDEO_TEXT
+from nbdboot.bios.bda import Bda
+from nbdboot.machine.memmap import BDA, BOOT_SECTOR, CONVENTIONAL_TOP, EBDA_SEGMENT, EBDA_SIZE, VIDEO_TEXT
 
 BOOT_ADDR = 0x7C00
 TICKS_PER_DAY = 0x1800B0
@@ -57,31 +58,27 @@ class Boot:
             point(vector, 0, 0)  # user vectors: free for programs
         cpu.write(0, ivt)
 
-        bda = bytearray(256)
-        struct.pack_into("<H", bda, 0x0E, EBDA_SEGMENT)
-        struct.pack_into("<H", bda, 0x10, 0x0020 | 0x0002)  # colour 80x25, FPU; disks.post() adds the floppies
-        struct.pack_into("<H", bda, 0x13, CONVENTIONAL_TOP // 1024)
-        struct.pack_into("<HH", bda, 0x1A, 0x1E, 0x1E)       # keyboard ring empty
-        struct.pack_into("<HH", bda, 0x80, 0x1E, 0x3E)       # ring start/end
-        bda[0x49] = 0x03                                      # video mode
-        struct.pack_into("<H", bda, 0x4A, 80)
-        struct.pack_into("<H", bda, 0x4C, 4096)
-        struct.pack_into("<H", bda, 0x60, 0x0607)            # cursor shape
-        struct.pack_into("<H", bda, 0x63, 0x3D4)
-        bda[0x65], bda[0x66] = 0x29, 0x30
         now = time.localtime(self.m.clock.wall_epoch)
         midnight = now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec
-        struct.pack_into("<I", bda, 0x6C, bda_ticks(midnight))
-        bda[0x84], bda[0x85], bda[0x87], bda[0x88], bda[0x89] = 24, 16, 0x60, 0x09, 0x51
-        bda[0x8F] = 0x07 if disks.floppy_count() else 0
-        bda[0x96] = 0x10                                      # enhanced keyboard
-        cpu.write(0x400, bda)
+        ring, ring_end = Bda.offset("kbd_buf"), Bda.offset("kbd_buf") + 32
+        bda = Bda.image(
+            ebda_seg=EBDA_SEGMENT,
+            equipment_list_flags=0x0020 | 0x0002,  # colour 80x25, FPU; disks.post() adds the floppies
+            mem_size_kb=CONVENTIONAL_TOP // 1024,
+            kbd_buf_head=ring, kbd_buf_tail=ring, kbd_buf_start_offset=ring, kbd_buf_end_offset=ring_end,
+            video_mode=0x03, video_cols=80, video_pagesize=4096, cursor_type=0x0607, crtc_address=0x3D4,
+            video_msr=0x29, video_pal=0x30, timer_counter=bda_ticks(midnight),
+            video_rows=24, char_height=16, video_ctl=0x60, video_switches=0x09, modeset_ctl=0x51,
+            floppy_harddisk_info=0x07 if disks.floppy_count() else 0,
+            kbd_flag2=0x10,  # enhanced keyboard
+        )
+        cpu.write(BDA, bda)
         self.m.bios.timer.midnight_base = midnight
-        ebda = bytearray(1024)
+        ebda = bytearray(EBDA_SIZE)
         ebda[0] = 1
         cpu.write(EBDA_SEGMENT << 4, ebda)
         cpu.write(VIDEO_TEXT, b"\x20\x07" * 2000 * 4)
-        cpu.write(0x7C00 - 0x100, bytes(0x100))
+        cpu.write(BOOT_SECTOR - 0x100, bytes(0x100))
         disks.post()
 
     def int18(self) -> None:

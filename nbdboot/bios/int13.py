@@ -19,6 +19,7 @@ import struct
 import time
 
 from nbdboot.disk.base import BlockDevice, DiskError, DiskReadOnlyError
+from nbdboot.bios.bda import Bda
 from nbdboot.machine import rom
 from nbdboot.machine.cpu import FLAG_CF, FLAG_IF
 from nbdboot.nbd.errors import NbdError
@@ -142,6 +143,7 @@ class Int13:
 
     def __init__(self, machine):
         self.m = machine
+        self.bda = Bda(machine.cpu)
         self.firmware: dict[int, Drive] = {}  # the PC's own disks, by BIOS number
         self.san: dict[int, Drive] = {}  # hooked SAN drives, in hook order (iPXE's for_each_sandev)
         self._synced: tuple[int, int] | None = None  # (40:10, 40:75) as last written: iPXE's cached counts
@@ -249,17 +251,16 @@ class Int13:
 
     def _bda_counts(self) -> tuple[int, int, int]:
         """(equipment word, floppies from its bits 0 and 6-7, hard disks at 40:75) as the BDA holds them."""
-        cpu = self.m.cpu
-        equipment = cpu.read16(0x410)
+        equipment = self.bda.equipment_list_flags
         floppies = ((equipment >> 6) & 3) + 1 if equipment & 1 else 0
-        return equipment, floppies, cpu.read8(0x475)
+        return equipment, floppies, self.bda.hdcount
 
     def _write_bda_counts(self, equipment: int, floppies: int, disks: int) -> None:
         equipment &= ~0x00C1
         if floppies:
             equipment |= 0x0001 | (((floppies - 1) & 3) << 6)
-        self.m.cpu.write16(0x410, equipment)
-        self.m.cpu.write8(0x475, disks)
+        self.bda.equipment_list_flags = equipment
+        self.bda.hdcount = disks
         self._synced = (equipment, disks)
 
     def _sync_counts(self) -> None:
@@ -323,7 +324,10 @@ class Int13:
             last = status
         if drive is not None and ah != 0x01:
             drive.last_status, drive.last_failed = last, bool(status)
-        self.m.cpu.write8(0x441 if dl < 0x80 else 0x474, status)
+        if dl < 0x80:
+            self.bda.floppy_last_status = status
+        else:
+            self.bda.disk_last_status = status
         cpu.set_frame_flags(FLAG_IF | (FLAG_CF if status else 0), 0 if status else FLAG_CF)
         if observer is not None:
             observer(dl, ah, drive, status, started)

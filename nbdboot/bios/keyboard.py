@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import collections
 
+from nbdboot.bios.bda import Bda
 from nbdboot.machine.cpu import FLAG_IF, FLAG_ZF
+from nbdboot.machine.memmap import BDA
 
 # A guest that has idled polling the keyboard this long (virtual seconds) is
 # reading it, not just checking for a boot-time hotkey (FreeDOS waits 2 s for F5/F8).
@@ -29,6 +31,7 @@ IDLE_POLLS_PER_TICK = 8
 class Keyboard:
     def __init__(self, machine):
         self.m = machine
+        self.bda = Bda(machine.cpu)
         self.queue: collections.deque = collections.deque()  # ("key", word) | ("pause", s)
         self.active = False       # scripted keys flow once the guest has waited for one
         self.next_time = 0.0
@@ -79,8 +82,8 @@ class Keyboard:
 
     # -- BDA ring ------------------------------------------------------------------------
     def _ring(self):
-        cpu = self.m.cpu
-        return cpu.read16(0x41A), cpu.read16(0x41C), cpu.read16(0x480), cpu.read16(0x482)
+        bda = self.bda
+        return bda.kbd_buf_head, bda.kbd_buf_tail, bda.kbd_buf_start_offset, bda.kbd_buf_end_offset
 
     def _ring_full(self) -> bool:
         head, tail, start, end = self._ring()
@@ -92,16 +95,16 @@ class Keyboard:
         nxt = tail + 2 if tail + 2 < end else start
         if nxt == head:
             return False
-        self.m.cpu.write16(0x400 + tail, word)
-        self.m.cpu.write16(0x41C, nxt)
+        self.m.cpu.write16(BDA + tail, word, code=False)
+        self.bda.kbd_buf_tail = nxt
         return True
 
     def _pop(self) -> int | None:
         head, tail, start, end = self._ring()
         if head == tail:
             return None
-        word = self.m.cpu.read16(0x400 + head)
-        self.m.cpu.write16(0x41A, head + 2 if head + 2 < end else start)
+        word = self.m.cpu.read16(BDA + head)
+        self.bda.kbd_buf_head = head + 2 if head + 2 < end else start
         return word
 
     # -- IRQ1 path -----------------------------------------------------------------------
@@ -130,7 +133,7 @@ class Keyboard:
 
     def peek(self) -> None:
         cpu = self.m.cpu
-        ring = cpu.read32(0x41A)
+        ring = cpu.read32(Bda.address("kbd_buf_head"))  # head and tail in one read: every poll pays it
         head, tail = ring & 0xFFFF, ring >> 16
         frame = cpu.frame_flags_addr()
         flags = cpu.read16(frame)
@@ -142,16 +145,16 @@ class Keyboard:
                     self.polls = 0
                     self.m.wait_in_bios()
             return
-        cpu.set("ax", cpu.read16(0x400 + head))
+        cpu.set("ax", cpu.read16(BDA + head))
         cpu.write16(frame, flags & ~FLAG_ZF, code=False)
 
     def shift_flags(self) -> None:
-        self.m.cpu.set("al", self.m.cpu.read8(0x417))
+        self.m.cpu.set("al", self.bda.kbd_flag0)
 
     def shift_flags_extended(self) -> None:
         cpu = self.m.cpu
-        cpu.set("al", cpu.read8(0x417))
-        cpu.set("ah", cpu.read8(0x418))
+        cpu.set("al", self.bda.kbd_flag0)
+        cpu.set("ah", self.bda.kbd_flag1)
 
     def store(self) -> None:
         cpu = self.m.cpu

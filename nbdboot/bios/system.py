@@ -11,7 +11,8 @@ import struct
 
 from nbdboot.machine import rom
 from nbdboot.machine.cpu import FLAG_CF
-from nbdboot.machine.machine import CONVENTIONAL_TOP, EBDA_SEGMENT, EXTENDED_BASE
+from nbdboot.bios.bda import Bda
+from nbdboot.machine.memmap import CONVENTIONAL_TOP, EBDA_SEGMENT, EXTENDED_BASE, VGA_WINDOW
 
 SMAP = 0x534D4150
 E820_RAM, E820_RESERVED = 1, 2
@@ -20,6 +21,7 @@ E820_RAM, E820_RESERVED = 1, 2
 class System:
     def __init__(self, machine):
         self.m = machine
+        self.bda = Bda(machine.cpu)
         self.functions = {
             0x24: self.a20, 0x4F: self.keyboard_intercept, 0x86: self.wait, 0x87: self.block_move,
             0x88: self.extended_size, 0x90: self.device_busy, 0x91: self.device_busy,
@@ -29,16 +31,16 @@ class System:
     def e820_map(self) -> list[tuple[int, int, int]]:
         return [
             (0, CONVENTIONAL_TOP, E820_RAM),
-            (CONVENTIONAL_TOP, 0xA0000 - CONVENTIONAL_TOP, E820_RESERVED),
+            (CONVENTIONAL_TOP, VGA_WINDOW - CONVENTIONAL_TOP, E820_RESERVED),
             (0xF0000, 0x10000, E820_RESERVED),
             (EXTENDED_BASE, self.m.extended_bytes, E820_RAM),
         ]
 
     def int11(self) -> None:
-        self.m.cpu.set("ax", self.m.cpu.read16(0x410))
+        self.m.cpu.set("ax", self.bda.equipment_list_flags)
 
     def int12(self) -> None:
-        self.m.cpu.set("ax", self.m.cpu.read16(0x413))
+        self.m.cpu.set("ax", self.bda.mem_size_kb)
 
     def int15(self) -> None:
         cpu = self.m.cpu

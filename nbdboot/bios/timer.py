@@ -7,6 +7,7 @@ jiffies there) see a PC's sequence. The RTC follows the virtual clock.
 
 from __future__ import annotations
 
+from nbdboot.bios.bda import Bda
 from nbdboot.machine.cpu import FLAG_CF
 from nbdboot.machine.devices.cmos import bcd
 
@@ -16,22 +17,23 @@ TICKS_PER_DAY = 0x1800B0
 class Timer:
     def __init__(self, machine):
         self.m = machine
+        self.bda = Bda(machine.cpu)
         self.ticks = 0
         self.midnight_base = 0
 
     def irq0(self) -> None:
-        cpu = self.m.cpu
+        bda = self.bda
         self.ticks += 1
-        count = cpu.read32(0x46C) + 1
+        count = bda.timer_counter + 1
         if count >= TICKS_PER_DAY:
             count = 0
-            cpu.write8(0x470, 1)
-        cpu.write32(0x46C, count)
-        motor = cpu.read8(0x440)
+            bda.timer_rollover = 1
+        bda.timer_counter = count
+        motor = bda.floppy_motor_counter
         if motor:
-            cpu.write8(0x440, motor - 1)
+            bda.floppy_motor_counter = motor - 1
             if motor == 1:
-                cpu.write8(0x43F, cpu.read8(0x43F) & 0xF0)
+                bda.floppy_motor_status &= 0xF0
         self.m.bios.keyboard.polls = 0
 
     def int1a(self) -> None:
@@ -39,14 +41,14 @@ class Timer:
         ah = cpu.get("ah")
         ok = True
         if ah == 0x00:
-            count = cpu.read32(0x46C)
+            count = self.bda.timer_counter
             cpu.set("cx", count >> 16)
             cpu.set("dx", count & 0xFFFF)
-            cpu.set("al", cpu.read8(0x470))
-            cpu.write8(0x470, 0)
+            cpu.set("al", self.bda.timer_rollover)
+            self.bda.timer_rollover = 0
         elif ah == 0x01:
-            cpu.write32(0x46C, (cpu.get("cx") << 16) | cpu.get("dx"))
-            cpu.write8(0x470, 0)
+            self.bda.timer_counter = (cpu.get("cx") << 16) | cpu.get("dx")
+            self.bda.timer_rollover = 0
         elif ah == 0x02:
             t = self.m.cmos.now()
             cpu.set("ch", bcd(t.tm_hour))

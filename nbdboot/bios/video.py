@@ -8,16 +8,19 @@ streamed to `on_output`, the headless console's feed.
 
 from __future__ import annotations
 
-from nbdboot.machine.machine import VIDEO_TEXT
+from nbdboot.bios.bda import Bda
 from nbdboot.machine import rom
+from nbdboot.machine.memmap import VIDEO_TEXT
 
 COLS, ROWS = 80, 25
 PAGE_BYTES = 4096
+CURSOR_POS = Bda.address("cursor_pos")  # 8 words, row:col per page
 
 
 class Video:
     def __init__(self, machine):
         self.m = machine
+        self.bda = Bda(machine.cpu)
         self.on_output = None  # callable(str) for teletype text
         self.functions = {
             0x00: self.set_mode, 0x01: self.set_cursor_shape, 0x02: self.set_cursor,
@@ -29,14 +32,14 @@ class Video:
 
     # -- BDA state -----------------------------------------------------------------
     def page(self) -> int:
-        return self.m.cpu.read8(0x462)
+        return self.bda.video_page
 
     def cursor(self, page: int) -> tuple[int, int]:
-        col_row = self.m.cpu.read16(0x450 + 2 * (page & 7))
+        col_row = self.m.cpu.read16(CURSOR_POS + 2 * (page & 7))
         return col_row >> 8, col_row & 0xFF  # row, col
 
     def put_cursor(self, page: int, row: int, col: int) -> None:
-        self.m.cpu.write16(0x450 + 2 * (page & 7), (row << 8) | col)
+        self.m.cpu.write16(CURSOR_POS + 2 * (page & 7), (row << 8) | col, code=False)
         if page == self.page():
             pos = page * PAGE_BYTES // 2 + row * COLS + col
             crtc = self.m.vga.crtc
@@ -58,18 +61,19 @@ class Video:
         cpu = self.m.cpu
         al = cpu.get("al")
         mode = al & 0x7F
-        cpu.write8(0x449, mode if mode in (0, 1, 2, 3, 7) else 3)
-        cpu.write16(0x44A, 40 if mode in (0, 1) else 80)
-        cpu.write8(0x462, 0)
-        cpu.write16(0x44E, 0)
+        bda = self.bda
+        bda.video_mode = mode if mode in (0, 1, 2, 3, 7) else 3
+        bda.video_cols = 40 if mode in (0, 1) else 80
+        bda.video_page = 0
+        bda.video_pagestart = 0
         for page in range(8):
-            cpu.write16(0x450 + 2 * page, 0)
+            cpu.write16(CURSOR_POS + 2 * page, 0, code=False)
         if not al & 0x80:
             cpu.write(VIDEO_TEXT, b"\x20\x07" * (PAGE_BYTES // 2) * 8)
         cpu.set("al", 0x30 if mode in (0, 1, 2, 3, 7) else 0x20)
 
     def set_cursor_shape(self) -> None:
-        self.m.cpu.write16(0x460, self.m.cpu.get("cx"))
+        self.bda.cursor_type = self.m.cpu.get("cx")
 
     def set_cursor(self) -> None:
         cpu = self.m.cpu
@@ -79,14 +83,14 @@ class Video:
         cpu = self.m.cpu
         row, col = self.cursor(cpu.get("bh"))
         cpu.set("dx", (row << 8) | col)
-        cpu.set("cx", cpu.read16(0x460))
+        cpu.set("cx", self.bda.cursor_type)
         cpu.set("ax", 0)
 
     def set_page(self) -> None:
         cpu = self.m.cpu
         page = cpu.get("al") & 7
-        cpu.write8(0x462, page)
-        cpu.write16(0x44E, page * PAGE_BYTES)
+        self.bda.video_page = page
+        self.bda.video_pagestart = page * PAGE_BYTES
         self.put_cursor(page, *self.cursor(page))
 
     def _scroll(self, up: bool) -> None:
@@ -176,8 +180,8 @@ class Video:
 
     def get_mode(self) -> None:
         cpu = self.m.cpu
-        cpu.set("al", cpu.read8(0x449))
-        cpu.set("ah", cpu.read16(0x44A) & 0xFF)
+        cpu.set("al", self.bda.video_mode)
+        cpu.set("ah", self.bda.video_cols & 0xFF)
         cpu.set("bh", self.page())
 
     def font(self) -> None:

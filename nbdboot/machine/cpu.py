@@ -25,6 +25,7 @@ from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, Uc, UcError
 from unicorn import x86_const as X
 
 from nbdboot.machine.interrupts import Fault, LinearMemory
+from nbdboot.machine.memmap import ADDRESS_SPACE_END, BDA, VGA_WINDOW, VIDEO_TEXT, VIDEO_TEXT_SIZE
 
 try:  # the binding's per-call overhead dominates BIOS traps; call the C API directly
     from unicorn.unicorn_py3.unicorn import uclib as _uclib
@@ -62,7 +63,6 @@ REG = {
     "cr2": X.UC_X86_REG_CR2, "cr3": X.UC_X86_REG_CR3, "cr4": X.UC_X86_REG_CR4,
 }
 FLAG_VM = 0x20000
-ADDRESS_SPACE_END = 1 << 32
 # CPUID.1 bits this PC does not have: no local APIC (EDX 9) nor x2APIC (ECX 21); see docs/machine.md.
 CPUID1_EDX_HIDDEN = 1 << 9
 CPUID1_ECX_HIDDEN = 1 << 21
@@ -72,7 +72,7 @@ def _may_hold_code(addr: int, size: int) -> bool:
     """False for the BIOS data area and video memory: no code runs there, so a write
     need not drop translated code (BIOS services write both on most calls)."""
     end = addr + size
-    return not (0x400 <= addr and end <= 0x500 or 0xA0000 <= addr and end <= 0xC0000)
+    return not (BDA <= addr and end <= BDA + 0x100 or VGA_WINDOW <= addr and end <= VIDEO_TEXT + VIDEO_TEXT_SIZE)
 
 
 _FRAME = struct.Struct("<HHH")  # a real-mode interrupt frame: IP, CS, FLAGS
@@ -344,8 +344,8 @@ class Cpu:
             return self._u32.value
         return int.from_bytes(self._small_read(addr, 4), "little")
 
-    def write8(self, addr: int, value: int) -> None:
-        self.write(addr, bytes((value & 0xFF,)))
+    def write8(self, addr: int, value: int, code: bool = True) -> None:
+        self.write(addr, bytes((value & 0xFF,)), code)
 
     def write16(self, addr: int, value: int, code: bool = True) -> None:
         if not self._fast:
@@ -357,8 +357,8 @@ class Cpu:
         if code:
             self._drop_code(addr, 2)
 
-    def write32(self, addr: int, value: int) -> None:
-        self.write(addr, struct.pack("<I", value & 0xFFFFFFFF))
+    def write32(self, addr: int, value: int, code: bool = True) -> None:
+        self.write(addr, struct.pack("<I", value & 0xFFFFFFFF), code)
 
     # -- interrupt frames --------------------------------------------------------
     def frame_flags_addr(self) -> int:

@@ -41,10 +41,7 @@ from nbdboot.machine.devices import (Cmos, DebugConsole, Keyboard8042, Pic, Pit,
 from nbdboot.machine.ports import PortBus
 from nbdboot.machine.slicing import SliceStop
 
-CONVENTIONAL_TOP = 0x9FC00
-EBDA_SEGMENT = 0x9FC0
-VIDEO_TEXT = 0xB8000
-EXTENDED_BASE = 0x100000
+from nbdboot.machine.memmap import CONVENTIONAL_TOP, EBDA_SEGMENT, EXTENDED_BASE, VIDEO_TEXT  # noqa: F401,E402
 DEFAULT_MEMORY_MB = 64
 SLICE_SECONDS = 0.02  # wall time per slice; then the slice ends at the next safe point
 CPU_EXCEPTIONS = range(0, 0x08)

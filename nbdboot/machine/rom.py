@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 
-ROM_SEGMENT = 0xF000
-ROM_BASE = 0xF0000
-ROM_SIZE = 0x10000
+from nbdboot.machine.memmap import ROM_BASE, ROM_SEGMENT, ROM_SIZE  # noqa: F401
 
 STUB_STRIDE = 4           # F000:4n holds `int n; iret; nop`
 IRQ0 = 0x0400             # timer: trap int 08h, int 1Ch, EOI
