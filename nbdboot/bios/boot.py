@@ -82,13 +82,13 @@ class Boot:
         disks.post()
 
     def int18(self) -> None:
-        self.m._fail(BootFailed("the guest called int 18h: no bootable disk"))
+        self.m.fail(BootFailed("the guest called int 18h: no bootable disk"))
 
     def int19(self) -> None:
         cpu = self.m.cpu
         drive = self.bios.disk.route(self.boot_drive)
         if drive is None:
-            self.m._fail(BootFailed(f"no disk at BIOS drive {self.boot_drive:#04x}"))
+            self.m.fail(BootFailed(f"no disk at BIOS drive {self.boot_drive:#04x}"))
             return
         if drive.is_cdrom:
             self._boot_eltorito(drive)
@@ -97,12 +97,12 @@ class Boot:
             sector = drive.device.pread(512, 0)
         except DiskError as e:
             if getattr(e, "exit_code", None):  # the server failed, not the disk: an NBD error
-                self.m._fail(e)
+                self.m.fail(e)
             else:
-                self.m._fail(BootFailed(f"cannot read the boot sector: {e}"))
+                self.m.fail(BootFailed(f"cannot read the boot sector: {e}"))
             return
         if sector[510:512] != b"\x55\xaa":
-            self.m._fail(BootFailed(f"drive {self.boot_drive:#04x} has no boot signature (55AA)"))
+            self.m.fail(BootFailed(f"drive {self.boot_drive:#04x} has no boot signature (55AA)"))
             return
         cpu.write(BOOT_ADDR, sector)
         self._enter(self.boot_drive, 0, BOOT_ADDR)
@@ -133,10 +133,10 @@ class Boot:
         try:
             found = eltorito_boot_image(drive.device)
         except DiskError as e:
-            self.m._fail(e if getattr(e, "exit_code", None) else BootFailed(f"cannot read the CD: {e}"))
+            self.m.fail(e if getattr(e, "exit_code", None) else BootFailed(f"cannot read the CD: {e}"))
             return
         if found is None:
-            self.m._fail(BootFailed(f"drive {drive.number:#04x} is a CD without a no-emulation El Torito image"))
+            self.m.fail(BootFailed(f"drive {drive.number:#04x} is a CD without a no-emulation El Torito image"))
             return
         segment, image = found
         self.m.cpu.write(segment << 4, image)

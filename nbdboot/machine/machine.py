@@ -384,6 +384,11 @@ class Machine:
         self.history.append((vector, kind, cpu.get("cs") if cs is None else cs,
                              cpu.get("eip") if ip is None else ip, cpu.get("eax")))
 
+    def fail(self, error: BaseException) -> None:
+        """End the run with `error` (it carries the exit code) once the CPU stops; for BIOS services
+        that find the guest cannot go on (int 18h, no boot signature)."""
+        self._fail(error)
+
     def _fail(self, error: BaseException) -> None:
         """End the run with `error` (it carries the exit code) once the CPU stops."""
         if self.failure is None:
