@@ -9,7 +9,8 @@ API
                               (`what` names it in the message: "--timeout 20 s"); None clears it
     set_poll(fn)              fn() runs in the main thread at each check() (a live terminal reads its keys
                               there, so Ctrl-C typed while the guest waits on the network is seen); None clears
-    watch(event)              in a background thread: its waits raise Cancelled once `event` is set
+    watch(event)              in a background thread: its waits raise Cancelled once `event` has been set
+                              for STOP_GRACE (a reply on its way is still taken)
     check()                   raise what a wait must stop for: a signal that came in, the deadline
                               (main thread), the watched event (other threads)
     remaining(limit)          seconds a wait may block: limit, cut short by the deadline
@@ -33,6 +34,7 @@ import time
 from nbdboot.errors import EXIT_NBD, NbdbootError
 
 TICK = 0.25
+STOP_GRACE = 0.5   # how long a background wait may go on after its owner asked it to stop
 
 _deadline: float | None = None
 _deadline_what = ""
@@ -95,6 +97,7 @@ def set_poll(fn) -> None:
 
 def watch(event: threading.Event | None) -> None:
     _local.stop = event
+    _local.stop_seen = None
 
 
 def set_deadline(when: float | None, what: str = "") -> None:
@@ -130,7 +133,13 @@ def check(waiting_for: str = "the NBD server") -> None:
     if threading.current_thread() is not threading.main_thread():
         stop = getattr(_local, "stop", None)
         if stop is not None and stop.is_set():
-            raise Cancelled
+            # A request that is merely slow may still finish and be kept; a silent one is given up.
+            now = time.monotonic()
+            seen = getattr(_local, "stop_seen", None)
+            if seen is None:
+                _local.stop_seen = now
+            elif now - seen >= STOP_GRACE:
+                raise Cancelled
         return
     if _deferred_sigint_seen():
         raise KeyboardInterrupt

@@ -184,3 +184,28 @@ def test_copy_commands_refuse_nonsense_numbers(tmp_path, argv):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "t.img").exists()
+
+
+def test_deploy_from_a_server_that_went_away_says_reconnecting_then_gives_up_on_budget(tmp_path, nbdkit):
+    # Before: the progress line showed a falling speed and a growing ETA for 195 s, and the end said "no data
+    # from the server for 15 s" while the server was refusing connections.
+    srv = nbdkit("--filter=rate", "pattern", "64M", "rate=8M")
+    proc = subprocess.Popen([sys.executable, "-m", "nbdboot", "deploy", srv.uri, str(tmp_path / "t.img"),
+                             "--status-interval", "0.1", "--retry-delay", "0.3"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    srv.proc.kill()
+    srv.proc.wait()
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    took = time.monotonic() - t0
+    assert proc.returncode == 3, err
+    lines = err.strip().splitlines()
+    shown = [line for line in lines if "reconnecting (try " in line]
+    tries = {int(line.split("(try ")[1].split("/")[0]) for line in shown}
+    assert len(tries) >= 5 and max(tries) >= 9, shown
+    after = lines[lines.index(shown[0]):]
+    assert not any("/s" in line for line in after), after    # no speed while there is nothing to measure
+    assert lines[-1].startswith("nbdboot: error: copy stopped: gave up after 10 reconnect attempts: cannot connect")
+    assert lines[-1].endswith("Connection refused (run again to resume)")
+    assert took < 9 * 0.3 + 3, took    # the budget: 10 tries, 9 waits of 0.3 s

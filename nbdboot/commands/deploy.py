@@ -25,12 +25,18 @@ def add_copy_arguments(p) -> None:
                    help="when a copied block counts as persisted: each write (default) or periodically")
     p.add_argument("--status-interval", type=seconds, default=5.0, metavar="SECONDS",
                    help="seconds between status lines when stderr is not a terminal (default 5)")
+    p.add_argument("--retries", type=int, default=10, metavar="N",
+                   help="times to reopen a lost connection to SRC before giving up (default 10)")
+    p.add_argument("--retry-delay", type=seconds, default=5.0, metavar="SECONDS",
+                   help="wait between reopen tries (default 5, as iPXE)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the summary")
 
 
 def run_copy(args, since_bitmap: str | None = None) -> int:
     if args.connections < 1 or args.connections > 64:
         raise UsageError("--connections must be between 1 and 64")
+    if not 0 <= args.retries <= 1000:
+        raise UsageError(f"--retries must be between 0 and 1000, not {args.retries}")
     if not 0 < args.status_interval <= 86400:   # written so that nan fails it too
         raise UsageError(f"--status-interval must be a positive number of seconds, not {args.status_interval}")
     progress = Progress(interval=args.status_interval, quiet=args.quiet)
@@ -38,7 +44,8 @@ def run_copy(args, since_bitmap: str | None = None) -> int:
     try:
         store = copy_to_target(args.source, args.target, map_path=args.map_path, resume=args.resume,
                                connections=args.connections, since_bitmap=since_bitmap,
-                               sync=args.sync, progress=progress)
+                               sync=args.sync, progress=progress,
+                               client_options=dict(retries=args.retries, retry_delay=args.retry_delay))
     except KeyboardInterrupt:   # Ctrl-C, SIGTERM, SIGHUP: what was copied is committed
         if progress.stats is not None:
             print(f"nbdboot: stopped (run again to resume): {summary(progress.stats, time.monotonic() - started)}",

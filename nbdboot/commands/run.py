@@ -126,7 +126,10 @@ def handler(args) -> int:
             debugging.close(exit_status)
         interrupt.set_deadline(None)
         if not finished:
-            console.close()
+            try:
+                console.close()
+            except OSError:
+                pass   # SIGHUP: the terminal is gone, there is nothing left to restore
         if undo_status is not None:
             undo_status()
         pc.close()

@@ -99,14 +99,14 @@ class CopyFailed(NbdbootError):
 def copy_to_target(source_spec: str, target_spec: str, *, map_path: str | None = None,
                    resume: bool = True, connections: int = 4, since_bitmap: str | None = None,
                    sync: str = "each", progress: Progress | None = None, block_size: int | None = None,
-                   stop_after: int | None = None) -> StoreDevice:
+                   stop_after: int | None = None, client_options: dict | None = None) -> StoreDevice:
     """Copy SRC to TARGET through the store engine; returns the closed store (for its stats).
 
     stop_after (bytes copied) exists for tests of resuming: the copy stops there
     as an interrupted run would, with everything so far committed.
     """
     def factory():
-        return open_device(source_spec, read_only=True)
+        return open_device(source_spec, read_only=True, client_options=client_options)
 
     dirty = None
     if since_bitmap:

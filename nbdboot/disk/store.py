@@ -86,12 +86,13 @@ _NOT_ABSENT = re.compile(b"[^%s]" % re.escape(bytes([ABSENT])))   # the end of a
 
 
 def open_device(spec: str, *, read_only: bool = False, create_size: int | None = None,
-                lock: str | None = None) -> BlockDevice:
+                lock: str | None = None, client_options: dict | None = None) -> BlockDevice:
     """A URI (nbd://, nbds://, nbd+unix://) or a local path as a BlockDevice; `lock` locks a local file
-    exclusively for that role (an NBD export cannot be locked: its map is)."""
+    exclusively for that role (an NBD export cannot be locked: its map is); client_options go to the
+    NbdClient (retries, retry_delay, timeout...)."""
     if "://" in spec:
         from nbdboot.disk.nbd import NbdDevice  # the NBD client is optional for local-only use
-        dev = NbdDevice(spec)
+        dev = NbdDevice(spec, **(client_options or {}))
         if read_only:
             dev.read_only = True
         return dev
