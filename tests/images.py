@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from corpus import CASES
+
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "bootimages" / "build"
 
@@ -33,6 +35,8 @@ IMAGES = {
     "cpuwork-on-16m": "cpuwork-on-16m.img",
     "cpu-ipxe": "cpu-ipxe.img",
 }
+# The compatibility corpus (tests/corpus.py): its images go by their file names.
+IMAGES.update({case.image: case.image for case in CASES.values()})
 
 
 @functools.cache

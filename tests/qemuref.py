@@ -129,10 +129,13 @@ def boot(
     readonly: bool = False,  # the export is read-only (nbdkit -r): writes go to a QEMU overlay
     poll_interval: float = 0.1,
     extra_args: tuple[str, ...] = (),
+    keys: list[tuple[str, list[str]]] = (),
 ) -> BootResult:
     """Boot `uri` (an nbd:// URI or an image path) as `media` and wait until every string in `expect` is on the
     screen and `expect_debug` (if given) is in the E9h output. Returns what was seen; never raises on a timeout
-    (check `matched`), only when QEMU itself fails."""
+    (check `matched`), only when QEMU itself fails.
+    `keys`: (screen text, chord) pairs typed in order, each once its text is on the screen; a chord is QEMU key
+    names pressed together (QMP send-key qcodes: ["ret"], ["ctrl", "b"])."""
     qemu = shutil.which("qemu-system-i386")
     if not qemu:
         raise QemuError("qemu-system-i386 is not installed: run scripts/install-deps")
@@ -159,6 +162,7 @@ def boot(
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         qmp = None
         screen, debug, matched, polls = "", "", False, 0
+        pending_keys = list(keys)
         try:
             _wait_for_socket(qmp_path, proc, 10.0)
             qmp = Qmp(qmp_path)
@@ -169,6 +173,9 @@ def boot(
                 screen = decode_screen(Path(screen_path).read_bytes())
                 debug = Path(debug_path).read_bytes().decode("latin-1") if os.path.exists(debug_path) else ""
                 now = time.monotonic()
+                while pending_keys and pending_keys[0][0] in screen:
+                    chord = pending_keys.pop(0)[1]
+                    qmp.execute("send-key", keys=[{"type": "qcode", "data": k} for k in chord])
                 if all(w in screen for w in wanted) and (expect_debug is None or expect_debug in debug):
                     matched = True
                     break
