@@ -86,9 +86,11 @@ CASES: dict[str, Case] = {
     # iPXE from Debian's ipxe package, no NIC: its banner and autoboot's failure, or its shell after Ctrl-B.
     "ipxe-syslinux": Case("corpus-sl-ipxe.img", [IPXE_BANNER, "No more network devices"], gives_up=True,
                           nbdboot_timeout=15, flaky=True,
-                          xfail=("passes in most runs; in some, iPXE crashes after relocating itself to the top of "
-                                 "memory (UC_ERR_READ_UNMAPPED/WRITE_UNMAPPED in protected mode, e.g. at linear "
-                                 "3EDACB7h): the run loop's asynchronous stop corrupting its decompressed image")),
+                          xfail=("iPXE crashes in protected mode after relocating itself to the top of memory "
+                                 "(UC_ERR_READ_UNMAPPED/WRITE_UNMAPPED near linear 3FFF000h, code that is not "
+                                 "iPXE's) or hangs after 'Loading ipxe.lkrn... ok'; it reached its banner and 'No "
+                                 "more network devices' in 3 of 9 runs: consistent with the run loop's "
+                                 "asynchronous stop corrupting its decompressed image")),
     "ipxe-syslinux-shell": Case("corpus-sl-ipxe.img", [IPXE_BANNER, "iPXE>"], keys=[("Features:", "ctrl-b")],
                                 nbdboot_timeout=12, xfail=KEYS_AFTER_POLL),
     "ipxe-grub-shell": Case("corpus-grub-ipxe.iso", [IPXE_BANNER, "iPXE>"], keys=[("Features:", "ctrl-b")],
