@@ -3,7 +3,7 @@ PYTHON ?= python3
 NASM ?= nasm
 PYTEST_ARGS ?=
 
-.PHONY: all deps install demo test bench firmware clean
+.PHONY: all deps install demo test test-corpus bench firmware clean
 
 all: install
 
@@ -12,8 +12,12 @@ deps:
 
 install: deps
 
+# The corpus cases that take minutes even under QEMU (Linux, the Debian installer) are left to test-corpus.
 test: deps
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not corpus_long" $(PYTEST_ARGS)
+
+test-corpus: deps
+	$(PYTHON) -m pytest -m corpus_long $(PYTEST_ARGS)
 
 bench: deps
 	$(PYTHON) -m bench $(BENCH_ARGS)

@@ -49,8 +49,8 @@ def build(relative: str) -> Path:
     return ROOT / relative
 
 
-def nbdboot_run(uri: str, text: str, media: str = "auto") -> float:
-    return nbdboot_run_seconds([uri, "--media", media, "--expect", text, "--headless", "--timeout", str(TIMEOUT)])
+def nbdboot_run(uri: str, text: str, media: str = "auto", timeout: float = TIMEOUT) -> float:
+    return nbdboot_run_seconds([uri, "--media", media, "--expect", text, "--headless", "--timeout", str(timeout)])
 
 
 def qemu_run(uri: str, text: str, media: str = "hdd", guest: list | None = None) -> float:
@@ -100,8 +100,13 @@ def bench_ladder(runs: int) -> None:
         image = build(f"bootimages/build/{IMAGES['l6-grub' if name == 'l7-grub' else name]}")
         text = expect[-1]
         with nbdkit("-r", "file", str(image)) as uri:
-            times = alternate({"nbdboot": lambda: nbdboot_run(uri, text, media),
-                               "qemu+seabios": lambda: qemu_run(uri, text, media)}, repeat=runs)
+            try:
+                # A rung nbdboot cannot pass yet (L3/L4 wait at SYSLINUX's prompt) fails in a minute, not five.
+                times = alternate({"nbdboot": lambda: nbdboot_run(uri, text, media, timeout=60),
+                                   "qemu+seabios": lambda: qemu_run(uri, text, media)}, repeat=runs)
+            except RuntimeError as e:
+                rows.append([rung, repr(text), "-", "-", "-", f"failed: {str(e)[-60:]}", ""])
+                continue
         ours, anchor = statistics.median(times["nbdboot"]), statistics.median(times["qemu+seabios"])
         rows.append([rung, repr(text), f"{ours:.2f}", f"{anchor:.2f}", f"{ours / anchor:.2f}x",
                      " ".join(f"{t:.2f}" for t in times["nbdboot"]),

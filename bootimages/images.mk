@@ -46,10 +46,11 @@ $(BI_BUILD):
 	mkdir -p $@
 
 # An empty 32 MiB disk: one bootable FAT16 partition from sector 2048 to the end, SYSLINUX in its boot sector and
-# SYSLINUX's MBR code in the first 440 bytes (the partition table stays). $(1) = image file.
+# SYSLINUX's MBR code in the first 440 bytes (the partition table stays). $(1) = image file, $(2) = size if not
+# $(BI_HDD_SIZE).
 define bi_syslinux_hdd
 	rm -f $(1).tmp
-	truncate -s $(BI_HDD_SIZE) $(1).tmp
+	truncate -s $(or $(2),$(BI_HDD_SIZE)) $(1).tmp
 	echo 'start=$(BI_PART_SECTOR), type=6, bootable' | sfdisk -q $(1).tmp
 	mkfs.fat -F 16 -h $(BI_PART_SECTOR) --offset $(BI_PART_SECTOR) $(1).tmp >/dev/null
 	syslinux --install --offset $(BI_PART_BYTES) $(1).tmp
@@ -187,4 +188,88 @@ interrupt-images: $(BI_INTERRUPTS)
 $(BI_BUILD)/%.img: $(BI_SRC)/interrupts/%.asm | $(BI_BUILD)
 	$(NASM) -f bin -o $@.tmp $<
 	truncate -s 1474560 $@.tmp
+	mv $@.tmp $@
+
+# ---- The compatibility corpus: boot programs we did not write, built from Debian packages (syslinux, grub-pc-bin,
+# ipxe, memtest86+, debian-installer-12-netboot-i386) and ../shared/images, booted as a user would boot them
+# (tests/test_corpus_nbdboot.py, tests/test_reference_corpus.py). Sources and configs: bootimages/corpus/.
+
+CO_SRC      := bootimages/corpus
+CO_DI       := /usr/lib/debian-installer/images/12/i386/text
+CO_DI_BOOT  := $(CO_DI)/debian-installer/i386
+CO_IPXE     := /usr/lib/ipxe
+CO_MEMTEST  := /boot/memtest86+ia32.bin
+CO_FD_SIZES := 160 180 320 360 640 720 1200 1440 2880
+
+CO_SL_CASES   := timeout enter menu hdt ipxe di
+CO_GRUB_CASES := menu linux16 linux ipxe memtest
+BI_CORPUS := $(CO_SL_CASES:%=$(BI_BUILD)/corpus-sl-%.img) $(CO_GRUB_CASES:%=$(BI_BUILD)/corpus-grub-%.iso) \
+             $(BI_BUILD)/corpus-ipxe.iso $(BI_BUILD)/corpus-di-isolinux.iso \
+             $(CO_FD_SIZES:%=$(BI_BUILD)/corpus-fd%.img)
+
+.PHONY: corpus-images
+corpus-images: $(BI_CORPUS)
+
+# A boot sector SYSLINUX boots as a label's kernel; and our Multiboot kernel for GRUB.
+$(BI_BUILD)/hello.bs: $(CO_SRC)/hello.asm | $(BI_BUILD)
+	$(NASM) -f bin -DTEXT='"NBDBOOT-CORPUS the default label booted"' -o $@ $<
+$(BI_BUILD)/mbkernel.bin: $(CO_SRC)/mbkernel.asm | $(BI_BUILD)
+	$(NASM) -f bin -o $@ $<
+
+# SYSLINUX hard disks: sl-NAME.cfg as syslinux.cfg plus the files the case boots. $(1) = NAME, $(2) = files,
+# $(3) = disk size (default $(BI_HDD_SIZE)).
+define co_syslinux_image
+$(BI_BUILD)/corpus-sl-$(1).img: $(CO_SRC)/sl-$(1).cfg $(2) | $(BI_BUILD)
+	$$(call bi_syslinux_hdd,$$@,$(3))
+	mcopy -o -i $$@.tmp@@$(BI_PART_BYTES) $$< ::syslinux.cfg
+	mcopy -o -i $$@.tmp@@$(BI_PART_BYTES) $(2) ::
+	mv $$@.tmp $$@
+endef
+$(eval $(call co_syslinux_image,timeout,$(BI_BUILD)/hello.bs))
+$(eval $(call co_syslinux_image,enter,$(BI_BUILD)/hello.bs))
+$(eval $(call co_syslinux_image,menu,$(BI_BUILD)/hello.bs $(BI_MODULES)/menu.c32 $(BI_MODULES)/libcom32.c32 \
+	$(BI_MODULES)/libutil.c32))
+$(eval $(call co_syslinux_image,hdt,$(BI_MODULES)/hdt.c32 $(BI_MODULES)/libcom32.c32 $(BI_MODULES)/libutil.c32 \
+	$(BI_MODULES)/libmenu.c32 $(BI_MODULES)/libgpl.c32))
+$(eval $(call co_syslinux_image,ipxe,$(CO_IPXE)/ipxe.lkrn))
+$(eval $(call co_syslinux_image,di,$(CO_DI_BOOT)/linux $(CO_DI_BOOT)/initrd.gz,64M))
+
+# GRUB 2 hybrid images (grub-mkrescue), grub-NAME.cfg as grub.cfg and the kernels in /boot.
+CO_GRUB_PAYLOAD := $(BI_BUILD)/mbkernel.bin $(CO_DI_BOOT)/linux $(CO_IPXE)/ipxe.lkrn $(CO_MEMTEST)
+$(BI_BUILD)/corpus-grub-%.iso: $(CO_SRC)/grub-%.cfg $(CO_GRUB_PAYLOAD) | $(BI_BUILD)
+	rm -rf $@.d && mkdir -p $@.d/boot/grub
+	cp $< $@.d/boot/grub/grub.cfg
+	cp $(CO_GRUB_PAYLOAD) $@.d/boot/
+	grub-mkrescue -o $@.tmp $@.d >$@.log 2>&1 || { cat $@.log; exit 1; }
+	rm -rf $@.d $@.log
+	mv $@.tmp $@
+
+# iPXE's own CD, as the package ships it.
+$(BI_BUILD)/corpus-ipxe.iso: $(CO_IPXE)/ipxe.iso | $(BI_BUILD)
+	cp $< $@
+
+# An ISOLINUX CD of the installer's netboot tree with its own boot menu. Two changes, both in copies: the menu
+# is menu.c32 instead of vesamenu.c32 (same config language, drawn on the text screen that the tests read), and
+# the Install entry boots on a text console with the kernel's messages shown (vga=normal, no `quiet`).
+$(BI_BUILD)/corpus-di-isolinux.iso: $(CO_SRC)/di-isolinux.sh | $(BI_BUILD)
+	rm -rf $@.d && mkdir -p $@.d
+	sh $(CO_SRC)/di-isolinux.sh $(CO_DI) $(BI_ISOLINUX) $(BI_MODULES) $@.d
+	xorriso -as mkisofs -quiet -o $@.tmp -V NBDBOOT_DI -b isolinux.bin -c boot.cat \
+		-no-emul-boot -boot-load-size 4 -boot-info-table $@.d >$@.log 2>&1 || { cat $@.log; exit 1; }
+	rm -rf $@.d $@.log
+	mv $@.tmp $@
+
+# FreeDOS boot floppies of every PC size, formatted by mformat with the FreeDOS boot sector of the shared 720K
+# floppy (mformat -B keeps its code and writes the new geometry into its BPB), then KERNEL.SYS, COMMAND.COM and
+# an AUTOEXEC.BAT that names the size. 640K has no mformat -f name: 80 cylinders x 2 heads x 8 sectors.
+co_fd_format = $(if $(filter 640,$(1)),-t 80 -h 2 -s 8,-f $(1))
+$(BI_BUILD)/corpus-fd%.img: $(BI_FREEDOS) | $(BI_BUILD)
+	rm -rf $@.tmp $@.d && mkdir $@.d
+	dd if=$(BI_FREEDOS) of=$@.d/bootsect.bin bs=512 count=1 status=none
+	mcopy -o -i $(BI_FREEDOS) ::KERNEL.SYS ::COMMAND.COM $@.d/
+	printf '@echo off\r\necho NBDBOOT-FD$* FreeDOS from a $*K floppy\r\n' >$@.d/AUTOEXEC.BAT
+	mformat -C -i $@.tmp $(call co_fd_format,$*) -v FD$* -B $@.d/bootsect.bin ::
+	mcopy -i $@.tmp $@.d/KERNEL.SYS $@.d/COMMAND.COM $@.d/AUTOEXEC.BAT ::
+	mattrib -i $@.tmp +s +h ::KERNEL.SYS
+	rm -rf $@.d
 	mv $@.tmp $@

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from corpus import CASES
+
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "bootimages" / "build"
 
@@ -36,6 +38,8 @@ IMAGES = {
     "pmkernel": "pmkernel.img",
     "v86mon": "v86mon.img",
 }
+# The compatibility corpus (tests/corpus.py): its images go by their file names.
+IMAGES.update({case.image: case.image for case in CASES.values()})
 
 
 @functools.cache

@@ -130,11 +130,14 @@ def boot(
     poll_interval: float = 0.1,
     extra_args: tuple[str, ...] = (),
     keys_after: tuple[str, list[str]] | None = None,
+    keys: list[tuple[str, list[str]]] = (),
 ) -> BootResult:
     """Boot `uri` (an nbd:// URI or an image path) as `media` and wait until every string in `expect` is on the
     screen and `expect_debug` (if given) is in the E9h output. Returns what was seen; never raises on a timeout
-    (check `matched`), only when QEMU itself fails. `keys_after` = (text, qcodes): press those keys (QMP send-key)
-    once `text` shows up in the E9h output."""
+    (check `matched`), only when QEMU itself fails.
+    `keys_after` = (text, qcodes): press those keys (QMP send-key) once `text` shows up in the E9h output.
+    `keys`: (screen text, chord) pairs typed in order, each once its text is on the screen; a chord is QEMU key
+    names pressed together (QMP send-key qcodes: ["ret"], ["ctrl", "b"])."""
     qemu = shutil.which("qemu-system-i386")
     if not qemu:
         raise QemuError("qemu-system-i386 is not installed: run scripts/install-deps")
@@ -161,6 +164,7 @@ def boot(
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         qmp = None
         screen, debug, matched, polls = "", "", False, 0
+        pending_keys = list(keys)
         try:
             _wait_for_socket(qmp_path, proc, 10.0)
             qmp = Qmp(qmp_path)
@@ -174,6 +178,9 @@ def boot(
                 if keys_after is not None and keys_after[0] in debug:
                     qmp.execute("send-key", keys=[{"type": "qcode", "data": k} for k in keys_after[1]])
                     keys_after = None
+                while pending_keys and pending_keys[0][0] in screen:
+                    chord = pending_keys.pop(0)[1]
+                    qmp.execute("send-key", keys=[{"type": "qcode", "data": k} for k in chord])
                 if all(w in screen for w in wanted) and (expect_debug is None or expect_debug in debug):
                     matched = True
                     break

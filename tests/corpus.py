@@ -1,0 +1,133 @@
+"""The compatibility corpus: boot programs we did not write, as a user boots them, one table for every runner.
+
+Each case names an image built by `make corpus-images` (bootimages/images.mk, sources in bootimages/corpus/),
+how the export is presented, the keys a user types (each after a text is on the screen) and the texts that must
+all be on the screen at the end (the last is the one waited for). The texts are what QEMU+SeaBIOS shows for the
+same image from the same nbdkit (tests/test_reference_corpus.py proves them); tests/test_corpus_nbdboot.py boots
+the same cases under nbdboot, and bench/bench_corpus.py times both.
+
+`xfail` is why nbdboot cannot pass the case yet (None: it passes); `nbdboot_timeout` keeps such a case cheap.
+`slow` marks a case that takes long even for QEMU: marked corpus_long, run by `make test-corpus`, not `make test`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+# Key names -> (nbdboot --keys item, QEMU send-key qcodes pressed together).
+KEYS = {
+    "enter": ("{enter}", ["ret"]),
+    "ctrl-b": ("{ctrl-b}", ["ctrl", "b"]),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    image: str                      # bootimages/build/ file name
+    expect: list[str]               # all on the final screen; the last is waited for
+    media: str = "hdd"              # hdd, cd or floppy
+    keys: list[tuple[str, str]] = field(default_factory=list)  # (text on screen, key name) in order
+    memory_mb: int = 64             # the PC's RAM (QEMU -m; nbdboot --memory is the part above 1 MiB)
+    qemu_timeout: float = 60.0
+    nbdboot_timeout: float = 30.0
+    slow: bool = False
+    xfail: str | None = None        # why nbdboot cannot pass it yet
+    flaky: bool = False             # ... and it passes in some runs anyway (a non-strict xfail)
+    qemu_xfail: str | None = None   # why QEMU+SeaBIOS cannot either (the texts then come from the sibling cases)
+    gives_up: bool = False          # the guest ends by handing back to the BIOS (int 18h): SeaBIOS tries its
+                                    # next device, nbdboot ends the run with exit 5; the texts must be there
+
+    def nbdboot_keys(self) -> str:
+        return "".join(KEYS[name][0] for _, name in self.keys)
+
+    def qemu_keys(self) -> list[tuple[str, list[str]]]:
+        return [(text, KEYS[name][1]) for text, name in self.keys]
+
+
+HELLO = "NBDBOOT-CORPUS the default label booted"
+IPXE_BANNER = "iPXE 1.0.0+git-20190125.36a4c85-5.1 -- Open Source Network Boot Firmware"
+PANIC = "Kernel panic - not syncing: VFS: Unable to mount root fs"
+
+# Why nbdboot cannot pass a case yet: what the guest waits on, and the device or feature that would let it go on.
+POLL_IF0 = ("SYSLINUX polls int 16h AH=11h with interrupts off; nbdboot's int 16h does not let pending IRQs in (a BIOS "
+            "does, SeaBIOS with sti inside its keyboard services), so IRQ0 is delivered once at most and IRQ1 never")
+NO_TICKS = (POLL_IF0 + ": its timeout never counts down (needs BIOS waits letting IRQs in). Passes in some runs: "
+            "when the run loop's asynchronous stop happens to let a tick in, SYSLINUX's idle loop (sti; hlt once its "
+            "jiffies move) takes the rest")
+NO_KEYS = POLL_IF0 + ": the Enter typed at its prompt never reaches the BDA buffer (needs BIOS waits letting IRQs in)"
+KEYS_AFTER_POLL = ("--keys starts only when the guest blocks in int 16h AH=00h/10h or has idled 2.5 s; iPXE polls "
+                   "int 16h AH=01h through its 2-second 'Press Ctrl-B' window, so Ctrl-B comes after it and iPXE "
+                   "autoboots, finds no NIC and gives up with int 18h (needs --keys to start when a guest polls the "
+                   "keyboard); the run loop's asynchronous stop also corrupts iPXE or GRUB's decompressor in some runs")
+XZ_CORRUPT = ("Linux's boot decompressor stops with 'XZ-compressed data is corrupt' and halts (exit 4): the run loop's "
+              "asynchronous stop corrupts decompressors (slicing by instruction count does not report it, but "
+              "takes over 120 s); with 64 MiB it also says 'Physical KASLR disabled: no suitable memory region'")
+
+CASES: dict[str, Case] = {
+    # SYSLINUX as installed: PROMPT 1, a timeout, the default label.
+    "syslinux-timeout": Case("corpus-sl-timeout.img", ["NBDBOOT-CORPUS SYSLINUX waits 1 s at boot:", "boot:", HELLO],
+                             nbdboot_timeout=8, xfail=NO_TICKS, flaky=True),
+    "syslinux-enter": Case("corpus-sl-enter.img", ["NBDBOOT-CORPUS SYSLINUX waits for Enter at boot:", HELLO],
+                           keys=[("boot:", "enter")], nbdboot_timeout=8, xfail=NO_KEYS),
+    "syslinux-menu": Case("corpus-sl-menu.img", [HELLO], nbdboot_timeout=8, flaky=True,
+                          xfail="menu.c32 sits at 'Automatic boot in 2 seconds...': " + NO_TICKS),
+    "syslinux-hdt": Case("corpus-sl-hdt.img", ["Hardware Detection Tool", "Main Menu", "Switch to CLI"],
+                         nbdboot_timeout=15,
+                         xfail=("hdt.c32 crashes building its PCI menu, right after 'MENU: Disks menu done': no PCI "
+                                "(configuration mechanism #1 at CF8h/CFCh, int 1Ah B1xxh), and it then reads through "
+                                "a pointer of F0000000h, unmapped, where a PC's bus would answer all-ones "
+                                "(UC_ERR_READ_UNMAPPED at 0020:3935EE)")),
+    # GRUB 2: a menu with a countdown whose default is our Multiboot kernel; Linux through both protocols.
+    "grub-menu-multiboot": Case("corpus-grub-menu.iso", ["NBDBOOT-MB multiboot ok"]),
+    "grub-linux16": Case("corpus-grub-linux16.iso", [PANIC], qemu_timeout=120, nbdboot_timeout=60, slow=True,
+                         xfail=XZ_CORRUPT),
+    "grub-linux": Case("corpus-grub-linux.iso", [PANIC], qemu_timeout=120, nbdboot_timeout=60, slow=True,
+                       xfail=XZ_CORRUPT),
+    # iPXE from Debian's ipxe package, no NIC: its banner and autoboot's failure, or its shell after Ctrl-B.
+    "ipxe-syslinux": Case("corpus-sl-ipxe.img", [IPXE_BANNER, "No more network devices"], gives_up=True,
+                          nbdboot_timeout=15, flaky=True,
+                          xfail=("iPXE crashes in protected mode after relocating itself to the top of memory "
+                                 "(UC_ERR_READ_UNMAPPED/WRITE_UNMAPPED near linear 3FFF000h, code that is not "
+                                 "iPXE's) or hangs after 'Loading ipxe.lkrn... ok'; it reached its banner and 'No "
+                                 "more network devices' in 3 of 9 runs: consistent with the run loop's "
+                                 "asynchronous stop corrupting its decompressed image")),
+    "ipxe-syslinux-shell": Case("corpus-sl-ipxe.img", [IPXE_BANNER, "iPXE>"], keys=[("Features:", "ctrl-b")],
+                                nbdboot_timeout=12, xfail=KEYS_AFTER_POLL),
+    "ipxe-grub-shell": Case("corpus-grub-ipxe.iso", [IPXE_BANNER, "iPXE>"], keys=[("Features:", "ctrl-b")],
+                            nbdboot_timeout=12, xfail=KEYS_AFTER_POLL),
+    "ipxe-iso-shell": Case("corpus-ipxe.iso", ["iPXE ISO boot image", IPXE_BANNER, "iPXE>"], media="cd",
+                           keys=[("Features:", "ctrl-b")], nbdboot_timeout=12, xfail=KEYS_AFTER_POLL),
+    # memtest86+ 6.10's BIOS image through GRUB's `linux` (as /etc/grub.d/20_memtest86+ does): its header, the
+    # memory it found, and a pass reaching test #4.
+    "memtest-grub": Case("corpus-grub-memtest.iso", ["Memtest86+ v6.10", "Memory  :", "Test #4"], nbdboot_timeout=20,
+                         xfail=("too slow, not broken: it passes in about 200 s (over this case's 20 s budget): at "
+                                "start-up memtest86+ times memory bandwidth with `rep movsd` over 2 MiB and 16 MiB "
+                                "buffers with paging on, which nbdboot executes at about 5 MB/s")),
+    # Debian's installer: SYSLINUX from the export, and an ISOLINUX CD of the netboot tree with its menu. With
+    # 256 MiB bookworm's i386 installer says "Insufficient memory" (273 MB), with 384 MiB "Entering low memory mode".
+    "debian-installer-syslinux": Case("corpus-sl-di.img", ["Run /init as init process", "Select a language"],
+                                      memory_mb=1024, qemu_timeout=240, nbdboot_timeout=90, slow=True,
+                                      xfail=XZ_CORRUPT),
+    "debian-installer-isolinux": Case("corpus-di-isolinux.iso",
+                                      ["Debian GNU/Linux installer menu (BIOS mode)", "Select a language"],
+                                      media="cd", keys=[("installer menu", "enter")], memory_mb=1024,
+                                      qemu_timeout=240, nbdboot_timeout=10, slow=True,
+                                      xfail="the installer's menu (menu.c32) waits for Enter: " + NO_KEYS),
+}
+
+# FreeDOS boot floppies of every PC size (the AUTOEXEC.BAT names the size).
+for _kib in (160, 180, 320, 360, 640, 720, 1200, 1440, 2880):
+    CASES[f"freedos-{_kib}k"] = Case(f"corpus-fd{_kib}.img", [f"NBDBOOT-FD{_kib} FreeDOS from a {_kib}K floppy",
+                                                              "A:\\>"], media="floppy", nbdboot_timeout=15)
+CASES["freedos-180k"] = replace(
+    CASES["freedos-180k"], nbdboot_timeout=6,
+    xfail=("a 184320-byte floppy (40x1x9) is not in the floppy geometry table: the kernel's InitDisk divides "
+           "by zero on the geometry int 13h AH=08h reports, then 'PANIC: MCB chain corrupted' (needs the "
+           "180K geometry, or geometry from the boot sector's BPB)"))
+CASES["freedos-640k"] = replace(
+    CASES["freedos-640k"], nbdboot_timeout=6, qemu_timeout=8,
+    xfail=("a 655360-byte floppy (80x2x8) is not in the floppy geometry table: CHS reads map to another "
+           "geometry, the boot sector loads the wrong sectors as KERNEL.SYS and runs into an invalid opcode "
+           "at 0060:82DF (needs geometry from the boot sector's BPB)"),
+    qemu_xfail=("QEMU's floppy format table has no 640K (80x2x8) format: SeaBIOS reads it with a 720K "
+                "geometry and hangs after the boot sector's 'FreeDOS'; the texts are those of the other sizes"))

@@ -1,0 +1,28 @@
+"""The compatibility corpus on the reference PC: every case of tests/corpus.py under QEMU+SeaBIOS from a real
+nbdkit, which proves the images and the expected texts that tests/test_corpus_nbdboot.py holds nbdboot to."""
+
+from __future__ import annotations
+
+import pytest
+
+import qemuref
+from corpus import CASES
+from images import image
+
+
+def _param(name):
+    case = CASES[name]
+    marks = [pytest.mark.corpus_long] if case.slow else []
+    if case.qemu_xfail:
+        marks.append(pytest.mark.xfail(strict=True, reason=case.qemu_xfail))
+    return pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", [_param(n) for n in CASES])
+def test_case_under_seabios(name, nbdkit):
+    case = CASES[name]
+    server = nbdkit("-r", "file", str(image(case.image)))
+    result = qemuref.boot(server.uri, case.expect, media=case.media, readonly=True, timeout=case.qemu_timeout,
+                          memory_mb=case.memory_mb, keys=case.qemu_keys())
+    assert result.matched, (f"{name}: {case.expect} not all on the screen after {result.elapsed:.1f}s:\n"
+                            f"{result.text()}")
