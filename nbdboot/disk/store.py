@@ -859,7 +859,7 @@ class Copier:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the background copy; True when it has ended (finished, failed or stopped)."""
-        if self._reaper_thread is None:
+        if self._reaper_thread is None or self._reaper_thread.ident is None:
             return True
         self._reaper_thread.join(timeout)
         return not self._reaper_thread.is_alive()
@@ -871,7 +871,9 @@ class Copier:
     def stop(self) -> None:
         """Stop copying; what was copied is committed, so a later run resumes from here."""
         self._stop.set()
-        if self._reaper_thread is not None:
+        # A Ctrl-C can land between the thread's creation and its start: a thread that never started
+        # (no ident yet) has nothing to join, and its work is finished here as if there were none.
+        if self._reaper_thread is not None and self._reaper_thread.ident is not None:
             self._reaper_thread.join()
         else:
             with self.store.lock:
