@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, NamedTuple, overload
 
 from nbdboot import interrupt
 from nbdboot.console.keys import parse_keys
-from nbdboot.console.screen import screen_lines, screen_text
+from nbdboot.console.screen import screen_lines
 from nbdboot.errors import EXIT_EXPECT_FAILED, EXIT_INTERRUPTED, LocalIOError, NbdbootError, UsageError
 from nbdboot.machine.machine import DEFAULT_MEMORY_MB, Machine
 from nbdboot.machine.session import SCREEN_CHECK_INTERVAL, Session
@@ -593,9 +593,17 @@ class Boot:
         with self._screen_lock:
             self._screen_snapshot = lines
 
+    def _screen_now(self) -> str:
+        """The screen as of the last snapshot (taken just before each check), else read now."""
+        with self._screen_lock:
+            lines = self._screen_snapshot
+        if lines is None or not self._drive_lock.locked():
+            lines = screen_lines(self.machine.cpu)
+        return "\n".join(lines).rstrip("\n") + "\n"
+
     def _find(self, pattern):
         """The rule of --expect, with the position of the last match kept across calls."""
-        text = screen_text(self.machine.cpu)
+        text = self._screen_now()
         output = "".join(self._session.transcript)
         baseline = self._baseline
         if isinstance(pattern, str):
