@@ -1,11 +1,12 @@
-"""The watchdog's asynchronous stop must leave the CPU where it really is.
+"""A slice the watchdog ends must leave the CPU where it really is.
 
 A boot sector that fills memory in a loop of `call` and `rep stosb`, with no
-interrupts for the slice to end at, is stopped by the watchdog thread many times
-a second (1 ms instead of 100 ms here). Unicorn 2.1 reported a stale EIP after
-such a stop when the run had begun in the ROM and the int 19h hand-off moved CS
-inside a hook: instructions ran twice on resume and the stack drifted, which the
-program detects and reports on port E9h (or the CPU crashed outright).
+interrupts for the slice to end at, is stopped by the watchdog's block stop many
+times a second (a 1 ms slice instead of 20 ms here), in the run where the int 19h
+hand-off moved CS inside a hook. A stop that resumed at a stale EIP would run
+instructions twice and drift the stack, which the program detects and reports on
+port E9h (or the CPU would crash outright); an asynchronous stop from the
+watchdog thread once did exactly that.
 """
 
 from __future__ import annotations
