@@ -127,7 +127,8 @@ class GdbStub:
     # -- while the guest runs -------------------------------------------------------------
     def poll(self) -> StopEvent | None:
         if self.client is None:
-            if self._accept(0):
+            # --gdb-wait: a gdb that connects early is taken at the boot stop, its first stop being 7C00h
+            if not self.debugger.stop_at_boot and self._accept(0):
                 return StopEvent("connect")
             return None
         if 0x03 in self.inbuf:  # came with the packet that resumed the guest
