@@ -329,3 +329,29 @@ def test_interrupts_in_protected_mode_and_steps_there(tmp_path):
         code, out, err = finish(proc)
     assert code == 0, err
     assert ".DONE" in out
+
+
+def test_a_crash_stops_in_gdb_before_the_run_ends(tmp_path):
+    """ud2 with no int 6 handler: gdb gets the stop (SIGSEGV) at the instruction, can read there, and on continue
+    the run ends as a crash (exit 4) and gdb hears the guest was terminated."""
+    from nbdboot.debug.sectors import assemble
+    sector = assemble(tmp_path, "        mov ax, 1234h\n        ud2\n")
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(sector + bytes(1 << 20))
+    at = 0x7C00 + sector.index(bytes.fromhex("0f0b"))
+    proc, port = start_run("--image", str(disk), "--gdb-wait", "--timeout", "30", "--headless")
+    rsp = Rsp(port)
+    try:
+        assert rsp.ask("?").startswith("T05")
+        rsp.send("c")
+        assert rsp.reply().startswith("T0b")
+        assert int.from_bytes(bytes.fromhex(rsp.ask("p8")), "little") == at
+        assert int.from_bytes(bytes.fromhex(rsp.ask("p0")), "little") & 0xFFFF == 0x1234
+        assert rsp.ask(f"m{at:x},2") == "0f0b"
+        rsp.send("c")
+        assert rsp.reply() == "X0b"
+    finally:
+        rsp.close()
+        code, out, err = finish(proc)
+    assert code == 4, err
+    assert "the guest crashed" in err and "invalid opcode" in err

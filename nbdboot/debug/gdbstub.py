@@ -185,10 +185,10 @@ class GdbStub:
         self.awaiting_stop = False
 
     def close(self, exit_status: int | None = 0) -> None:
-        """The run is over: tell a waiting gdb the guest exited, then close everything."""
-        if self.client is not None and self.awaiting_stop and exit_status is not None:
-            try:
-                self._send(f"W{exit_status & 0xFF:02x}")
+        """The run is over: tell a waiting gdb the guest exited (None: it failed), then close everything."""
+        if self.client is not None and self.awaiting_stop:
+            try:  # exited with the run's status, or (a crash, an error) "terminated by SIGSEGV"
+                self._send(f"W{exit_status & 0xFF:02x}" if exit_status is not None else f"X{SIGSEGV:02x}")
             except OSError:
                 pass
         self._drop_client()
@@ -204,6 +204,8 @@ class GdbStub:
                 return False
         if self.client is None:
             return False
+        if event.kind == "crash":
+            self._say(f"the guest crashed: {event.failure}; gdb has it stopped there (continue ends the run)")
         self.last_stop = self._stop_reply(event)
         if self.awaiting_stop:
             self._send(self.last_stop)
@@ -225,6 +227,8 @@ class GdbStub:
             return "T05swbreak:;thread:1;"
         if event.kind == "interrupt":
             return "T02thread:1;"
+        if event.kind == "crash":
+            return f"T{SIGSEGV:02x}thread:1;"
         return "T05thread:1;"
 
     def _wait_for_client(self) -> bool:
