@@ -186,3 +186,30 @@ def test_map_of_a_disk_without_a_file_system(size):
     data = bytes(size)
     disk_map = DiskMap(lambda offset, length: data[offset:offset + length], size)
     assert disk_map.describe(0, min(size, 512) or 1, 512) in ("?", "")
+
+
+def test_fat_image_booted_by_el_torito_is_mapped_inside(freedos_img, tmp_path):
+    """An El Torito entry whose image is a FAT file system (a floppy image, GRUB's efi.img): its files are named
+    inside the image, the image itself as the ISO file it is."""
+    require_tool("xorriso")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "fd.img").write_bytes(freedos_img.read_bytes())
+    (tree / "readme.txt").write_text("an ISO file beside the image\n")
+    iso = tmp_path / "fd.iso"
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-R", "-o", str(iso), "-b", "fd.img", "-no-emul-boot",
+                    "-boot-load-size", "4", str(tree)], check=True, capture_output=True)
+    data = iso.read_bytes()
+    disk_map = DiskMap(lambda offset, length: data[offset:offset + length], len(data))
+    image_start = data.index(freedos_img.read_bytes()[:4096])
+    contents = mtools_reader(freedos_img, tmp_path)
+    kernel = [e for e in disk_map.levels[3] if e.label == "El Torito image:/KERNEL.SYS"]
+    assert kernel and kernel[0].start > image_start
+    for e in kernel:
+        part = contents("/KERNEL.SYS")[e.base:e.base + e.end - e.start]
+        assert data[e.start:e.start + len(part)] == part
+    assert disk_map.describe(image_start, image_start + 512, 2048) == "/fd.img [0..1)"
+    start = kernel[0].start
+    assert disk_map.describe(start, start + 2048, 2048).startswith("El Torito image:/KERNEL.SYS [0..1)")
+    labels = {e.label for level in disk_map.levels for e in level}
+    assert "/readme.txt" in labels and "El Torito boot catalog" in labels

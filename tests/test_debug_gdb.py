@@ -226,18 +226,85 @@ def test_bad_gdb_address(freedos_img, address):
     assert "port" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_interrupts_in_protected_mode_and_steps_there():
-    """GRUB switches to protected mode and back for each BIOS call: stops land in both, and in protected mode
-    $pc is EIP (flat code segment), steps advance it and memory at it reads."""
-    proc, port = start_run("--image", str(image("l6-grub")), "--gdb-wait", "--expect", "GDB-WAS-HERE",
-                           "--timeout", "30", "--headless")
+# Switches between real mode and 32-bit protected mode forever: in protected mode it counts in a long loop, back in
+# real mode it prints a dot with int 10h, until a debugger sets the byte `stop` (at 7C00h + 2, just after the first
+# jump), when it prints DONE and halts.
+MODE_SWITCHER = r"""
+        jmp     short start
+stop:   db      0
+start:  cli
+        xor     ax, ax
+        mov     ds, ax
+        mov     ss, ax
+        mov     sp, 7C00h
+        lgdt    [gdtr]
+again:  cli
+        mov     eax, cr0
+        or      al, 1
+        mov     cr0, eax
+        jmp     08h:pm32
+        bits    32
+pm32:   mov     ax, 10h
+        mov     ds, ax
+        mov     ss, ax
+        mov     ecx, 3000000
+.spin:  inc     dword [counter]
+        loop    .spin
+        jmp     18h:pm16
+        bits    16
+pm16:   mov     ax, 20h
+        mov     ds, ax
+        mov     ss, ax
+        mov     eax, cr0
+        and     al, 0FEh
+        mov     cr0, eax
+        jmp     0:real
+real:   xor     ax, ax
+        mov     ds, ax
+        mov     ss, ax
+        sti
+        mov     ax, 0E2Eh
+        int     10h
+        cmp     byte [stop], 0
+        je      again
+        mov     si, done
+.print: lodsb
+        test    al, al
+        jz      .halt
+        mov     ah, 0Eh
+        int     10h
+        jmp     .print
+.halt:  hlt
+        jmp     .halt
+done:   db      "DONE", 0
+counter: dd     0
+gdt:    dq      0
+        dq      00CF9A000000FFFFh
+        dq      00CF92000000FFFFh
+        dq      00009A000000FFFFh
+        dq      000092000000FFFFh
+gdtr:   dw      gdtr - gdt - 1
+        dd      gdt
+"""
+
+
+def test_interrupts_in_protected_mode_and_steps_there(tmp_path):
+    """Stops land in real and protected mode; in protected mode $pc is EIP (flat code segment), a step moves it
+    and memory there reads; the guest goes on switching modes afterwards."""
+    src = tmp_path / "switch.asm"
+    src.write_text("        cpu 386\n        bits 16\n        org 7C00h\n" + MODE_SWITCHER
+                   + "        times 510 - ($ - $$) db 0\n        dw 0AA55h\n")
+    subprocess.run(["nasm", "-f", "bin", "-o", str(tmp_path / "switch.bin"), str(src)], check=True)
+    disk = tmp_path / "disk.img"
+    disk.write_bytes((tmp_path / "switch.bin").read_bytes() + bytes(1 << 20))
+    proc, port = start_run("--image", str(disk), "--gdb-wait", "--expect", "DONE", "--timeout", "60", "--headless")
     rsp = Rsp(port)
     try:
         assert rsp.ask("?").startswith("T05")
         modes = set()
-        for attempt in range(80):
+        for attempt in range(100):
             rsp.send("c")
-            time.sleep(0.01 * (attempt % 8))
+            time.sleep(0.02 * (attempt % 10))
             rsp.sock.sendall(b"\x03")
             assert rsp.reply().startswith("T02")
             regs = bytes.fromhex(rsp.ask("qRcmd," + b"regs".hex())).decode()
@@ -245,26 +312,46 @@ def test_interrupts_in_protected_mode_and_steps_there():
             modes.add(mode)
             if mode == "protected" and "protected-step" not in modes:
                 pc = int.from_bytes(bytes.fromhex(rsp.ask("p8")), "little")
-                assert f"(linear {pc:#x}, " in regs.replace(")", ", ")
+                assert f"CS:IP 0008:{pc:04x} (linear {pc:#x})" in regs
+                code = rsp.ask(f"m{pc:x},4")
+                assert len(code) == 8
                 assert rsp.ask("s").startswith("T05")
                 after = int.from_bytes(bytes.fromhex(rsp.ask("p8")), "little")
-                assert after != pc and len(rsp.ask(f"m{after:x},8")) == 16
+                assert after != pc and after - pc <= 7, (hex(pc), code, hex(after))
                 modes.add("protected-step")
             if {"real", "protected-step"} <= modes:
                 break
         assert {"real", "protected", "protected-step"} <= modes, modes
-        for _ in range(80):                             # GRUB goes on to its prompt after the stops and steps
-            rsp.send("c")
-            time.sleep(0.25)
-            rsp.sock.sendall(b"\x03")
-            assert rsp.reply().startswith("T02")
-            if "grub>" in bytes.fromhex(rsp.ask("qRcmd," + b"screen".hex())).decode():
-                break
-        text = "".join(ch + "\x07" for ch in "GDB-WAS-HERE").encode().hex()  # ends the run once it runs on
-        assert rsp.ask(f"M{0xB8000 + 160 * 20:x},{len(text) // 2:x}:{text}") == "OK"
+        assert rsp.ask("M7c02,1:01") == "OK"              # the guest's stop flag: it prints DONE and halts
         assert rsp.ask("D") == "OK"
     finally:
         rsp.close()
         code, out, err = finish(proc)
     assert code == 0, err
-    assert "grub>" in out and "GDB-WAS-HERE" in out
+    assert ".DONE" in out
+
+
+def test_a_crash_stops_in_gdb_before_the_run_ends(tmp_path):
+    """ud2 with no int 6 handler: gdb gets the stop (SIGSEGV) at the instruction, can read there, and on continue
+    the run ends as a crash (exit 4) and gdb hears the guest was terminated."""
+    from nbdboot.debug.sectors import assemble
+    sector = assemble(tmp_path, "        mov ax, 1234h\n        ud2\n")
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(sector + bytes(1 << 20))
+    at = 0x7C00 + sector.index(bytes.fromhex("0f0b"))
+    proc, port = start_run("--image", str(disk), "--gdb-wait", "--timeout", "30", "--headless")
+    rsp = Rsp(port)
+    try:
+        assert rsp.ask("?").startswith("T05")
+        rsp.send("c")
+        assert rsp.reply().startswith("T0b")
+        assert int.from_bytes(bytes.fromhex(rsp.ask("p8")), "little") == at
+        assert int.from_bytes(bytes.fromhex(rsp.ask("p0")), "little") & 0xFFFF == 0x1234
+        assert rsp.ask(f"m{at:x},2") == "0f0b"
+        rsp.send("c")
+        assert rsp.reply() == "X0b"
+    finally:
+        rsp.close()
+        code, out, err = finish(proc)
+    assert code == 4, err
+    assert "the guest crashed" in err and "invalid opcode" in err

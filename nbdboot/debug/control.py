@@ -31,12 +31,13 @@ WRITE, READ, ACCESS = "watch", "rwatch", "awatch"  # gdb's names, used in stop r
 
 
 class StopEvent:
-    __slots__ = ("kind", "address", "watch")
+    __slots__ = ("kind", "address", "watch", "failure")
 
     def __init__(self, kind: str, address: int = 0, watch: str | None = None):
-        self.kind = kind          # "break", "watch", "step", "boot", "interrupt", "connect"
+        self.kind = kind          # "break", "watch", "step", "boot", "interrupt", "connect", "crash"
         self.address = address    # linear address of the breakpoint or of the data accessed
         self.watch = watch        # WRITE, READ or ACCESS for a watchpoint
+        self.failure = None       # for "crash": the error that ends the run once the debugger lets go
 
     def __repr__(self) -> str:
         return f"StopEvent({self.kind}, {self.address:#x})"
@@ -64,7 +65,14 @@ class Debugger:
 
     # -- the run loop ---------------------------------------------------------------
     def run_slice(self) -> None:
-        self._run_slice()
+        try:
+            self._run_slice()
+        except Exception as failure:
+            # A crash while a debugger is attached stops there first (gdb sees SIGSEGV and can look around);
+            # the run then ends with it as it would have.
+            if getattr(failure, "exit_code", None) is not None:
+                self._deliver(StopEvent("crash", self.pc_linear()), failure)
+            raise
         if self.machine.stop_reason == "boot" and self.stop_at_boot:
             self.stop_at_boot = False
             self._deliver(StopEvent("boot", self.pc_linear()))
@@ -80,7 +88,8 @@ class Debugger:
                 self._finish_watch_stop()
             self._deliver(event)
 
-    def _deliver(self, event: StopEvent) -> None:
+    def _deliver(self, event: StopEvent, failure: BaseException | None = None) -> None:
+        event.failure = failure
         try:
             for handler in list(self.handlers):
                 if handler(event):

@@ -132,10 +132,14 @@ class DiskMap:
             iso = self._safe_read(16 * ISO_BLOCK, ISO_BLOCK)
             filesystems: list[tuple[int, int, str]] = []  # (start, size, path prefix)
             if iso[1:6] == b"CD001":
-                self._iso9660()
+                images = self._iso9660()
                 if head[510:512] == b"\x55\xaa":
                     self._add(LEVEL_DISK, 0, SECTOR, "MBR", None)
                     filesystems = self._partitions(head, inner=True)
+                for number, start in enumerate(images):  # a FAT image an El Torito entry boots (EFI, floppy)
+                    name = "El Torito image" + (f" {number + 1}" if len(images) > 1 else "")
+                    if _fat_bpb(self._safe_read(start, SECTOR)) is not None:
+                        filesystems.append((start, self.size - start, name))
             elif _fat_bpb(head) is not None:
                 filesystems = [(0, self.size, "")]
             elif head[510:512] == b"\x55\xaa":
@@ -143,8 +147,9 @@ class DiskMap:
                 filesystems = self._partitions(head, inner=False)
             prefixed = len(filesystems) > 1
             for start, size, name in filesystems:
-                level = LEVEL_INNER if self.levels[LEVEL_FILES] and start else LEVEL_FILES
-                self._fat(start, size, name, f"{name}:" if prefixed else "", level)
+                inner = bool(self.levels[LEVEL_FILES])  # inside an ISO: named by image or partition
+                self._fat(start, size, name, f"{name}:" if prefixed or inner else "",
+                          LEVEL_INNER if inner else LEVEL_FILES)
         finally:
             self._finish()
 
@@ -303,8 +308,10 @@ class DiskMap:
         walk(data, "", 0)
 
     # -- ISO9660 -------------------------------------------------------------------
-    def _iso9660(self) -> None:
+    def _iso9660(self) -> list[int]:
+        """Map the ISO9660 volume; returns where the El Torito boot images start."""
         self.filesystems += 1
+        images: list[int] = []
         lba = 16
         pvd = None
         catalog = None
@@ -322,7 +329,7 @@ class DiskMap:
         self._add(LEVEL_FS, 0, 16 * ISO_BLOCK, "ISO9660 system area", None)
         self._add(LEVEL_FS, 16 * ISO_BLOCK, lba * ISO_BLOCK, "ISO9660 volume descriptors")
         if pvd is None:
-            return
+            return images
         block = struct.unpack_from("<H", pvd, 128)[0] or ISO_BLOCK
         table_size, table_l, table_m = struct.unpack_from("<I", pvd, 132)[0], \
             struct.unpack_from("<I", pvd, 140)[0], struct.unpack_from(">I", pvd, 148)[0]
@@ -331,11 +338,16 @@ class DiskMap:
         if catalog is not None:
             self._add(LEVEL_FS, catalog * block, (catalog + 1) * block, "El Torito boot catalog")
             cat = self._safe_read(catalog * block, block)
-            if cat[:1] == b"\x01" and cat[32] == 0x88:
-                count, rba = struct.unpack_from("<HI", cat, 38)
-                media = cat[33] & 0x0F
-                length = {1: 1200 * 1024, 2: 1440 * 1024, 3: 2880 * 1024}.get(media, max(count, 1) * SECTOR)
-                self._add(LEVEL_FS, rba * block, rba * block + length, "El Torito boot image")
+            if cat[:1] == b"\x01":
+                # the initial entry, then section entries (platforms such as EFI) after 90h/91h headers
+                for at in range(32, len(cat) - 31, 32):
+                    if cat[at] != 0x88:
+                        continue
+                    count, rba = struct.unpack_from("<HI", cat, at + 6)
+                    media = cat[at + 1] & 0x0F
+                    length = {1: 1200 * 1024, 2: 1440 * 1024, 3: 2880 * 1024}.get(media, max(count, 1) * SECTOR)
+                    self._add(LEVEL_FS, rba * block, rba * block + length, "El Torito boot image")
+                    images.append(rba * block)
         root = pvd[156:156 + 34]
         budget = [MAX_ENTRIES]
         seen: set[int] = set()
@@ -375,6 +387,7 @@ class DiskMap:
         root_extent, root_len = struct.unpack_from("<I", root, 2)[0], struct.unpack_from("<I", root, 10)[0]
         self._add(LEVEL_FILES, root_extent * block, root_extent * block + root_len, "/ (root directory)")
         walk(root_extent, root_len, "", 0)
+        return images
 
 
 def _fat_bpb(sector: bytes):

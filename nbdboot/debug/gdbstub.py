@@ -127,7 +127,8 @@ class GdbStub:
     # -- while the guest runs -------------------------------------------------------------
     def poll(self) -> StopEvent | None:
         if self.client is None:
-            if self._accept(0):
+            # --gdb-wait: a gdb that connects early is taken at the boot stop, its first stop being 7C00h
+            if not self.debugger.stop_at_boot and self._accept(0):
                 return StopEvent("connect")
             return None
         if 0x03 in self.inbuf:  # came with the packet that resumed the guest
@@ -184,10 +185,10 @@ class GdbStub:
         self.awaiting_stop = False
 
     def close(self, exit_status: int | None = 0) -> None:
-        """The run is over: tell a waiting gdb the guest exited, then close everything."""
-        if self.client is not None and self.awaiting_stop and exit_status is not None:
-            try:
-                self._send(f"W{exit_status & 0xFF:02x}")
+        """The run is over: tell a waiting gdb the guest exited (None: it failed), then close everything."""
+        if self.client is not None and self.awaiting_stop:
+            try:  # exited with the run's status, or (a crash, an error) "terminated by SIGSEGV"
+                self._send(f"W{exit_status & 0xFF:02x}" if exit_status is not None else f"X{SIGSEGV:02x}")
             except OSError:
                 pass
         self._drop_client()
@@ -203,6 +204,8 @@ class GdbStub:
                 return False
         if self.client is None:
             return False
+        if event.kind == "crash":
+            self._say(f"the guest crashed: {event.failure}; gdb has it stopped there (continue ends the run)")
         self.last_stop = self._stop_reply(event)
         if self.awaiting_stop:
             self._send(self.last_stop)
@@ -224,6 +227,8 @@ class GdbStub:
             return "T05swbreak:;thread:1;"
         if event.kind == "interrupt":
             return "T02thread:1;"
+        if event.kind == "crash":
+            return f"T{SIGSEGV:02x}thread:1;"
         return "T05thread:1;"
 
     def _wait_for_client(self) -> bool:
