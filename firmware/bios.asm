@@ -71,11 +71,39 @@ boot_failed:                    ; ROM_BOOT_FAILED = 0x0440, left for a stopped m
         hlt
         jmp     boot_failed
 
+        times   0x0450 - ($ - $$) db 0
+irq12_handler:                  ; ROM_IRQ12 = 0x0450, IVT[74h]: the PS/2 mouse
+        pusha
+        push    ds
+        push    es
+        int     74h             ; trap: takes the byte from port 60h; when it completes a packet
+                                ; and int 15h C2h enabled a handler: CX=1, AX/BX/DX = status/X/Y
+        jcxz    .eoi
+        push    ax              ; status
+        push    bx              ; X
+        push    dx              ; Y
+        xor     cx, cx
+        push    cx              ; Z
+        call    far [cs:mouse_handler]
+        add     sp, 8
+.eoi:   mov     al, 20h
+        out     0A0h, al
+        out     20h, al
+        pop     es
+        pop     ds
+        popa
+        iret
+
+        times   0x04F0 - ($ - $$) db 0
+mouse_handler:                  ; ROM_MOUSE_HANDLER = 0x04F0: the far pointer int 15h C207h sets
+        dd      0
+
 ; --- F000:0500 video parameter area (int 1Dh) kept empty ----------------------
 
 ; --- F000:E05B POST entry: hand over to int 19h through the IVT ---------------
         times   0xE05B - ($ - $$) db 0
 post_entry:
+        int     0FEh            ; trap: POST just ran, or a guest jumped to the reset vector (a reset)
         cli
         xor     ax, ax
         mov     ss, ax

@@ -167,6 +167,7 @@ class BootOptions:
     retry_delay: float = CONNECT_OPTIONS["retry_delay"]
     memory: int = DEFAULT_MEMORY_MB     # MiB of extended memory
     keys: str | None = None             # typed once the guest first waits for a key (the --keys language)
+    no_reboot: bool = False             # a guest reset ends the boot (GuestReset, or GuestCrash for a triple fault)
 
     def check(self) -> None:
         """Every combination error as a UsageError, before anything is opened."""
@@ -343,8 +344,10 @@ class _Driver:
         if self.check is None:
             return
         now = time.monotonic()
-        # As Session does: a guest waiting for a key or idle has likely just said what it wanted to.
-        if now >= self.next_check or machine.waiting_in_bios or machine.idle_since is not None:
+        # As Session does: a guest waiting for a key or idle has likely just said what it wanted to;
+        # one that turned the PC off has said all it will.
+        if now >= self.next_check or machine.waiting_in_bios or machine.idle_since is not None \
+                or machine.powered_off is not None:
             self.next_check = now + SCREEN_CHECK_INTERVAL
             found = self.check()
             if found is not None:
@@ -384,6 +387,7 @@ class Boot:
         try:
             self.machine: Machine = Machine(memory_mb=options.memory, **(machine_options or {}))
             machine = self.machine
+            machine.no_reboot = options.no_reboot
             attach_local_disks(machine, local_disks, self._opened)
             self.disk = _open_disk(options, factory, self.uri)
             drive = _drive_number(options.drive, options.media, self.disk)
@@ -447,18 +451,25 @@ class Boot:
         """None while the guest can go on; else the CLI's exit code for how it ended."""
         if self.error is None:
             return 0 if self._closed else None
-        return getattr(self.error, "exit_code", None) or (EXIT_INTERRUPTED if isinstance(
-            self.error, KeyboardInterrupt) else 1)
+        code = getattr(self.error, "exit_code", None)
+        if code is not None:
+            return code   # 0 for a guest that powered the PC off
+        return EXIT_INTERRUPTED if isinstance(self.error, KeyboardInterrupt) else 1
 
     @property
     def outcome(self) -> str:
         """'running', 'closed', or how the boot ended: 'crashed', 'boot-failed', 'nbd-error',
-        'stopped', 'interrupted', 'io-error', 'error'."""
-        from nbdboot.errors import EXIT_BOOT_FAILED, EXIT_GUEST_CRASH, EXIT_IO, EXIT_NBD
+        'stopped', 'interrupted', 'io-error', 'powered-off', 'reset' (with no_reboot), 'error'."""
+        from nbdboot.errors import EXIT_BOOT_FAILED, EXIT_GUEST_CRASH, EXIT_GUEST_RESET, EXIT_IO, EXIT_NBD
+        from nbdboot.machine.machine import GuestPoweredOff
         if self.error is None:
             return "closed" if self._closed else "running"
         if isinstance(self.error, BootStopped):
             return "stopped"
+        if isinstance(self.error, GuestPoweredOff):
+            return "powered-off"
+        if self.exit_code == EXIT_GUEST_RESET:
+            return "reset"
         names = {EXIT_GUEST_CRASH: "crashed", EXIT_BOOT_FAILED: "boot-failed", EXIT_NBD: "nbd-error",
                  EXIT_IO: "io-error", EXIT_INTERRUPTED: "interrupted"}
         return names.get(self.exit_code or 0, "error")
@@ -648,7 +659,7 @@ def boot(uri: str | None = None, *, console=None, machine_options: dict | None =
     """Boot `uri` (or image=FILE, server="HOST:PORT", restore_from=URI with to=TARGET) and return the
     powered-on `Boot`. Keyword options are BootOptions' fields, the long options of `nbdboot run`:
     drive=0x00|0x80|"auto", media="auto"|"hdd"|"floppy"|"cd", disks=["c.img@0x80"], memory=64 (MiB),
-    keys="...", overlay=, deploy_to=, retries=, retry_delay=... A console (the CLI's terminal or text
+    keys="...", no_reboot=True, overlay=, deploy_to=, retries=, retry_delay=... A console (the CLI's terminal or text
     stream) is optional."""
     fields = {f.name for f in dataclasses.fields(BootOptions)}
     unknown = sorted(set(options) - fields)

@@ -11,9 +11,10 @@ EXIT_EXPECT_FAILED = 1      # --expect text not seen before --timeout
 EXIT_USAGE = 2              # bad command line or bad input file
 EXIT_NBD = 3                # NBD connection, negotiation or protocol failure
 EXIT_GUEST_CRASH = 4        # triple fault, invalid opcode, unmapped fetch, dead hlt
-EXIT_BOOT_FAILED = 5        # no bootable disk, int 18h/19h from the guest
+EXIT_BOOT_FAILED = 5        # no bootable disk, int 18h from the guest
 EXIT_IO = 6                 # local file or device error (image, overlay, target)
 EXIT_BREAKPOINT = 7         # the CPU reached a --break address
+EXIT_GUEST_RESET = 8        # the guest reset the machine and --no-reboot was given
 EXIT_INTERRUPTED = 130      # Ctrl-C (SIGTERM: 143, SIGHUP: 129, i.e. 128 + the signal)
 
 EXIT_CODES_HELP = """\
@@ -24,9 +25,10 @@ exit codes:
   3    NBD failure (connect, negotiation, protocol, server error; --timeout reached
        while waiting for the server; the disk's connection lost for good)
   4    guest crash (triple fault, invalid opcode, unmapped memory, halted)
-  5    boot failed (no boot signature, int 18h/19h from the guest)
+  5    boot failed (no boot signature, int 18h from the guest)
   6    local I/O error (image, overlay or target file; a file another process has locked)
   7    breakpoint (the CPU reached a --break address; a report is on stderr)
+  8    the guest reset the machine (with --no-reboot)
   130  interrupted (Ctrl-C); 143 SIGTERM, 129 SIGHUP
 A closed stdout (`| head -1`) changes no exit code."""
 

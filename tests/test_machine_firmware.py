@@ -44,6 +44,8 @@ def test_rom_layout():
         assert image[rom.stub(vector):rom.stub(vector) + 4] == bytes((0xCD, vector, 0xCF, 0x90))
     assert image[rom.IRQ0:rom.IRQ0 + 4] == b"\xcd\x08\xcd\x1c"     # trap, then int 1Ch through the IVT
     assert image[rom.IRQ1:rom.IRQ1 + 2] == b"\xcd\x09"
+    assert image[rom.IRQ12_TRAP:rom.IRQ12_TRAP + 2] == b"\xcd\x74"
+    assert image[rom.POST_ENTRY:rom.POST_ENTRY + 2] == b"\xcd\xfe"          # trap: POST ran, else a reset
     assert image[rom.RESET_VECTOR] == 0xEA                          # jmp far F000:E05B
     assert image[rom.RESET_VECTOR + 1:rom.RESET_VECTOR + 5] == b"\x5b\xe0\x00\xf0"
     assert image[0xFFF5:0xFFFD] == b"11/24/26" and image[0xFFFE] == 0xFC

@@ -42,6 +42,12 @@ class Bios:
             machine.add_trap(rom.stub(vector), services.get(vector))
         machine.add_trap(rom.IRQ0, self.timer.irq0)
         machine.add_trap(rom.IRQ1, self.keyboard.irq1)
+        machine.add_trap(rom.IRQ12_TRAP, self.system.irq12)
+        machine.add_trap(rom.POST_ENTRY, self.boot.post_entry)
+
+    def reset(self) -> None:
+        """The machine was reset: services forget calls in progress (POST follows)."""
+        self.system.reset()
 
     def post(self, boot_drive: int) -> None:
         self.boot.post(boot_drive)

@@ -1,8 +1,9 @@
 """POST and bootstrap: the IVT, BDA and EBDA as a real PC leaves them; int 18h/19h.
 
 int 19h reads sector 0 of the boot drive to 0000:7C00 and jumps there with DL
-= drive (it never returns, as on real BIOSes). Guests may hook it (FreeDOS
-does, to restore its vectors on reboot), so it is reached through the IVT.
+= drive (it never returns, as on real BIOSes); called again by a guest it boots
+again the same way, as SeaBIOS does. Guests may hook it (FreeDOS does, to
+restore its vectors on reboot), so it is reached through the IVT.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Boot:
     def post(self, boot_drive: int) -> None:
         cpu = self.m.cpu
         self.boot_drive = boot_drive
+        self.posted = True   # the reset vector's code may run once without meaning a reset
+        self.boots = 0       # int 19h calls since POST
         ivt = bytearray()
         for vector in range(256):
             ivt += struct.pack("<HH", rom.stub(vector), rom.ROM_SEGMENT)
@@ -46,6 +49,7 @@ class Boot:
             point(vector, rom.IRQ_MASTER_DEFAULT)
         for vector in range(0x70, 0x78):
             point(vector, rom.IRQ_SLAVE_DEFAULT)
+        point(0x74, rom.IRQ12)
         point(0x1D, 0, 0)
         point(0x1E, rom.DISKETTE_PARAMS)
         point(0x1F, 0, 0)
@@ -81,10 +85,25 @@ class Boot:
         cpu.write(BOOT_SECTOR - 0x100, bytes(0x100))
         disks.post()
 
+    def post_entry(self) -> None:
+        """The trap at F000:E05B, reached from the reset vector. Right after POST it is the boot
+        starting; any other time a guest jumped to F000:FFF0 (or E05B) to reboot: a reset."""
+        if self.posted:
+            self.posted = False
+            return
+        self.m.request_reset("the guest jumped to the reset vector (F000:FFF0)")
+
     def int18(self) -> None:
         self.m.fail(BootFailed("the guest called int 18h: no bootable disk"))
 
     def int19(self) -> None:
+        """Boot: POST's call, or a guest's (FreeDOS's reboot path, a boot menu's "boot next"). As
+        SeaBIOS's handle_19, a guest's call starts the boot sequence again without a reset
+        (with --no-reboot it ends the run instead, as a reset would)."""
+        self.boots += 1
+        if self.boots > 1 and self.m.no_reboot:
+            self.m.request_reset("int 19h from the guest (re-boot)")
+            return
         cpu = self.m.cpu
         drive = self.bios.disk.route(self.boot_drive)
         if drive is None:

@@ -44,13 +44,50 @@ SECTOR = 512
 CD_SECTOR = 2048
 DAP_SIZE = 0x20  # EDD disk address packet with the 64-bit flat buffer and the long count
 
-# (cylinders, heads, sectors, CMOS drive type) by image size, as iPXE guesses floppies.
+# (cylinders, heads, sectors, CMOS drive type) by image size, as iPXE guesses floppies. The drive type is
+# the CMOS one (1 = 360K 5.25", 2 = 1.2M 5.25", 3 = 720K 3.5", 4 = 1.44M 3.5", 5 = 2.88M 3.5"): the drive
+# that reads the medium. SeaBIOS's internal types 6-8 for 160K/180K/320K are not CMOS values (FreeDOS
+# panics "MCB chain corrupted" on a 180K floppy reported as type 7).
 FLOPPY_GEOMETRIES = {
-    160 * 1024: (40, 1, 8, 6), 180 * 1024: (40, 1, 9, 7), 320 * 1024: (40, 2, 8, 8),
-    360 * 1024: (40, 2, 9, 1), 720 * 1024: (80, 2, 9, 3), 1200 * 1024: (80, 2, 15, 2),
-    1440 * 1024: (80, 2, 18, 4), 1680 * 1024: (80, 2, 21, 4), 1722 * 1024: (82, 2, 21, 4),
-    2880 * 1024: (80, 2, 36, 5),
+    160 * 1024: (40, 1, 8, 1), 180 * 1024: (40, 1, 9, 1), 320 * 1024: (40, 2, 8, 1),
+    360 * 1024: (40, 2, 9, 1), 640 * 1024: (80, 2, 8, 3), 720 * 1024: (80, 2, 9, 3),
+    1200 * 1024: (80, 2, 15, 2), 1440 * 1024: (80, 2, 18, 4), 1680 * 1024: (80, 2, 21, 4),
+    1722 * 1024: (82, 2, 21, 4), 2880 * 1024: (80, 2, 36, 5),
 }
+
+
+def floppy_drive_type(cylinders: int, sectors: int) -> int:
+    """The CMOS type of a drive that reads a medium of this geometry."""
+    if cylinders <= 42:
+        return 1 if sectors <= 9 else 2
+    if sectors <= 9:
+        return 3
+    if sectors <= 15:
+        return 2
+    return 4 if sectors <= 24 else 5
+
+
+def floppy_geometry(device: BlockDevice) -> tuple[int, int, int, int]:
+    """(cylinders, heads, sectors, CMOS type) of a floppy image: by its size when it is a standard one,
+    else from its boot sector's BPB (sectors per track, heads, total sectors), as DOS reads the medium;
+    else 1.44M's 2 heads and 18 sectors with as many cylinders as the size holds."""
+    known = FLOPPY_GEOMETRIES.get(device.size)
+    if known:
+        return known
+    total_sectors = device.size // SECTOR
+    try:
+        sector = device.pread(SECTOR, 0)
+    except DiskError:
+        sector = bytes(SECTOR)
+    bytes_per_sector, = struct.unpack_from("<H", sector, 11)
+    spt, heads = struct.unpack_from("<HH", sector, 0x18)
+    total, = struct.unpack_from("<H", sector, 0x13)
+    if not total:
+        total, = struct.unpack_from("<I", sector, 0x20)
+    if bytes_per_sector == 512 and 1 <= spt <= 63 and 1 <= heads <= 2 and total:
+        cylinders = max(1, min(total, total_sectors) // (spt * heads))
+        return cylinders, heads, spt, floppy_drive_type(cylinders, spt)
+    return max(1, total_sectors // 36), 2, 18, 4
 
 
 def looks_like_floppy(device: BlockDevice) -> bool:
@@ -204,9 +241,7 @@ class Int13:
         if number >= 0x80 and (media == "cd" or (media == "auto" and looks_like_cd(device))):
             return Drive(number, device, 0, 0, 0, sector_size=CD_SECTOR)  # iPXE: no CHS for CDs
         if number < 0x80:
-            c, h, s, ftype = FLOPPY_GEOMETRIES.get(device.size, (80, 2, 18, 4))
-            if device.size not in FLOPPY_GEOMETRIES:
-                c = max(1, device.size // SECTOR // (h * s))
+            c, h, s, ftype = floppy_geometry(device)
             return Drive(number, device, c, h, s, ftype)
         c, h, s = guess_hard_disk_geometry(device)
         return Drive(number, device, c, h, s)
@@ -329,6 +364,7 @@ class Int13:
         else:
             self.bda.disk_last_status = status
         cpu.set_frame_flags(FLAG_IF | (FLAG_CF if status else 0), 0 if status else FLAG_CF)
+        self.m.irq_window()  # a disk transfer takes time with interrupts on (SeaBIOS: yield())
         if observer is not None:
             observer(dl, ah, drive, status, started)
 

@@ -1,9 +1,10 @@
 """Keyboard: scripted or live keys -> IRQ1 -> int 09h -> BDA ring -> int 16h.
 
-Keys enter the guest the way a real keyboard's do: the make code is put in the
-8042's output buffer and IRQ1 is raised; the ROM's int 09h path (a trap) moves
-the key into the BDA ring at 41Eh, and int 16h serves from that ring. A guest
-that hooks int 09h or peeks the ring sees ordinary behaviour.
+Keys enter the guest the way a real keyboard's do: the 8042 gets the key's make
+and break codes (machine/devices/kbc.py) and raises IRQ1 for each byte; the ROM's
+int 09h path (a trap) reads port 60h and moves the key into the BDA ring at 41Eh,
+and int 16h serves from that ring. A guest that hooks int 09h, peeks the ring or
+reads the controller itself sees ordinary behaviour.
 
 Scripted keys are held until the guest first waits for a key (a blocking int
 16h read): typed earlier, they would be eaten by boot-time "press a key"
@@ -35,7 +36,6 @@ class Keyboard:
         self.queue: collections.deque = collections.deque()  # ("key", word) | ("pause", s)
         self.active = False       # scripted keys flow once the guest has waited for one
         self.next_time = 0.0
-        self.latched: int | None = None  # key word waiting for int 09h
         self.polls = 0
         self.reads = 0
         self.functions = {
@@ -51,7 +51,7 @@ class Keyboard:
             self.active = True
 
     def pending_keys(self) -> bool:
-        return any(kind == "key" for kind, _ in self.queue) or self.latched is not None
+        return any(kind == "key" for kind, _ in self.queue) or self.m.kbc.holding_key()
 
     def next_key_time(self) -> float:
         if self.active and self.queue:
@@ -67,7 +67,7 @@ class Keyboard:
         clock = self.m.clock
         if not self.active and self.m.idle_since is not None and clock.now - self.m.idle_since >= POLLING_READS_AFTER:
             self.active = True
-        if not self.active or self.latched is not None:
+        if not self.active or self.m.kbc.holding_key():
             return
         while self.queue and self.queue[0][0] == "pause":
             if clock.now < self.next_time:
@@ -76,9 +76,7 @@ class Keyboard:
         if not self.queue or clock.now < self.next_time or self._ring_full():
             return
         _, word = self.queue.popleft()
-        self.latched = word
-        self.m.kbc.output = [(word >> 8) & 0x7F]
-        self.m.pic.raise_irq(1)
+        self.m.kbc.send_key(word)
 
     # -- BDA ring ------------------------------------------------------------------------
     def _ring(self):
@@ -109,10 +107,10 @@ class Keyboard:
 
     # -- IRQ1 path -----------------------------------------------------------------------
     def irq1(self) -> None:
-        if self.latched is not None:
-            self.push(self.latched)
-            self.latched = None
-        self.m.kbc.output = []
+        """The ROM's int 09h: read the byte from port 60h; a key's make code brings its word to the ring."""
+        word = self.m.kbc.take_key_word()
+        if word is not None:
+            self.push(word)
 
     # -- int 16h -----------------------------------------------------------------------
     def int16(self) -> None:
@@ -139,11 +137,13 @@ class Keyboard:
         flags = cpu.read16(frame)
         if head == tail:
             cpu.write16(frame, flags | FLAG_ZF, code=False)
-            if flags & FLAG_IF:
-                self.polls += 1
-                if self.polls >= IDLE_POLLS_PER_TICK:
-                    self.polls = 0
-                    self.m.wait_in_bios()
+            # Whatever the caller's IF: the BIOS polls with interrupts on (SYSLINUX's prompt polls with IF=0).
+            self.polls += 1
+            if self.polls >= IDLE_POLLS_PER_TICK:
+                self.polls = 0
+                self.m.wait_in_bios()
+            else:
+                self.m.irq_window()
             return
         cpu.set("ax", cpu.read16(BDA + head))
         cpu.write16(frame, flags & ~FLAG_ZF, code=False)

@@ -8,6 +8,7 @@ jiffies there) see a PC's sequence. The RTC follows the virtual clock.
 from __future__ import annotations
 
 from nbdboot.bios.bda import Bda
+from nbdboot.bios.pcibios import int1a_pci
 from nbdboot.machine.cpu import FLAG_CF
 from nbdboot.machine.devices.cmos import bcd
 
@@ -39,6 +40,9 @@ class Timer:
     def int1a(self) -> None:
         cpu = self.m.cpu
         ah = cpu.get("ah")
+        if ah == 0xB1:
+            int1a_pci(self.m)
+            return
         ok = True
         if ah == 0x00:
             count = self.bda.timer_counter

@@ -22,7 +22,7 @@ from nbdboot.console.keys import keys_help
 from nbdboot.console.output import HeadlessConsole, TerminalConsole
 from nbdboot.debug import options as debug_options
 from nbdboot.errors import EXIT_CODES_HELP, EXIT_EXPECT_FAILED, BreakpointReached, UsageError
-from nbdboot.machine.machine import DEFAULT_MEMORY_MB, GuestCrash
+from nbdboot.machine.machine import DEFAULT_MEMORY_MB, GuestCrash, GuestPoweredOff
 from nbdboot.units import seconds, size_mib
 
 
@@ -91,10 +91,12 @@ def handler(args) -> int:
         debugging = debug_options.attach(pc.machine, args)
         if debugging is not None:
             debugging.bind(pc._session, deadline)
+        text = None  # the --expect text being waited for
         try:
             for text in args.expect or []:
                 left = None if deadline is None else max(deadline + _paused(debugging) - time.monotonic(), 1e-6)
                 pc.wait_for(text, timeout=left)
+            text = None
             if not args.expect:
                 pc.run(args.timeout)
         except api.WaitTimeout as e:
@@ -103,6 +105,16 @@ def handler(args) -> int:
             print(f"nbdboot: timeout after {args.timeout:g}s waiting for '{e.pattern}'", file=sys.stderr)
             exit_status = EXIT_EXPECT_FAILED
             return EXIT_EXPECT_FAILED
+        except GuestPoweredOff as off:
+            _finish(console, pc, args)
+            finished = True
+            if text is not None:
+                print(f"nbdboot: {off} before '{text}' appeared", file=sys.stderr)
+                exit_status = EXIT_EXPECT_FAILED
+                return EXIT_EXPECT_FAILED
+            print(f"nbdboot: {off}", file=sys.stderr)
+            exit_status = 0
+            return 0
         except GuestCrash as crash:
             _finish(console, pc, args)
             finished = True
@@ -205,10 +217,37 @@ def _finish(console, pc, args) -> None:
         pc.screenshot(args.screen_out)
 
 
+RESET_POWER_TABLE = """\
+| the guest | default | `--no-reboot` |
+|---|---|---|
+| `hlt` with interrupts on | waits for the next interrupt (virtual time skips ahead) | same |
+| `hlt` with interrupts off (`cli; hlt`) | exit 4 "halted" | same |
+| runs into zeroed memory, or takes the same exception for ever | exit 4, crash report | same |
+| triple fault (also an interrupt beyond a real-mode IDT limit, e.g. after `lidt` of limit 0) | reset, boots again | exit 4, crash report |
+| the same triple fault again after that reset | exit 4 "reset loop", crash report | - |
+| 8042 reset (`out 64h,FEh`; output port bit 0 low) | reset, boots again | exit 8 |
+| port 92h bit 0, port CF9h reset | reset, boots again | exit 8 |
+| `jmp F000:FFF0` (or F000:E05B) | reset, boots again | exit 8 |
+| int 19h from the guest | boots again from the boot drive, no reset (as SeaBIOS) | exit 8 |
+| int 18h | exit 5 "boot failed" | same |
+| APM power off (int 15h 5307h BX=1 CX=3); "Shutdown" to port 8900h | exit 0 "guest powered off" (1 if an `--expect` text was not seen) | same |
+"""
+
+
+def reset_power_help() -> str:
+    """The README's reset/power/halt table as --help prints it (one table, one source)."""
+    lines = ["reset, power and halt (what the guest does: default run / with --no-reboot):"]
+    for row in RESET_POWER_TABLE.splitlines()[2:]:
+        what, default, no_reboot = (cell.strip().replace("`", "") for cell in row.strip("|").split("|"))
+        lines.append(f"  {what}:\n      {default} / {no_reboot}")
+    return "\n".join(lines)
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "run", help="boot an NBD export (or a local image) in the emulated PC",
-        description=__doc__, epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__, epilog=reset_power_help() + "\n\n" + EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("uri", nargs="?", metavar="URI", help="nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH")
     p.add_argument("--server", metavar="HOST:PORT", help="NBD server to boot from")
     p.add_argument("--export", metavar="NAME", help="export name on --server (default: the default export, '')")
@@ -243,6 +282,10 @@ def register(subparsers) -> None:
                         f"(default {CONNECT_OPTIONS['retries']})")
     p.add_argument("--retry-delay", type=seconds, default=CONNECT_OPTIONS["retry_delay"], metavar="SECONDS",
                    help=f"wait between reopen tries (default {CONNECT_OPTIONS['retry_delay']:g}s; iPXE waits 5s)")
+    p.add_argument("--no-reboot", action="store_true",
+                   help="a guest reset (triple fault, 8042 or port 92h/CF9h reset, jump to F000:FFF0, int 19h "
+                        "from the guest) ends the run instead of booting again: exit 4 with a crash report for a "
+                        "triple fault, exit 8 otherwise (QEMU's -no-reboot)")
     p.add_argument("--memory", type=size_mib, default=DEFAULT_MEMORY_MB, metavar="SIZE",
                    help=f"extended memory above 1 MiB, in MiB or with a suffix: 64, 64M, 1G "
                         f"(default {DEFAULT_MEMORY_MB}M)")

@@ -7,25 +7,46 @@ from capstone import CS_ARCH_X86, CS_MODE_16, CS_MODE_32, Cs
 
 
 def disassemble(cpu, at: int, before: int = 16, after: int = 24) -> list[str]:
-    """Instructions around linear address `at`. Backwards x86 decoding is ambiguous,
-    so start a little earlier and keep the first decode path that lands on `at`."""
+    """Instructions around linear address `at`, read through the guest's page tables. Backwards x86
+    decoding is ambiguous: decode from every start up to `before` bytes earlier, keep the paths that
+    land on `at`, and show the longest one from the first instruction that most of them agree on (a
+    start in the middle of an instruction soon falls into step with the others). Bytes that do not
+    decode are shown raw."""
     mode = CS_MODE_32 if cpu.protected and not cpu.v86 and _code32(cpu) else CS_MODE_16
     md = Cs(CS_ARCH_X86, mode)
-    for back in range(before, -1, -1):
+    try:
+        code = cpu.read_linear(at, after)
+    except Exception:  # noqa: BLE001 - unmapped
+        return [f"   {at:08x}  (memory not readable)"]
+    ahead = list(md.disasm(code, at))
+    paths = []
+    for back in range(before, 0, -1):
         start = max(0, at - back)
         try:
-            code = cpu.read_linear(start, (at - start) + after)  # through the guest's page tables
-        except Exception:  # noqa: BLE001 - unmapped: show what we can
+            lead = list(md.disasm(cpu.read_linear(start, at - start), start))
+        except Exception:  # noqa: BLE001 - unmapped: fewer bytes before
             continue
-        insns = list(md.disasm(code, start))
-        if back and not any(i.address == at for i in insns):
-            continue
-        lines = []
-        for i in insns:
-            mark = "=>" if i.address == at else "  "
-            lines.append(f"{mark} {i.address:08x}  {i.bytes.hex():<16} {i.mnemonic} {i.op_str}".rstrip())
-        return lines
-    return [f"   {at:08x}  (memory not readable)"]
+        if lead and lead[-1].address + lead[-1].size == at:
+            paths.append(lead)
+    lead = []
+    if paths:
+        votes: dict[int, int] = {}
+        for path in paths:
+            for insn in path:
+                votes[insn.address] = votes.get(insn.address, 0) + 1
+        longest = max(paths, key=len)
+        agreed = [i for i, insn in enumerate(longest) if votes[insn.address] * 2 > len(paths)]
+        lead = longest[agreed[0]:] if agreed else longest[-1:]
+    lines = [f"   {i.address:08x}  {i.bytes.hex():<16} {i.mnemonic} {i.op_str}".rstrip() for i in lead]
+    for i in ahead:
+        mark = "=>" if i.address == at else "  "
+        lines.append(f"{mark} {i.address:08x}  {i.bytes.hex():<16} {i.mnemonic} {i.op_str}".rstrip())
+    decoded_to = ahead[-1].address + ahead[-1].size if ahead else at
+    if decoded_to < at + after:
+        raw = code[decoded_to - at:decoded_to - at + 8]
+        mark = "=>" if decoded_to == at else "  "
+        lines.append(f"{mark} {decoded_to:08x}  {raw.hex():<16} (not decodable as {16 if mode == CS_MODE_16 else 32}-bit code)")
+    return lines
 
 
 def _code32(cpu) -> bool:
@@ -38,11 +59,14 @@ def crash_report(machine, at: int | None = None) -> str:
     r = cpu.registers()
     mode = cpu.mode()
     pc = cpu.pc() if at is None else at
+    # The header names the instruction the report is about (a hlt, an int that faulted), as the
+    # code listing does; EIP itself is in the register lines.
+    ip = (pc - cpu.seg_base(r["cs"])) & 0xFFFFFFFF
     out = [
-        f"CS:IP {r['cs']:04x}:{r['eip']:04x} (linear {pc:#x}, {mode})",
+        f"CS:IP {r['cs']:04x}:{ip:04x} (linear {pc:#x}, {mode})",
         "EAX={eax:08x} EBX={ebx:08x} ECX={ecx:08x} EDX={edx:08x}".format(**r),
         "ESI={esi:08x} EDI={edi:08x} EBP={ebp:08x} ESP={esp:08x}".format(**r),
-        "DS={ds:04x} ES={es:04x} SS={ss:04x} FS={fs:04x} GS={gs:04x} EFLAGS={eflags:08x} CR0={cr0:08x}".format(**r),
+        "DS={ds:04x} ES={es:04x} SS={ss:04x} FS={fs:04x} GS={gs:04x} EIP={eip:08x} EFLAGS={eflags:08x} CR0={cr0:08x}".format(**r),
         "code:",
     ]
     out += ["  " + line for line in disassemble(cpu, pc)]

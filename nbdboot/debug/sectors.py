@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from nbdboot.disk.file import FileDevice
-from nbdboot.machine.machine import Machine
+from nbdboot.machine.machine import GuestCrash, Machine
 
 # Macros every test sector may use: PUTC/PRINT to port E9h, HEX16 of a register.
 PRELUDE = r"""
@@ -78,12 +78,14 @@ def assemble(tmp_path, body: str, extra: str = "") -> bytes:
 
 
 def run_sector(tmp_path, body: str, *, extra: str = "", disk_size: int = 1440 * 1024, drive: int = 0x00,
-               until: str = "DONE", timeout: float = 10.0, memory_mb: int = 16, keys=None):
+               until: str = "DONE", timeout: float = 10.0, memory_mb: int = 16, keys=None,
+               no_reboot: bool = False):
     """Boot `body` as the boot sector of a blank disk; return (machine, E9h output)."""
     image = assemble(tmp_path, body, extra)
     disk = tmp_path / "disk.img"
     disk.write_bytes(image + bytes(disk_size - len(image)))
     machine = Machine(memory_mb=memory_mb)
+    machine.no_reboot = no_reboot
     device = FileDevice(disk)
     machine.bios.disk.add_drive(drive, device)
     if keys:
@@ -93,5 +95,10 @@ def run_sector(tmp_path, body: str, *, extra: str = "", disk_size: int = 1440 * 
     while until.encode() not in machine.debugcon.output:
         if time.monotonic() > deadline:
             raise AssertionError(f"{until!r} not reported; E9h output: {machine.debugcon.output.decode(errors='replace')!r}")
-        machine.run_slice()
+        try:
+            machine.run_slice()
+        except GuestCrash:
+            if until.encode() in machine.debugcon.output:
+                break  # reported, then stopped for good (a final cli; hlt)
+            raise
     return machine, machine.debugcon.output.decode(errors="replace")

@@ -19,9 +19,12 @@ microcode would: push a frame and vector through the IVT (real mode) or the IDT
 from __future__ import annotations
 
 import ctypes
+import mmap
+import os
 import struct
+import weakref
 
-from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, Uc, UcError
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_32, UC_PROT_ALL, Uc, UcError
 from unicorn import x86_const as X
 
 from nbdboot.machine.interrupts import Fault, LinearMemory
@@ -41,6 +44,29 @@ if _uclib is not None:
     _raw_mem_read.argtypes = _ADDR_ARGS
     _raw_mem_write = _raw.uc_mem_write
     _raw_mem_write.argtypes = _ADDR_ARGS
+
+HMA_BASE = 0x100000  # where address line 20 starts to matter
+HMA_SIZE = 0x10000
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _host_release(mappings, fd: int) -> None:
+    for addr, size in mappings:
+        _libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(size))
+    os.close(fd)
+
+
+def _host_map(at: int | None, size: int, fd: int, offset: int) -> int:
+    """mmap `size` bytes of `fd` from `offset`, shared; at host address `at` exactly if given."""
+    flags = mmap.MAP_SHARED | (0x10 if at is not None else 0)  # MAP_FIXED
+    addr = _libc.mmap(at, size, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, offset)
+    if addr in (None, _MAP_FAILED):
+        raise OSError(ctypes.get_errno(), "cannot map guest RAM")
+    return addr
 
 FLAG_CF = 0x0001
 FLAG_PF = 0x0004
@@ -153,7 +179,7 @@ class CpuFault(Exception):
 class Cpu:
     def __init__(self, memory_size: int):
         self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
-        self.uc.mem_map(0, memory_size)
+        self._map_memory(memory_size)
         self.memory_size = memory_size
         # The rest of the 4 GiB physical space is open bus, as on a PC: reads give all-ones,
         # writes vanish (a probe of F0000000h or of an absent local APIC must not kill the run).
@@ -185,6 +211,35 @@ class Cpu:
         self.interrupt_regs = RegBatch(self, ("eip", "cs", "cr0", "eax", "eflags", "sp", "ss"))
         self._entry_regs = RegBatch(self, ("sp", "eflags", "cs", "eip"))
         self.reset()
+
+    # -- memory map and the A20 gate -----------------------------------------------
+    def _map_memory(self, memory_size: int) -> None:
+        """RAM in three regions: the first MiB and the 64 KiB above it (the HMA) in host memory
+        of our own, backed by one memory file, the rest from Unicorn. With A20 off the host pages
+        behind the HMA are remapped onto the file's first 64 KiB, so FFFF:0010 reaches 0000:0000
+        as on a PC. Unicorn keeps the same host addresses (no unmapping while the CPU runs, which
+        crashes it) and the CPU's fast path is unchanged."""
+        self._ram_fd = os.memfd_create("nbdboot-low-ram")
+        os.ftruncate(self._ram_fd, HMA_BASE + HMA_SIZE)
+        self._low_ptr = _host_map(None, HMA_BASE, self._ram_fd, 0)
+        self._hma_ptr = _host_map(None, HMA_SIZE, self._ram_fd, HMA_BASE)
+        self.uc.mem_map_ptr(0, HMA_BASE, UC_PROT_ALL, self._low_ptr)
+        self.uc.mem_map_ptr(HMA_BASE, HMA_SIZE, UC_PROT_ALL, self._hma_ptr)
+        if memory_size > HMA_BASE + HMA_SIZE:
+            self.uc.mem_map(HMA_BASE + HMA_SIZE, memory_size - HMA_BASE - HMA_SIZE)
+        self.a20 = True
+        weakref.finalize(self, _host_release, ((self._low_ptr, HMA_BASE), (self._hma_ptr, HMA_SIZE)), self._ram_fd)
+
+    def set_a20(self, enabled: bool) -> None:
+        """Gate address line 20 (safe from a port hook). Only the HMA wraps (what real-mode code
+        can reach); above it every MiB stays itself, which only a protected-mode guest with A20
+        off could notice."""
+        if enabled == self.a20:
+            return
+        _host_map(self._hma_ptr, HMA_SIZE, self._ram_fd, HMA_BASE if enabled else 0)
+        self.a20 = enabled
+        self._drop_code(0, HMA_SIZE)
+        self._drop_code(HMA_BASE, HMA_SIZE)
 
     # -- state -------------------------------------------------------------------
     def reset(self) -> None:

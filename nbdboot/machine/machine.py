@@ -1,9 +1,9 @@
 """The PC: CPU, memory map, ROM, devices, BIOS and the run loop.
 
-Memory: one RAM region from 0 to 1 MiB + extended memory (A20 is always on in
-Unicorn, so FFFF:0010 must reach real RAM). Conventional memory ends at 9FC00h
-where the 1 KiB EBDA starts, text video memory is the RAM at B8000h, the ROM
-image is copied to F0000h.
+Memory: RAM from 0 to 1 MiB + extended memory; the 64 KiB above 1 MiB (the HMA)
+is remapped onto the first 64 KiB while the guest gates A20 off (machine/cpu.py).
+Conventional memory ends at 9FC00h where the 1 KiB EBDA starts, text video memory
+is the RAM at B8000h, the ROM image is copied to F0000h.
 
 Traps: UC_HOOK_INTR sees every `int` and exception. An `int` executed at a
 registered ROM address (a vector stub or the trap inside an IRQ path) is a BIOS
@@ -31,13 +31,13 @@ import weakref
 from unicorn import UC_ERR_FETCH_PROT, UC_ERR_FETCH_UNMAPPED, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UcError
 from unicorn import x86_const as X
 
-from nbdboot.errors import EXIT_GUEST_CRASH, NbdbootError
+from nbdboot.errors import EXIT_GUEST_CRASH, EXIT_GUEST_RESET, EXIT_OK, NbdbootError
 from nbdboot.machine import rom
 from nbdboot.machine.clock import VirtualClock
 from nbdboot.machine import interrupts as ints
 from nbdboot.machine.cpu import FLAG_IF, Cpu
-from nbdboot.machine.devices import (Cmos, DebugConsole, Keyboard8042, Pic, Pit, SystemControlA,
-                                     SystemControlB, VgaPorts)
+from nbdboot.machine.devices import (Cmos, DebugConsole, Keyboard8042, PciBus, Pic, Pit, PowerPorts,
+                                     SystemControlA, SystemControlB, VgaPorts)
 from nbdboot.machine.ports import PortBus
 from nbdboot.machine.slicing import SliceStop
 
@@ -45,6 +45,8 @@ from nbdboot.machine.memmap import CONVENTIONAL_TOP, EBDA_SEGMENT, EXTENDED_BASE
 DEFAULT_MEMORY_MB = 64
 SLICE_SECONDS = 0.02  # wall time per slice; then the slice ends at the next safe point
 CPU_EXCEPTIONS = range(0, 0x08)
+HALT_POLL_SECONDS = 0.01  # a halted CPU with no timer event pending looks for input this often
+RUNAWAY_ZEROS = 16  # this many zero bytes at CS:IP after a slice that did not end by itself: executing nothing
 FLAG_VM = ints.FLAG_VM
 # Vectors whose UC_HOOK_INTR report may be a CPU exception rather than `int n`. In real mode
 # QEMU raises only #DE, #DB, #BR, #NM, #SS and #GP (no paging, no segment limits to speak of,
@@ -64,6 +66,16 @@ class GuestCrash(NbdbootError):
     def __init__(self, message: str, report: str = ""):
         super().__init__(message)
         self.report = report
+
+
+class GuestReset(NbdbootError):
+    """The guest reset the PC and --no-reboot says a reset ends the run."""
+    exit_code = EXIT_GUEST_RESET
+
+
+class GuestPoweredOff(NbdbootError):
+    """The guest turned the PC off: the run is over, successfully unless --expect text is missing."""
+    exit_code = EXIT_OK
 
 
 def _watch(machine_ref) -> None:
@@ -88,25 +100,25 @@ class Machine:
         self.extended_bytes = memory_mb * 1024 * 1024
         self.cpu = Cpu(EXTENDED_BASE + self.extended_bytes)
         self.clock = VirtualClock()
-        self.pic = Pic()
-        self.pit = Pit(self.clock)
-        self.cmos = Cmos(self.clock, ext_kb=self.extended_bytes // 1024)
-        self.kbc = Keyboard8042()
         self.vga = VgaPorts()
         self.debugcon = DebugConsole(debug_out)
-        self.ports = PortBus()
-        for device in (self.pic, self.pit, self.cmos, self.kbc, self.vga, self.debugcon,
-                       SystemControlA(), SystemControlB(self.clock, self.pit)):
-            device.attach(self.ports)
-        self.pit.on_channel0_change = self._reschedule_timer
-        self.next_irq0 = self.pit.period()
+        self._build_devices()
         self.traps: dict[int, tuple] = {}  # linear address -> (vector, service)
         self.history = collections.deque(maxlen=32)  # (vector, cs, ip, ax, kind)
         self.stop_reason: str | None = None
         self.waiting_in_bios = False   # a BIOS call is waiting with interrupts on
+        self.bios_window = False       # a BIOS service opened an sti window: the next IRQ goes in whatever IF
         self.halt_site = None
+        self.halted = False            # hlt with IF=1: the CPU waits for an interrupt
+        self.short_ivt: int | None = None  # a real-mode IDT limit below 3FFh, as of the last slice
+        self.wake_time = float("inf")  # a timed BIOS wait (int 15h 86h) ends then
         self.idle_since: float | None = None  # virtual time the guest started idling
         self.failure: BaseException | None = None
+        self.no_reboot = False          # --no-reboot: a reset ends the run instead
+        self.powered_off: GuestPoweredOff | None = None  # the guest turned the PC off
+        self.reset_request: tuple[str, str] | None = None  # (reason, crash report or "") until served
+        self.resets: list[str] = []     # why the machine was reset, oldest first
+        self._last_triple_fault: int | None = None  # linear address of the previous one (a reset loop)
         self.slices = 0
         self.irq_count = collections.Counter()
         self._slice_deadline = float("inf")
@@ -129,6 +141,77 @@ class Machine:
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid)
+
+    def _build_devices(self) -> None:
+        """The chipset's devices in their power-on state, each on a fresh port bus (also at a reset).
+        The display's devices and the debug console keep their state: they are the user's view."""
+        self.pic = Pic()
+        self.pit = Pit(self.clock)
+        self.cmos = Cmos(self.clock, ext_kb=self.extended_bytes // 1024)
+        self.cmos.raise_irq = self.pic.raise_irq
+        self.kbc = Keyboard8042(self)
+        self.mouse = self.kbc.mouse
+        self.pci = PciBus(self)
+        self.ports = PortBus()
+        for device in (self.pic, self.pit, self.cmos, self.kbc, self.vga, self.debugcon, self.pci,
+                       SystemControlA(self), SystemControlB(self.clock, self.pit), PowerPorts(self)):
+            device.attach(self.ports)
+        self.pit.on_channel0_change = self._reschedule_timer
+        self.next_irq0 = self.pit.next_irq0(self.clock.now)
+
+    # -- reset and power -------------------------------------------------------------
+    def request_reset(self, reason: str, report: str = "") -> None:
+        """Reset the PC as its reset line would (triple fault, 8042 pulse, port 92h, jump to F000:FFF0,
+        int 19h): the CPU stops now and the reset happens between slices. `report` (a crash report) is
+        kept for --no-reboot, where a reset ends the run. Safe to call from any hook."""
+        if self.reset_request is None:
+            self.reset_request = (reason, report)
+        self.stop("reset")
+
+    def triple_fault(self, message: str, at: int | None = None) -> None:
+        """The CPU shut down (an exception it could not deliver): a PC's chipset resets it.
+        `at`: linear address of the instruction that caused it, when EIP is already past it."""
+        self.request_reset(f"triple fault in {self.cpu.mode()}: {message}", self.crash_report(at))
+
+    def power_off(self, how: str) -> None:
+        """The guest turned the PC off (APM, the Bochs/QEMU shutdown port): the run ends with exit 0."""
+        self._fail(GuestPoweredOff(f"guest powered off ({how})"))
+
+    def _serve_reset(self) -> None:
+        reason, report = self.reset_request
+        self.reset_request = None
+        triple = reason.startswith("triple fault")
+        if triple:
+            pc = self.cpu.pc()
+            if self._last_triple_fault == pc:
+                raise GuestCrash(f"{reason}, again at the same address after a reset (a reset loop)",
+                                 report or self.crash_report())
+            self._last_triple_fault = pc
+        if self.no_reboot:
+            if triple:
+                raise GuestCrash(f"{reason} (--no-reboot)", report or self.crash_report())
+            raise GuestReset(f"guest reset the machine: {reason} (--no-reboot)")
+        self.resets.append(reason)
+        self.reset()
+
+    def reset(self) -> None:
+        """The reset line: CPU and chipset to their power-on state, RAM kept (as on a PC), POST again,
+        boot again from the same drive through int 19h."""
+        self.cpu.reset()
+        for reg in ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp"):
+            self.cpu.set(reg, 0)
+        self.cpu.uc.reg_write(X.UC_X86_REG_GDTR, (0, 0, 0xFFFF, 0))
+        self.cpu.set_a20(True)
+        self.cpu.uc.ctl_flush_tb()
+        self._build_devices()
+        self.history.clear()
+        self.waiting_in_bios = self.bios_window = self.halted = False
+        self.short_ivt = None
+        self.halt_site = None
+        self.wake_time = float("inf")
+        self.cpu.write(rom.ROM_BASE, rom.load_image())
+        self.bios.reset()
+        self.power_on(self.bios.boot.boot_drive)
 
     def _add_interrupt_hook(self) -> None:
         """UC_HOOK_INTR straight through ctypes: the binding's two wrapper layers cost
@@ -222,6 +305,10 @@ class Machine:
                 self.stop("deadline")
                 return
         if not cr0 & 1:
+            if self.short_ivt is not None and intno * 4 + 3 > self.short_ivt:
+                at = (cs << 4) + eip - self._software_int_length(cs, eip, intno, cr0, flags)
+                self.triple_fault(f"vector {intno:#04x} is beyond the real-mode IDT limit {self.short_ivt:#x}", at)
+                return
             trap = self.traps.get((cs << 4) + eip - 2)
             if trap is not None and trap[0] == intno:
                 self.history.append((intno, "bios", cs, eip - 2, eax))
@@ -289,11 +376,12 @@ class Machine:
         try:
             self.interrupts.deliver(vector, source, return_eip, error_code, running, insn_length)
         except ints.TripleFault as e:
-            error = GuestCrash(f"triple fault in {self.cpu.mode()}: {e}")
-            if running:
-                self._fail(error)
-            else:
-                raise error from None
+            at = None
+            if source == ints.SOFTWARE:  # point the report at the int, not past it
+                at = self.cpu.seg_base(self.cpu.get("cs")) + return_eip - insn_length
+            self.triple_fault(str(e), at)
+            if not running:
+                self._serve_reset()
 
     def _serve_bios(self, service, flags_at: int) -> None:
         """Run a BIOS service; the caller's FLAGS are at `flags_at` (known from the SS:SP already read)."""
@@ -399,6 +487,15 @@ class Machine:
         self.stop_reason = reason
         self.cpu.uc.emu_stop()
 
+    def irq_window(self) -> None:
+        """A BIOS service that polls or waits lets pending IRQs in, as SeaBIOS's keyboard and disk
+        services do with a brief sti, whatever the caller's IF: when an IRQ is pending or due, end the
+        slice so it is delivered before the service returns (SYSLINUX polls int 16h 11h with IF=0 and
+        counts its TIMEOUT in timer ticks)."""
+        if self.pic.pending() is not None or self.clock.live() >= self.next_event():
+            self.bios_window = True
+            self.stop("irq-window")
+
     def wait_in_bios(self, rewind: int = 0) -> None:
         """Called by a BIOS service that must wait (for a key, for time): stop the slice,
         and let IRQs in as a BIOS would with sti. `rewind` re-executes the stub's int."""
@@ -409,35 +506,47 @@ class Machine:
 
     # -- time and IRQs ---------------------------------------------------------------
     def _reschedule_timer(self) -> None:
-        self.next_irq0 = self.clock.now + self.pit.period()
+        self.next_irq0 = self.pit.next_irq0(self.clock.now)
 
     def _raise_due_irqs(self) -> None:
-        period = self.pit.period()
-        if self.clock.now >= self.next_irq0:
+        now = self.clock.now
+        if now >= self.next_irq0:
             self.pic.raise_irq(0)
-            self.next_irq0 += period
-            if self.clock.now > self.next_irq0 + 1.0:  # far behind (guest had IF=0): drop ticks
-                self.next_irq0 = self.clock.now + period
+            self.next_irq0 = self.pit.next_irq0(self.next_irq0)
+            if now > self.next_irq0 + 1.0:  # far behind (guest had IF=0): drop ticks
+                self.next_irq0 = self.pit.next_irq0(now)
+        if now >= self.cmos.next_irq8:
+            self.cmos.update(now)
+        self.kbc.service()
         self.bios.keyboard.feed()
 
     def next_event(self) -> float:
-        return min(self.next_irq0, self.bios.keyboard.next_key_time())
+        return min(self.next_irq0, self.cmos.next_irq8, self.bios.keyboard.next_key_time(), self.wake_time)
+
+    def wake_at(self, when: float) -> None:
+        """A BIOS service waiting with wait_in_bios() wants to run again at virtual time `when`."""
+        self.wake_time = min(self.wake_time, when)
 
     def _deliver_irq(self) -> bool:
         irq = self.pic.pending()
         if irq is None:
             return False
         cpu = self.cpu
-        if not (cpu.get("eflags") & FLAG_IF) and not self.waiting_in_bios:
+        if not (cpu.get("eflags") & FLAG_IF) and not (self.waiting_in_bios or self.bios_window):
             return False
         vector = self.pic.acknowledge(irq)
         self.irq_count[irq] += 1
         self._record(vector, f"irq{irq}")
         try:
+            if self.short_ivt is not None and vector * 4 + 3 > self.short_ivt and not cpu.protected:
+                raise ints.TripleFault(f"vector {vector:#04x} is beyond the real-mode IDT limit {self.short_ivt:#x}")
             self.interrupts.deliver(vector, ints.EXTERNAL, cpu.get("eip"), None, running=False)
         except ints.TripleFault as e:
-            raise GuestCrash(f"triple fault delivering IRQ{irq} in {cpu.mode()}: {e}", self.crash_report()) from None
+            self.triple_fault(f"delivering IRQ{irq}: {e}")
+            self._serve_reset()
+            return True
         self.waiting_in_bios = False
+        self.halted = False
         self.halt_site = None
         return True
 
@@ -448,13 +557,23 @@ class Machine:
         Raises GuestCrash, BootFailed or a device error when the guest cannot go on.
         """
         cpu = self.cpu
+        if self.powered_off is not None:
+            raise self.powered_off  # off stays off
         self._raise_due_irqs()
         delivered = self._deliver_irq()
-        if self.waiting_in_bios and not delivered:
-            self.clock.skip_to(self.next_event())
+        self.bios_window = False
+        if (self.waiting_in_bios or self.halted) and not delivered:
+            wake = self.next_event()
+            if wake == float("inf"):  # nothing scheduled (IRQ0 masked, a one-shot spent): wait for input
+                time.sleep(HALT_POLL_SECONDS)
+                wake = self.clock.now + HALT_POLL_SECONDS
+            self.clock.skip_to(wake)
             self._raise_due_irqs()
-            if not self._deliver_irq() and self.waiting_in_bios:
-                return  # nothing can wake the guest yet (a key pause); the caller loops
+            if self.clock.now >= self.wake_time:
+                self.waiting_in_bios = False  # a timed BIOS wait is over: the service runs again and returns
+            if not self._deliver_irq() and (self.waiting_in_bios or self.halted):
+                return  # nothing can wake the guest yet (a key pause, a halted CPU); the caller loops
+        self.wake_time = float("inf")
         self.stop_reason = None
         self.slices += 1
         start = time.perf_counter()
@@ -481,8 +600,13 @@ class Machine:
             fired = self._slice_stop.armed and self._armed_at <= end
             self._slice_stop.disarm()
         self.clock.ran(end - start)
+        if self.reset_request is not None and self.failure is None:
+            self._serve_reset()
+            return
         if self.failure is not None:
             failure, self.failure = self.failure, None
+            if isinstance(failure, GuestPoweredOff):
+                self.powered_off = failure
             if isinstance(failure, GuestCrash) and not failure.report:
                 failure.report = self.crash_report()
             raise failure
@@ -490,8 +614,18 @@ class Machine:
             self.stop_reason = "watchdog"
         idle = self.stop_reason == "idle"
         if self.stop_reason is None:
+            # Not stopped by us nor by the watchdog: emu_start returned by itself, on hlt (the guest's,
+            # or the one QEMU puts in place of a triple fault).
             idle = self._check_halt()
-        if not idle:
+            if self.reset_request is not None:
+                self._serve_reset()
+                return
+        if self.stop_reason in (None, "watchdog") and not idle:
+            self._check_runaway()
+        self._check_ivt_limit()
+        if self.stop_reason == "irq-window":
+            pass  # a BIOS poll let an IRQ in: says nothing about whether the guest idles
+        elif not idle:
             self.idle_since = None
         elif self.idle_since is None:
             self.idle_since = self.clock.now
@@ -517,25 +651,50 @@ class Machine:
         return SLICE_SECONDS / 4
 
     def _check_halt(self) -> bool:
-        """hlt ends emu_start with EIP after it; a hook's stop at a block that follows
-        an F4h byte looks the same, so a dead halt (IF=0) needs the same site twice in a row."""
+        """hlt ends emu_start with EIP after it. With IF=1 the guest idles until the next interrupt;
+        with IF=0 (and no NMI, which this PC never raises) it stays halted for ever: the run ends.
+        A slice that ended by itself without a hlt is QEMU's shutdown (a triple fault it caught)."""
         cpu = self.cpu
         try:
             pc = cpu.pc()
             if cpu.read_linear(pc - 1, 1) != b"\xf4":  # a paging guest's hlt is at a linear address
                 self.halt_site = None
+                self.triple_fault(f"the CPU shut down at {cpu.get('cs'):04x}:{cpu.get('eip'):04x}")
                 return False
         except (UcError, ints.Fault):
             return False
         if cpu.get("eflags") & FLAG_IF:
+            # Halted until an interrupt: the next slice starts only once one is delivered.
             self.halt_site = None
-            if self.pic.pending() is None:  # a pending IRQ (IRQ1 behind IRQ0) wakes it now, not at the next tick
-                self.clock.skip_to(self.next_event())
+            self.halted = True
             return True
-        if self.halt_site == pc:
-            raise GuestCrash("halted with interrupts off and nothing to wake it", self.crash_report(pc - 1))
-        self.halt_site = pc
-        return False
+        raise GuestCrash("halted with interrupts off and nothing to wake it", self.crash_report(pc - 1))
+
+    def _check_ivt_limit(self) -> None:
+        """A real-mode guest that loaded an IDT limit below 3FFh (`lidt` of a zero limit, the classic
+        way to force a reset): an interrupt beyond it faults, and with nothing to deliver the fault
+        through, the CPU shuts down. Read between slices (IDTR reads cost microseconds; no hook sees
+        `lidt`), so an `int` in the same slice as the `lidt` still goes through the IVT."""
+        _, _, limit, _ = self.cpu.uc.reg_read(X.UC_X86_REG_IDTR)
+        self.short_ivt = limit if limit < 0x3FF and not self.cpu.protected else None
+
+    def _check_runaway(self) -> None:
+        """A slice that ran without ending by itself: is the guest executing zeroed memory (a jump
+        into nowhere), or taking the same exception at the same place again and again (a handler
+        that returns to the faulting instruction)? Either runs for ever; end it with a report."""
+        cpu = self.cpu
+        try:
+            code = cpu.read_linear(cpu.pc(), RUNAWAY_ZEROS)
+        except (UcError, ints.Fault):
+            return
+        if code == bytes(RUNAWAY_ZEROS):
+            raise GuestCrash("executing zeroed memory (a jump or return into nowhere)", self.crash_report())
+        history = self.history
+        if len(history) == history.maxlen and history[0][1] in ("exception", "#UD") \
+                and history.count(history[0]) == len(history):
+            vector, _, cs, ip, _ = history[0]
+            raise GuestCrash(f"the same CPU exception {vector:#04x} at {cs:04x}:{ip:04x} again and again "
+                             f"(its handler returns to the faulting instruction)", self.crash_report())
 
     def crash_report(self, at: int | None = None) -> str:
         from nbdboot.debug.crash import crash_report

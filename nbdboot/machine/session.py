@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 from nbdboot.console.screen import CP437, screen_text
 from nbdboot.errors import NbdbootError
+from nbdboot.machine.machine import GuestPoweredOff
 
 SCREEN_CHECK_INTERVAL = 0.02  # seconds of wall time between screen checks
 # An idle guest's clock may run this far ahead of the wall clock (boot-time
@@ -110,6 +111,9 @@ class Session:
                 m.bios.keyboard.type_keys(keys, start_now=True)
             try:
                 m.run_slice()
+            except GuestPoweredOff:
+                self.console.update(m)  # what the guest showed last still counts: a wait may end on it
+                raise
             except NbdbootError:
                 self._raise_lost_connection()  # a crash or failed boot after the disk died: the disk is the cause
                 raise

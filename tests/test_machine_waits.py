@@ -1,0 +1,144 @@
+"""BIOS services that poll or wait let IRQs in whatever the caller's IF (as SeaBIOS's do), and a guest
+that halts for ever, runs into zeroed memory or spins on an exception ends with a crash report."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from nbdboot.console.keys import parse_keys
+from nbdboot.debug.sectors import run_sector
+from nbdboot.machine.machine import GuestCrash
+
+
+def test_int16_peek_with_interrupts_off_sees_timer_ticks(tmp_path):
+    # SYSLINUX's `PROMPT 1` + `TIMEOUT`: int 16h AH=11h polled with IF=0 while counting 40:6C.
+    body = r"""
+        cli
+        xor ax, ax
+        mov ds, ax
+        mov bx, [46Ch]
+        add bx, 5
+poll:   mov ah, 11h
+        int 16h
+        jnz fail
+        cmp [46Ch], bx
+        jb poll
+        pushf
+        pop ax
+        test ax, 200h
+        jnz fail
+        PRINT "DONE"
+        sti
+        hlt
+fail:   PRINT "FAIL DONE"
+        sti
+        hlt
+"""
+    machine, out = run_sector(tmp_path, body, timeout=5)
+    assert out == "DONE"
+    assert machine.irq_count[0] >= 5
+
+
+def test_int16_peek_with_interrupts_off_gets_a_typed_key(tmp_path):
+    # Enter typed at SYSLINUX's `boot:` prompt: it arrives through IRQ1 while the guest polls with IF=0.
+    body = r"""
+        cli
+poll:   mov ah, 11h
+        int 16h
+        jz poll
+        mov ah, 10h
+        int 16h
+        HEX16 ax
+        PRINT " DONE"
+        sti
+        hlt
+"""
+    _, out = run_sector(tmp_path, body, keys=parse_keys(r"\n"), timeout=10)
+    assert out == "1C0D DONE"
+
+
+def test_int15_wait_runs_timer_irqs_and_takes_its_time(tmp_path):
+    # int 15h 86h for 1 s with IF=0: the BIOS waits with interrupts on, so 40:6C moves by ~18.
+    body = r"""
+        cli
+        xor ax, ax
+        mov ds, ax
+        mov bx, [46Ch]
+        mov ah, 86h
+        mov cx, 0Fh
+        mov dx, 4240h
+        int 15h
+        jc fail
+        mov ax, [46Ch]
+        sub ax, bx
+        HEX16 ax
+        PRINT " DONE"
+        sti
+        hlt
+fail:   PRINT "FAIL DONE"
+        sti
+        hlt
+"""
+    machine, out = run_sector(tmp_path, body)
+    ticks = int(out.split()[0], 16)
+    assert 17 <= ticks <= 20, out
+    assert machine.clock.now >= 1.0
+
+
+def _crash(tmp_path, body, limit=3.0):
+    start = time.monotonic()
+    with pytest.raises(GuestCrash) as info:
+        run_sector(tmp_path, body, until="never", timeout=30)
+    assert time.monotonic() - start < limit
+    return info.value
+
+
+def test_cli_hlt_followed_by_zeros_ends_halted(tmp_path):
+    # A real CPU stays halted: nothing after the hlt may run (it used to run the zeros until --timeout).
+    crash = _crash(tmp_path, r"""
+        cli
+        hlt
+        times 64 db 0
+""")
+    assert "halted with interrupts off" in str(crash)
+    assert "hlt" in crash.report
+
+
+def test_far_jump_into_zeros_is_a_crash(tmp_path):
+    crash = _crash(tmp_path, r"""
+        jmp 5000h:0000h
+""")
+    assert "zeroed memory" in str(crash)
+    assert "5000:" in crash.report
+
+
+def test_exception_handler_returning_to_the_fault_is_a_crash(tmp_path):
+    # An #UD handler that just irets: the ud2 faults again for ever.
+    crash = _crash(tmp_path, r"""
+        xor ax, ax
+        mov ds, ax
+        mov word [6 * 4], handler
+        mov [6 * 4 + 2], cs
+        ud2
+        PRINT "FAIL"
+handler: iret
+""")
+    assert "again and again" in str(crash) and "0x06" in str(crash)
+
+
+def test_divide_error_handler_returning_to_the_fault_ends_the_run(tmp_path):
+    # The same with #DE. (Unicorn turns the second #DE into a double and then a triple fault, as it
+    # never clears QEMU's "exception in delivery" state; a real CPU would spin: either way the run ends.)
+    crash = _crash(tmp_path, r"""
+        xor ax, ax
+        mov ds, ax
+        mov word [0], handler
+        mov [2], cs
+        xor cx, cx
+        div cx
+        PRINT "FAIL"
+handler: iret
+""")
+    assert "0000:7c" in str(crash) or "again and again" in str(crash)
