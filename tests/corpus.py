@@ -32,7 +32,6 @@ class Case:
     nbdboot_timeout: float = 30.0
     slow: bool = False
     xfail: str | None = None        # why nbdboot cannot pass it yet
-    flaky: bool = False             # ... and it passes in some runs anyway (a non-strict xfail)
     qemu_xfail: str | None = None   # why QEMU+SeaBIOS cannot either (the texts then come from the sibling cases)
     gives_up: bool = False          # the guest ends by handing back to the BIOS (int 18h): SeaBIOS tries its
                                     # next device, nbdboot ends the run with exit 5; the texts must be there
@@ -49,28 +48,26 @@ IPXE_BANNER = "iPXE 1.0.0+git-20190125.36a4c85-5.1 -- Open Source Network Boot F
 PANIC = "Kernel panic - not syncing: VFS: Unable to mount root fs"
 
 # Why nbdboot cannot pass a case yet: what the guest waits on, and the device or feature that would let it go on.
-POLL_IF0 = ("SYSLINUX polls int 16h AH=11h with interrupts off; nbdboot's int 16h does not let pending IRQs in (a BIOS "
-            "does, SeaBIOS with sti inside its keyboard services), so IRQ0 is delivered once at most and IRQ1 never")
-NO_TICKS = (POLL_IF0 + ": its timeout never counts down (needs BIOS waits letting IRQs in). Passes in some runs: "
-            "when the run loop's asynchronous stop happens to let a tick in, SYSLINUX's idle loop (sti; hlt once its "
-            "jiffies move) takes the rest")
-NO_KEYS = POLL_IF0 + ": the Enter typed at its prompt never reaches the BDA buffer (needs BIOS waits letting IRQs in)"
+KEY_TOO_EARLY = ("--keys types the key as soon as the guest first waits for one, before the prompt reads keys, and "
+                 "the key is lost (typed a second later, '{pause:1}{enter}', it boots): nbdboot cannot type a key "
+                 "once a text is on the screen, which is what a user (and the QEMU reference) does")
 KEYS_AFTER_POLL = ("--keys starts only when the guest blocks in int 16h AH=00h/10h or has idled 2.5 s; iPXE polls "
-                   "int 16h AH=01h through its 2-second 'Press Ctrl-B' window, so Ctrl-B comes after it and iPXE "
-                   "autoboots, finds no NIC and gives up with int 18h (needs --keys to start when a guest polls the "
-                   "keyboard); the run loop's asynchronous stop also corrupts iPXE or GRUB's decompressor in some runs")
-XZ_CORRUPT = ("Linux's boot decompressor stops with 'XZ-compressed data is corrupt' and halts (exit 4): the run loop's "
-              "asynchronous stop corrupts decompressors (slicing by instruction count does not report it, but "
-              "takes over 120 s); with 64 MiB it also says 'Physical KASLR disabled: no suitable memory region'")
+                   "int 16h AH=01h through its 2-second 'Press Ctrl-B' window, so Ctrl-B comes too late ('{pause:1}"
+                   "{ctrl-b}' too) and iPXE autoboots, finds no NIC and gives up with int 18h (needs --keys to start "
+                   "when a guest polls the keyboard)")
+LINUX_APIC = ("Linux's XZ decompressor runs slowly (about 2 minutes, over this case's budget; with 64 MiB it first "
+              "says 'Physical KASLR disabled: no suitable memory region', which QEMU does not), then the kernel "
+              "crashes on its first read of the local APIC, at FEE00020h (UC_ERR_READ_UNMAPPED at kernel EIP "
+              "C1058F3D, EBX=FEE00000h), before any message of its own: CPUID reports an APIC the PC does not have "
+              "(needs a local APIC at FEE00000h, or CPUID without the APIC bit)")
 
 CASES: dict[str, Case] = {
     # SYSLINUX as installed: PROMPT 1, a timeout, the default label.
     "syslinux-timeout": Case("corpus-sl-timeout.img", ["NBDBOOT-CORPUS SYSLINUX waits 1 s at boot:", "boot:", HELLO],
-                             nbdboot_timeout=8, xfail=NO_TICKS, flaky=True),
+                             nbdboot_timeout=15),
     "syslinux-enter": Case("corpus-sl-enter.img", ["NBDBOOT-CORPUS SYSLINUX waits for Enter at boot:", HELLO],
-                           keys=[("boot:", "enter")], nbdboot_timeout=8, xfail=NO_KEYS),
-    "syslinux-menu": Case("corpus-sl-menu.img", [HELLO], nbdboot_timeout=8, flaky=True,
-                          xfail="menu.c32 sits at 'Automatic boot in 2 seconds...': " + NO_TICKS),
+                           keys=[("boot:", "enter")], nbdboot_timeout=8, xfail="SYSLINUX's boot: " + KEY_TOO_EARLY),
+    "syslinux-menu": Case("corpus-sl-menu.img", [HELLO], nbdboot_timeout=15),
     "syslinux-hdt": Case("corpus-sl-hdt.img", ["Hardware Detection Tool", "Main Menu", "Switch to CLI"],
                          nbdboot_timeout=15,
                          xfail=("hdt.c32 crashes building its PCI menu, right after 'MENU: Disks menu done': no PCI "
@@ -80,17 +77,12 @@ CASES: dict[str, Case] = {
     # GRUB 2: a menu with a countdown whose default is our Multiboot kernel; Linux through both protocols.
     "grub-menu-multiboot": Case("corpus-grub-menu.iso", ["NBDBOOT-MB multiboot ok"]),
     "grub-linux16": Case("corpus-grub-linux16.iso", [PANIC], qemu_timeout=120, nbdboot_timeout=60, slow=True,
-                         xfail=XZ_CORRUPT),
+                         xfail=LINUX_APIC),
     "grub-linux": Case("corpus-grub-linux.iso", [PANIC], qemu_timeout=120, nbdboot_timeout=60, slow=True,
-                       xfail=XZ_CORRUPT),
+                       xfail=LINUX_APIC),
     # iPXE from Debian's ipxe package, no NIC: its banner and autoboot's failure, or its shell after Ctrl-B.
     "ipxe-syslinux": Case("corpus-sl-ipxe.img", [IPXE_BANNER, "No more network devices"], gives_up=True,
-                          nbdboot_timeout=15, flaky=True,
-                          xfail=("iPXE crashes in protected mode after relocating itself to the top of memory "
-                                 "(UC_ERR_READ_UNMAPPED/WRITE_UNMAPPED near linear 3FFF000h, code that is not "
-                                 "iPXE's) or hangs after 'Loading ipxe.lkrn... ok'; it reached its banner and 'No "
-                                 "more network devices' in 3 of 9 runs: consistent with the run loop's "
-                                 "asynchronous stop corrupting its decompressed image")),
+                          nbdboot_timeout=60),
     "ipxe-syslinux-shell": Case("corpus-sl-ipxe.img", [IPXE_BANNER, "iPXE>"], keys=[("Features:", "ctrl-b")],
                                 nbdboot_timeout=12, xfail=KEYS_AFTER_POLL),
     "ipxe-grub-shell": Case("corpus-grub-ipxe.iso", [IPXE_BANNER, "iPXE>"], keys=[("Features:", "ctrl-b")],
@@ -106,13 +98,13 @@ CASES: dict[str, Case] = {
     # Debian's installer: SYSLINUX from the export, and an ISOLINUX CD of the netboot tree with its menu. With
     # 256 MiB bookworm's i386 installer says "Insufficient memory" (273 MB), with 384 MiB "Entering low memory mode".
     "debian-installer-syslinux": Case("corpus-sl-di.img", ["Run /init as init process", "Select a language"],
-                                      memory_mb=1024, qemu_timeout=240, nbdboot_timeout=90, slow=True,
-                                      xfail=XZ_CORRUPT),
+                                      memory_mb=1024, qemu_timeout=240, nbdboot_timeout=45, slow=True,
+                                      xfail=LINUX_APIC),
     "debian-installer-isolinux": Case("corpus-di-isolinux.iso",
                                       ["Debian GNU/Linux installer menu (BIOS mode)", "Select a language"],
                                       media="cd", keys=[("installer menu", "enter")], memory_mb=1024,
                                       qemu_timeout=240, nbdboot_timeout=10, slow=True,
-                                      xfail="the installer's menu (menu.c32) waits for Enter: " + NO_KEYS),
+                                      xfail="the installer's menu (menu.c32): " + KEY_TOO_EARLY),
 }
 
 # FreeDOS boot floppies of every PC size (the AUTOEXEC.BAT names the size).
@@ -127,7 +119,7 @@ CASES["freedos-180k"] = replace(
 CASES["freedos-640k"] = replace(
     CASES["freedos-640k"], nbdboot_timeout=6, qemu_timeout=8,
     xfail=("a 655360-byte floppy (80x2x8) is not in the floppy geometry table: CHS reads map to another "
-           "geometry, the boot sector loads the wrong sectors as KERNEL.SYS and runs into an invalid opcode "
-           "at 0060:82DF (needs geometry from the boot sector's BPB)"),
+           "geometry, the boot sector loads the wrong sectors as KERNEL.SYS and crashes in them (an invalid "
+           "opcode at 0060:82DF, or a BOUND exception) (needs geometry from the boot sector's BPB)"),
     qemu_xfail=("QEMU's floppy format table has no 640K (80x2x8) format: SeaBIOS reads it with a 720K "
                 "geometry and hangs after the boot sector's 'FreeDOS'; the texts are those of the other sizes"))

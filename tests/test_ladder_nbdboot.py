@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from corpus import NO_TICKS
 from images import image
 from conftest import ROOT
 from nbdboot.console.screen import screen_text
@@ -35,18 +34,11 @@ def run_cli(*argv, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
-# L3 and L4 wait at SYSLINUX's boot: prompt for a one-second timeout, as installs do (tests/corpus.py, NO_TICKS).
-WAITS_FOR_TIMEOUT = pytest.mark.xfail(strict=False, reason="boot: prompt with TIMEOUT 10: " + NO_TICKS)
-WAITING_RUNGS = ("L3-chain-freedos", "L4-memdisk-floppy")
-RUNGS = [pytest.param(r, marks=[WAITS_FOR_TIMEOUT] if r in WAITING_RUNGS else []) for r in LADDER]
-
-
-@pytest.mark.parametrize("rung", RUNGS)
+@pytest.mark.parametrize("rung", list(LADDER))
 def test_rung_boots_on_nbdboot(rung, nbdkit):
     name, texts = LADDER[rung]
     server = nbdkit("-r", "file", str(image(name)))
-    timeout = "10" if rung in WAITING_RUNGS else "60"  # a rung stuck at its prompt fails in seconds, not a minute
-    result = run_cli(server.uri, "--expect", texts[-1], "--timeout", timeout, "--headless")
+    result = run_cli(server.uri, "--expect", texts[-1], "--timeout", "60", "--headless")
     assert result.returncode == 0, f"{rung}: exit {result.returncode}\n{result.stderr}\n{result.stdout[-3000:]}"
     screen = result.stdout.rsplit("---- screen ----", 1)[-1]
     for text in texts:
