@@ -45,6 +45,19 @@ def test_run_timeout_ends_a_run_stuck_on_a_server_that_never_answers():
     assert "Traceback" not in result.stderr
 
 
+def test_copy_timeout_ends_a_copy_from_a_server_that_never_answers(tmp_path):
+    # Before: `copy` from a server that completes the handshake and then stays silent gave up after ~166 s.
+    with BadServer("stall") as srv:
+        t0 = time.monotonic()
+        result = nbdboot("copy", "--timeout", "2", srv.uri, str(tmp_path / "out.img"))
+        took = time.monotonic() - t0
+    assert result.returncode == 3, result.stderr
+    assert took < 2 + 2.5, took
+    assert result.stderr.strip().splitlines()[-1] == \
+        "nbdboot: error: --timeout 2 s reached while waiting for the NBD server"
+    assert "Traceback" not in result.stderr
+
+
 def test_run_timeout_bounds_reconnects_to_a_server_refusing_connections():
     with BadServer("stall") as srv:
         uri = srv.uri

@@ -11,9 +11,10 @@ from __future__ import annotations
 import sys
 import time
 
+from nbdboot import interrupt
 from nbdboot.errors import UsageError
 from nbdboot.nbd.copy import copy
-from nbdboot.units import size_bytes
+from nbdboot.units import seconds, size_bytes
 
 
 class _Bar:
@@ -43,12 +44,19 @@ def handler(args) -> int:
         raise UsageError("--requests must be between 1 and 1024")
     if not 1 <= args.connections <= 64:
         raise UsageError("--connections must be between 1 and 64")
+    if args.timeout is not None and not 0 < args.timeout <= 10 ** 7:   # written so that nan fails it too
+        raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout}")
     bar = _Bar() if (args.progress or (args.progress is None and sys.stderr.isatty())) else None
     options = dict(request_size=args.request_size, requests=args.requests,
                    sparse=0 if args.no_sparse else args.sparse, extents=not args.no_extents, flush=args.flush)
+    if args.timeout is not None:
+        # A hard deadline for the whole copy, reconnects included: a server that accepts and never
+        # answers ends the copy here instead of after its full retry budget.
+        interrupt.set_deadline(time.monotonic() + args.timeout, f"--timeout {args.timeout:g} s")
     try:
         result = _copy(args.source, args.destination, args.connections, bar, options)
     finally:
+        interrupt.set_deadline(None)
         if bar is not None:
             bar.finish()
     if args.verbose:
@@ -99,6 +107,9 @@ def register(subparsers) -> None:
     p.add_argument("--sparse", type=size_bytes, default=65536, metavar="SIZE",
                    help="granularity of zero detection in data blocks (default 64K)")
     p.add_argument("--flush", action="store_true", help="flush the destination at the end (default: no flush)")
+    p.add_argument("--timeout", type=seconds, default=None, metavar="DURATION",
+                   help="give up when the whole copy has not finished after DURATION (exit 3; default: no limit, "
+                        "each NBD command still gives up after 15 s of silence and 10 reconnect tries)")
     p.add_argument("-p", "--progress", action="store_true", default=None,
                    help="progress bar on stderr even when it is not a terminal (default: only on a terminal)")
     p.add_argument("-v", "--verbose", action="store_true", help="print a summary (default: quiet)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
+from nbdboot import interrupt
 from nbdboot.nbd import copy as C
 
 _ALIGN = 1 << 20   # range boundaries: whole MiB, so no request straddles two ranges
@@ -100,6 +101,7 @@ def copy_parallel(src_spec: str, dst_spec: str, connections: int, *, progress=No
         for t in threads:
             while t.is_alive():
                 t.join(0.2)
+                interrupt.check()   # Ctrl-C, SIGTERM and copy --timeout reach the waiting main thread
         if errors:
             raise errors[0]
         return C.CopyResult(size, sum(c.data_bytes for c in copiers), sum(c.zero_bytes for c in copiers),
