@@ -49,9 +49,6 @@ IPXE_BANNER = "iPXE 1.0.0+git-20190125.36a4c85-5.1 -- Open Source Network Boot F
 PANIC = "Kernel panic - not syncing: VFS: Unable to mount root fs"
 
 # Why nbdboot cannot pass a case yet: what the guest waits on, and the device or feature that would let it go on.
-GRUB_CTRL_B = ("through GRUB's linux16 the Ctrl-B never reaches iPXE (nor with '{pause:1}' or '{pause:3}' before it), "
-               "where from SYSLINUX and ISOLINUX it does: iPXE autoboots, finds no NIC and gives up with int 18h; "
-               "why is not investigated yet")
 LINUX_SLOW = ("Linux's XZ decompressor runs, slowly: about 2 minutes, over this case's budget (the QEMU reference "
               "panics in about 20 s), and the kernel then shows no message of its own within 240 s; with 64 MiB it "
               "first says 'Physical KASLR disabled: no suitable memory region', which QEMU does not")
@@ -81,7 +78,7 @@ CASES: dict[str, Case] = {
     "ipxe-syslinux-shell": Case("corpus-sl-ipxe.img", [IPXE_BANNER, "iPXE>"], keys=[("Features:", "ctrl-b")],
                                 nbdboot_timeout=30, xfail=CTRL_B_WINDOW, flaky=True),
     "ipxe-grub-shell": Case("corpus-grub-ipxe.iso", [IPXE_BANNER, "iPXE>"], keys=[("Features:", "ctrl-b")],
-                            nbdboot_timeout=15, xfail=GRUB_CTRL_B),
+                            nbdboot_timeout=30, xfail=CTRL_B_WINDOW, flaky=True),
     "ipxe-iso-shell": Case("corpus-ipxe.iso", ["iPXE ISO boot image", IPXE_BANNER, "iPXE>"], media="cd",
                            keys=[("Features:", "ctrl-b")], nbdboot_timeout=30, xfail=CTRL_B_WINDOW, flaky=True),
     # memtest86+ 6.10's BIOS image through GRUB's `linux` (as /etc/grub.d/20_memtest86+ does): its header, the
