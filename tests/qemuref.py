@@ -132,8 +132,8 @@ def boot(
     keys_after: tuple[str, list[str]] | None = None,
     keys: list[tuple[str, list[str]]] = (),
 ) -> BootResult:
-    """Boot `uri` (an nbd:// URI or an image path) as `media` and wait until every string in `expect` is on the
-    screen and `expect_debug` (if given) is in the E9h output. Returns what was seen; never raises on a timeout
+    """Boot `uri` (an nbd:// URI or an image path) as `media` and wait until each string in `expect` has been on
+    the screen, in order, and `expect_debug` (if given) is in the E9h output. Returns what was seen; never raises on a timeout
     (check `matched`), only when QEMU itself fails.
     `keys_after` = (text, qcodes): press those keys (QMP send-key) once `text` shows up in the E9h output.
     `keys`: (screen text, chord) pairs typed in order, each once its text is on the screen; a chord is QEMU key
@@ -181,7 +181,11 @@ def boot(
                 while pending_keys and pending_keys[0][0] in screen:
                     chord = pending_keys.pop(0)[1]
                     qmp.execute("send-key", keys=[{"type": "qcode", "data": k} for k in chord])
-                if all(w in screen for w in wanted) and (expect_debug is None or expect_debug in debug):
+                # In order, as --expect: each text once seen counts (a kernel's line scrolls away before the
+                # installer's first screen shows).
+                while wanted and wanted[0] in screen:
+                    wanted.pop(0)
+                if not wanted and (expect_debug is None or expect_debug in debug):
                     matched = True
                     break
                 if now >= deadline or proc.poll() is not None:
