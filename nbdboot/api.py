@@ -570,6 +570,14 @@ class Boot:
             except _Stop:
                 self.error = BootStopped("stopped")
                 raise self.error from None
+            except Exception as e:
+                self.error = e
+                # A guest that prints its text and then halts, crashes or gives up (int 18h) did print it: the
+                # wait is met, and the failure ends the next one.
+                found = self._checked(check)() if check is not None else None
+                if found is None:
+                    raise
+                return found
             except BaseException as e:
                 self.error = e
                 raise

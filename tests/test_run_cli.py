@@ -161,3 +161,28 @@ def test_sigint_ends_a_headless_run_with_130(freedos_copy, after):
     assert proc.returncode == 130, err
     assert err.strip() == "nbdboot: interrupted"
     assert "---- screen ----" in out
+
+
+def _printing_then(tmp_path, ending: bytes, name: str):
+    """A boot sector that prints DONE through int 10h teletype, then runs `ending`."""
+    code = b""
+    for ch in b"DONE":
+        code += b"\xb4\x0e\xb0" + bytes((ch,)) + b"\xcd\x10"   # mov ah,0Eh; mov al,ch; int 10h
+    sector = bytearray(512)
+    sector[:len(code) + len(ending)] = code + ending
+    sector[510:512] = b"\x55\xaa"
+    image = tmp_path / f"{name}.img"
+    image.write_bytes(bytes(sector) + bytes(1024 * 1024 - 512))
+    return image
+
+
+@pytest.mark.parametrize("ending, name, code", [(b"\xfa\xf4", "halt", 4), (b"\xcd\x18", "int18", 5)])
+def test_text_printed_before_the_guest_halts_or_gives_up_meets_expect(tmp_path, ending, name, code):
+    # The guest says what the test waits for, then halts with interrupts off (or calls int 18h) in the same
+    # slice: the text was printed, so --expect is met; a later --expect ends with the failure's own exit code.
+    image = _printing_then(tmp_path, ending, name)
+    met = run_cli("--image", str(image), "--timeout", "10", "--headless", "--expect", "DONE")
+    assert met.returncode == 0, met.stderr
+    assert run_cli("--image", str(image), "--timeout", "10", "--headless").returncode == code
+    more = run_cli("--image", str(image), "--timeout", "10", "--headless", "--expect", "DONE", "--expect", "NEVER")
+    assert more.returncode == code, more.stderr
