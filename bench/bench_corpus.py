@@ -33,9 +33,10 @@ def build(target: str) -> str:
 
 def nbdboot_once(case, uri: str) -> float | str:
     argv = [sys.executable, "-m", "nbdboot", "run", uri, *MEDIA_ARGS[case.media], "--headless",
-            "--memory", str(case.memory_mb - 1), "--expect", case.expect[-1], "--timeout", str(case.nbdboot_timeout)]
-    if case.keys:
-        argv += ["--keys", case.nbdboot_keys()]
+            "--memory", str(case.memory_mb - 1), "--timeout", str(case.nbdboot_timeout)]
+    for text, keys in case.keys_after_text():
+        argv += ["--expect", text, "--keys", keys]
+    argv += ["--expect", case.expect[-1]]
     start = time.perf_counter()
     result = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
     elapsed = time.perf_counter() - start

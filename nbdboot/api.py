@@ -333,10 +333,12 @@ class _Driver:
         if boot._stop_requested.is_set():
             raise _Stop
         if boot._typed:
-            items = []
+            items, now = [], False
             while boot._typed:
-                items.extend(boot._typed.popleft())
-            boot.machine.bios.keyboard.type_keys(items)
+                more, at_once = boot._typed.popleft()
+                items.extend(more)
+                now = now or at_once
+            boot.machine.bios.keyboard.type_keys(items, start_now=now)
         return self.inner.keys()
 
     def update(self, machine) -> None:
@@ -370,7 +372,7 @@ class Boot:
         # time.monotonic() after which every wait_for/run gives up (the pytest plugin's timeout marker)
         self.deadline: float | None = None
         self._console = console if console is not None else _QuietConsole()
-        self._typed: deque[list] = deque()
+        self._typed: deque[tuple[list, bool]] = deque()
         self._stop_requested = threading.Event()
         self._drive_lock = threading.Lock()
         self._screen_lock = threading.Lock()
@@ -475,11 +477,12 @@ class Boot:
         return names.get(self.exit_code or 0, "error")
 
     # -- driving it ----------------------------------------------------------------------
-    def type(self, keys: str) -> None:
+    def type(self, keys: str, now: bool = False) -> None:
         """Queue keystrokes in the --keys language (text, \\n, {enter}, {f1}, {ctrl-c}, {pause:S}...).
         They flow once the guest has waited for a key (earlier keys would be eaten by boot-time hotkey
-        checks) and while a thread drives the guest. Safe from any thread."""
-        self._typed.append(parse_keys(keys))
+        checks), or at once with `now` (a prompt that polls the keyboard for a moment, as iPXE's Ctrl-B),
+        and while a thread drives the guest. Safe from any thread."""
+        self._typed.append((parse_keys(keys), now))
 
     @overload
     def wait_for(self, pattern: str, timeout: float | None = ...) -> str: ...

@@ -37,8 +37,9 @@ class Case:
     gives_up: bool = False          # the guest ends by handing back to the BIOS (int 18h): SeaBIOS tries its
                                     # next device, nbdboot ends the run with exit 5; the texts must be there
 
-    def nbdboot_keys(self) -> str:
-        return "".join(KEYS[name][0] for _, name in self.keys)
+    def keys_after_text(self) -> list[tuple[str, str]]:
+        """(screen text, keys in the --keys language) pairs: type the keys once the text shows."""
+        return [(text, KEYS[name][0]) for text, name in self.keys]
 
     def qemu_keys(self) -> list[tuple[str, list[str]]]:
         return [(text, KEYS[name][1]) for text, name in self.keys]
@@ -52,11 +53,6 @@ PANIC = "Kernel panic - not syncing: VFS: Unable to mount root fs"
 LINUX_SLOW = ("Linux's XZ decompressor runs, slowly: about 2 minutes, over this case's budget (the QEMU reference "
               "panics in about 20 s), and the kernel then shows no message of its own within 240 s; with 64 MiB it "
               "first says 'Physical KASLR disabled: no suitable memory region', which QEMU does not")
-CTRL_B_WINDOW = ("passes in some runs only: --keys starts when the guest blocks in int 16h AH=00h/10h or has idled "
-                 "2.5 s, while iPXE polls int 16h AH=01h through a 2-second 'Press Ctrl-B' window, so whether Ctrl-B "
-                 "lands inside it depends on timing; when it misses, iPXE gives up with int 18h (needs --keys to "
-                 "start when a guest polls the keyboard)")
-
 CASES: dict[str, Case] = {
     # SYSLINUX as installed: PROMPT 1, a timeout, the default label.
     "syslinux-timeout": Case("corpus-sl-timeout.img", ["NBDBOOT-CORPUS SYSLINUX waits 1 s at boot:", "boot:", HELLO],
@@ -76,11 +72,11 @@ CASES: dict[str, Case] = {
     "ipxe-syslinux": Case("corpus-sl-ipxe.img", [IPXE_BANNER, "No more network devices"], gives_up=True,
                           nbdboot_timeout=60),
     "ipxe-syslinux-shell": Case("corpus-sl-ipxe.img", [IPXE_BANNER, "iPXE>"], keys=[("Features:", "ctrl-b")],
-                                nbdboot_timeout=30, xfail=CTRL_B_WINDOW, flaky=True),
+                                nbdboot_timeout=30),
     "ipxe-grub-shell": Case("corpus-grub-ipxe.iso", [IPXE_BANNER, "iPXE>"], keys=[("Features:", "ctrl-b")],
-                            nbdboot_timeout=30, xfail=CTRL_B_WINDOW, flaky=True),
+                            nbdboot_timeout=30),
     "ipxe-iso-shell": Case("corpus-ipxe.iso", ["iPXE ISO boot image", IPXE_BANNER, "iPXE>"], media="cd",
-                           keys=[("Features:", "ctrl-b")], nbdboot_timeout=30, xfail=CTRL_B_WINDOW, flaky=True),
+                           keys=[("Features:", "ctrl-b")], nbdboot_timeout=30),
     # memtest86+ 6.10's BIOS image through GRUB's `linux` (as /etc/grub.d/20_memtest86+ does): its header, the
     # memory it found, and a pass reaching test #4.
     "memtest-grub": Case("corpus-grub-memtest.iso", ["Memtest86+ v6.10", "Memory  :", "Test #4"], nbdboot_timeout=20,

@@ -29,9 +29,10 @@ def _param(name):
 
 def boot(case, uri: str) -> subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "nbdboot", "run", uri, *MEDIA_ARGS[case.media], "--headless",
-            "--memory", str(case.memory_mb - 1), "--expect", case.expect[-1], "--timeout", str(case.nbdboot_timeout)]
-    if case.keys:
-        argv += ["--keys", case.nbdboot_keys()]
+            "--memory", str(case.memory_mb - 1), "--timeout", str(case.nbdboot_timeout)]
+    for text, keys in case.keys_after_text():   # as a person types: once the prompt shows
+        argv += ["--expect", text, "--keys", keys]
+    argv += ["--expect", case.expect[-1]]
     return subprocess.run(argv, capture_output=True, text=True, timeout=case.nbdboot_timeout + 60)
 
 

@@ -46,6 +46,32 @@ def parse_disk(text: str) -> DiskSpec:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+class _Script(argparse.Action):
+    """--expect and --keys in the order given: keys before the first --expect are typed once the guest waits
+    for a key; keys after an --expect are typed as soon as that text has been seen."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        script = getattr(namespace, "script", None) or []
+        script.append((self.dest, value))
+        namespace.script = script
+        if self.dest == "expect":
+            namespace.expect = (namespace.expect or []) + [value]
+        elif not any(kind == "expect" for kind, _ in script):
+            namespace.keys = value if namespace.keys is None else namespace.keys + value
+
+
+def _after_expect(args) -> dict[int, str]:
+    """Keys to type once the Nth --expect (0-based) is met."""
+    after: dict[int, str] = {}
+    seen = -1
+    for kind, value in getattr(args, "script", None) or []:
+        if kind == "expect":
+            seen += 1
+        elif seen >= 0:
+            after[seen] = after.get(seen, "") + value
+    return after
+
+
 def options_from_args(args) -> api.BootOptions:
     """The BootOptions of a parsed command line (same names)."""
     names = {f.name for f in dataclasses.fields(api.BootOptions)}
@@ -93,9 +119,12 @@ def handler(args) -> int:
             debugging.bind(pc._session, deadline)
         text = None  # the --expect text being waited for
         try:
-            for text in args.expect or []:
+            then_type = _after_expect(args)
+            for index, text in enumerate(args.expect or []):
                 left = None if deadline is None else max(deadline + _paused(debugging) - time.monotonic(), 1e-6)
                 pc.wait_for(text, timeout=left)
+                if index in then_type:
+                    pc.type(then_type[index], now=True)
             text = None
             if not args.expect:
                 pc.run(args.timeout)
@@ -289,11 +318,12 @@ def register(subparsers) -> None:
     p.add_argument("--memory", type=size_mib, default=DEFAULT_MEMORY_MB, metavar="SIZE",
                    help=f"extended memory above 1 MiB, in MiB or with a suffix: 64, 64M, 1G "
                         f"(default {DEFAULT_MEMORY_MB}M)")
-    p.add_argument("--expect", action="append", metavar="TEXT",
+    p.add_argument("--expect", action=_Script, metavar="TEXT",
                    help="exit 0 once TEXT is on screen (repeatable: in order; default: none, run until "
                         "--timeout or Ctrl-A x)")
-    p.add_argument("--keys", metavar="TEXT",
-                   help="keystrokes typed once the guest waits for a key: " + keys_help())
+    p.add_argument("--keys", action=_Script, metavar="TEXT",
+                   help="keystrokes typed once the guest waits for a key; after an --expect, typed as soon as "
+                        "that text is seen (repeatable, in order with --expect): " + keys_help())
     p.add_argument("--timeout", type=seconds, metavar="DURATION",
                    help="give up (exit 1 if an --expect is missing) after DURATION: 20, 20s, 500ms, 2m "
                         "(default: none)")
