@@ -108,3 +108,29 @@ def test_vnc_port_in_use_is_an_error(tmp_path):
         busy.close()
     assert proc.returncode == EXIT_IO, proc.stderr
     assert "--vnc" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serial_stdio_both_ways(nbdkit):
+    # SYSLINUX reads its command line from COM1 too: a name typed on stdin once the prompt is out comes back
+    # in its error, on stdout; the screen's text stream goes to stderr meanwhile.
+    server = nbdkit("-r", "file", str(image("syslinux-serial")))
+    proc = subprocess.Popen([sys.executable, "-m", "nbdboot", "run", "--server", server.hostport, "--serial", "stdio",
+                             "--expect", "Loading nokernel... failed", "--expect-on", "serial", "--timeout", "60",
+                             "--headless"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = b""
+    try:
+        while b"boot:" not in out:
+            chunk = proc.stdout.read1(4096)
+            assert chunk, proc.stderr.read().decode()
+            out += chunk
+        proc.stdin.write(b"nokernel\r")
+        proc.stdin.flush()
+        rest, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out += rest
+    assert proc.returncode == 0, err.decode()
+    assert b"boot: nokernel" in out and b"Loading nokernel... failed" in out
+    assert b"---- screen ----" in err and b"---- screen ----" not in out

@@ -8,11 +8,9 @@ server renders when a client asks for a frame.
 
 from __future__ import annotations
 
-import re
-
 from nbdboot.errors import UsageError
 
-_VNC = re.compile(r"^(?:(127\.0\.0\.1|localhost|\[::1\]|::1))?:([0-9]{1,5})$")
+_VNC = r"^(?:(127\.0\.0\.1|localhost|\[::1\]|::1))?:([0-9]{1,5})$"  # compiled when used: start-up time
 
 
 def add_display_options(p) -> None:
@@ -31,7 +29,8 @@ def add_display_options(p) -> None:
 
 
 def parse_vnc(text: str) -> tuple[str, int]:
-    m = _VNC.match(text)
+    import re
+    m = re.match(_VNC, text)
     if not m:
         raise UsageError(f"--vnc: expected :N or 127.0.0.1:N (a display number, loopback only), not {text!r}")
     host = "::1" if m.group(1) in ("[::1]", "::1") else "127.0.0.1"
