@@ -40,6 +40,80 @@ finish: PRINT "DONE"
 """
 
 PROGRAMS = {
+    "tables": r"""
+stage2: mov ax, 0003h
+        int 10h
+        mov ah, 01h
+        mov cx, 2000h
+        int 10h
+        mov ax, 1130h           ; 8x16 ROM font: CX points, DL rows - 1, the glyph of 'A'
+        mov bh, 06h
+        int 10h
+        HEX16 cx
+        mov al, dl
+        xor ah, ah
+        HEX16 ax
+        mov si, 41h * 16
+        mov cx, 8
+.glyph: mov ax, [es:bp + si]
+        HEX16 ax
+        add si, 2
+        loop .glyph
+        PUTC ' '
+        mov ax, 1130h           ; 8x8 ROM font, upper half (int 1Fh's): glyph 80h
+        mov bh, 04h
+        int 10h
+        mov ax, [es:bp]
+        HEX16 ax
+        mov ax, [es:bp + 2]
+        HEX16 ax
+        PUTC ' '
+        xor ax, ax
+        mov es, ax
+        mov ah, 1Bh             ; functionality/state: AL = 1Bh, mode, columns, rows, points
+        xor bx, bx
+        mov di, 8000h
+        int 10h
+        HEX16 ax
+        mov ax, [di + 4]
+        HEX16 ax
+        mov ax, [di + 22h]
+        HEX16 ax
+        mov ax, [di + 23h]
+        HEX16 ax
+        PUTC ' '
+        mov ax, 4F00h           ; VBE: signature, version, memory
+        mov di, 8000h
+        mov dword [di], 'VBE2'
+        int 10h
+        HEX16 ax
+        mov ax, [di]
+        HEX16 ax
+        mov ax, [di + 2]
+        HEX16 ax
+        mov ax, [di + 4]
+        HEX16 ax
+        mov ax, 4F01h           ; mode 118h: 1024x768x24 (attributes, pitch, size, bpp, model, masks)
+        mov cx, 0118h
+        mov di, 8200h
+        int 10h
+        HEX16 ax
+        mov ax, [di + 10h]
+        HEX16 ax
+        mov ax, [di + 12h]
+        HEX16 ax
+        mov ax, [di + 14h]
+        HEX16 ax
+        mov ax, [di + 19h]
+        HEX16 ax
+        mov ax, [di + 1Fh]
+        HEX16 ax
+        mov ax, [di + 21h]
+        HEX16 ax
+        mov ax, [di + 23h]
+        HEX16 ax
+        jmp finish
+""",
     "text80": r"""
 stage2: mov ax, 0003h
         int 10h

@@ -408,7 +408,7 @@ class Video:
         info = bytearray(64)
         struct.pack_into("<HH", info, 0, STATIC_FUNCTIONALITY, rom.ROM_SEGMENT)
         info[0x04:0x22] = bda
-        info[0x22] = cpu.read8(0x484) + 1
+        info[0x22] = cpu.read8(0x484)            # rows - 1, as the BDA has it (SeaVGABIOS too)
         struct.pack_into("<H", info, 0x23, cpu.read16(0x485))
         info[0x25], info[0x26] = 0x08, 0x00      # active / alternate display: VGA colour
         info[0x27] = 16 if self.mode.kind != LINEAR8 else 0
