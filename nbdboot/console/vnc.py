@@ -7,7 +7,7 @@ client has asked for one, at most FRAME_INTERVAL apart: nobody watching costs
 nothing, and the renderer never races the guest's memory map. An update sends
 the band of rows that changed. Keys and pointer events are queued by the client
 threads and handed to the guest by `tick()`: keys go in as typed keys (IRQ1),
-pointer moves to `machine.mouse.move(dx, dy, buttons)` when the PC has a mouse.
+pointer moves to `machine.mouse.move(dx, dy, buttons)` (dy > 0 up, PS/2 button order).
 """
 
 from __future__ import annotations
@@ -271,7 +271,8 @@ class VncServer:
             else:
                 mouse = getattr(machine, "mouse", None)  # the PS/2 mouse, where the PC has one
                 if mouse is not None:
-                    mouse.move(*value)
+                    dx, dy, buttons = value
+                    mouse.move(dx, -dy, buttons)  # screen y grows down, the mouse's up
         if not self._wanted.is_set() or now - self._frame_time < FRAME_INTERVAL:
             return
         from nbdboot.console.render import render
