@@ -30,8 +30,8 @@ clean:
 
 # The BIOS ROM (committed, so running needs no nasm) and the demo image.
 firmware: firmware/bios.bin
-firmware/bios.bin: firmware/bios.asm
-	$(NASM) -f bin -o $@ $<
+firmware/bios.bin: firmware/bios.asm firmware/vgafont8.bin firmware/vgafont14.bin firmware/vgafont16.bin
+	$(NASM) -f bin -i firmware/ -o $@ $<
 
 bootimages/demo.img: bootimages/demo-mbr.asm bootimages/demo-stage2.asm
 	mkdir -p build

@@ -273,3 +273,28 @@ $(BI_BUILD)/corpus-fd%.img: $(BI_FREEDOS) | $(BI_BUILD)
 	mattrib -i $@.tmp +s +h ::KERNEL.SYS
 	rm -rf $@.d
 	mv $@.tmp $@
+
+# Display and serial port images (tests/test_display_boot.py): SYSLINUX prompting on COM1, SYSLINUX's
+# vesamenu.c32, and GRUB with its menu on COM1 and a VBE gfxterm.
+BI_DISPLAY := $(BI_BUILD)/syslinux-serial.img $(BI_BUILD)/syslinux-vesamenu.img $(BI_BUILD)/grub-display.iso
+.PHONY: display-images
+display-images: $(BI_DISPLAY)
+
+$(BI_BUILD)/syslinux-serial.img: $(BI_SRC)/display/syslinux-serial.cfg | $(BI_BUILD)
+	$(call bi_syslinux_hdd,$@)
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $< ::syslinux.cfg
+	mv $@.tmp $@
+
+$(BI_BUILD)/syslinux-vesamenu.img: $(BI_SRC)/display/syslinux-vesamenu.cfg | $(BI_BUILD)
+	$(call bi_syslinux_hdd,$@)
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $< ::syslinux.cfg
+	mcopy -o -i $@.tmp@@$(BI_PART_BYTES) $(BI_MODULES)/vesamenu.c32 $(BI_MODULES)/libcom32.c32 \
+		$(BI_MODULES)/libutil.c32 ::
+	mv $@.tmp $@
+
+$(BI_BUILD)/grub-display.iso: $(BI_SRC)/display/grub.cfg | $(BI_BUILD)
+	rm -rf $@.d && mkdir -p $@.d/boot/grub
+	cp $< $@.d/boot/grub/grub.cfg
+	grub-mkrescue -o $@.tmp $@.d >$@.log 2>&1 || { cat $@.log; exit 1; }
+	rm -rf $@.d $@.log
+	mv $@.tmp $@

@@ -100,6 +100,16 @@ mouse_handler:                  ; ROM_MOUSE_HANDLER = 0x04F0: the far pointer in
 
 ; --- F000:0500 video parameter area (int 1Dh) kept empty ----------------------
 
+; --- F000:B000-DE00 the VGA ROM fonts int 10h 1130h hands out (IBM glyphs, as
+; SeaVGABIOS has them: firmware/vgafont*.bin, scripts/extract-vga-fonts) -------
+        times   0xB800 - ($ - $$) db 0
+font8x8_full:                   ; ROM_FONT_8X8_FULL; int 1Fh points at its second half
+        incbin  "vgafont8.bin"
+font8x16:                       ; ROM_FONT_8X16 = 0xC000
+        incbin  "vgafont16.bin"
+font8x14:                       ; ROM_FONT_8X14 = 0xD000
+        incbin  "vgafont14.bin"
+
 ; --- F000:E05B POST entry: hand over to int 19h through the IVT ---------------
         times   0xE05B - ($ - $$) db 0
 post_entry:
@@ -149,10 +159,10 @@ diskette_params:
         db      0               ; data rate
         db      4               ; drive type
 
-; --- F000:FA6E 8x8 font (int 43h); a headless machine draws no glyphs ---------
+; --- F000:FA6E 8x8 font, first 128 glyphs (int 43h in CGA modes) --------------
         times   0xFA6E - ($ - $$) db 0
 font8x8:
-        times   1024 db 0
+        incbin  "vgafont8.bin", 0, 1024
 
 ; --- F000:FFF0 reset vector, date, model --------------------------------------
         times   0xFFF0 - ($ - $$) db 0

@@ -168,6 +168,9 @@ class BootOptions:
     memory: int = DEFAULT_MEMORY_MB     # MiB of extended memory
     keys: str | None = None             # typed once the guest first waits for a key (the --keys language)
     no_reboot: bool = False             # a guest reset ends the boot (GuestReset, or GuestCrash for a triple fault)
+    serial: list = dataclasses.field(default_factory=list)  # where COM1 (and COM2) go: "stdio", "file:F", ...
+    expect_on: str = "any"              # where wait_for looks: "screen", "serial" (COM1's output) or "any"
+    vnc: str | None = None              # ":N": a VNC live view on 127.0.0.1:5900+N
 
     def check(self) -> None:
         """Every combination error as a UsageError, before anything is opened."""
@@ -197,6 +200,8 @@ class BootOptions:
             raise UsageError(f"--retries must be between 0 and 1000, not {self.retries}")
         if not 0 <= self.retry_delay <= 3600:
             raise UsageError(f"--retry-delay must be between 0 and 3600 seconds, not {self.retry_delay}")
+        if self.expect_on not in ("any", "screen", "serial"):
+            raise UsageError(f"--expect-on must be any, screen or serial, not {self.expect_on!r}")
         if self.media not in ("auto", "hdd", "floppy", "cd"):
             raise UsageError(f"--media must be auto, hdd, floppy or cd, not {self.media!r}")
         drive = self.drive
@@ -379,17 +384,23 @@ class Boot:
         self._screen_snapshot: list[str] | None = None
         self._closed = False
         self._mark = 0                          # transcript position after the last match
+        self._serial_mark = 0                   # COM1 output position after the last match
+        self.display = None
         self._baseline: str | None = None       # screen text at the last match
         self._server: Any = None
         self._local: Any = None
         self._opened: list = []
         keys = parse_keys(options.keys) if options.keys else []
         local_disks = number_disks(options.disk_specs())
+        from nbdboot.console.display import Display
+        display = Display(options)  # checks --serial/--vnc before anything is opened
         factory, self.uri, self._server, self._local = _source(options)
         try:
             self.machine: Machine = Machine(memory_mb=options.memory, **(machine_options or {}))
             machine = self.machine
             machine.no_reboot = options.no_reboot
+            self.display = display
+            display.attach(machine)
             attach_local_disks(machine, local_disks, self._opened)
             self.disk = _open_disk(options, factory, self.uri)
             drive = _drive_number(options.drive, options.media, self.disk)
@@ -397,7 +408,7 @@ class Boot:
             self.drive = machine.bios.disk.add_drive(drive, self.disk, media=media).number
             machine.bios.keyboard.type_keys(keys)
             self._console.attach(machine)
-            self._driver = _Driver(self, self._console)
+            self._driver = _Driver(self, display.wrap(self._console))
             self._session = Session(machine, self._driver)
             machine.power_on(self.drive)
         except BaseException:
@@ -435,12 +446,18 @@ class Boot:
         it does. Extension point for the int 13h trace: expose it here, not as a new attribute."""
         return getattr(self.machine.bios.disk, "log", None)
 
-    def screenshot(self, path: str | os.PathLike) -> None:
-        """Write the text screen to `path` (text mode is all the PC shows today; an image once graphics
-        modes exist)."""
+    def screenshot(self, path: str | os.PathLike, text: bool = False) -> None:
+        """Write the screen to `path` as a PNG, in whatever video mode the guest is (console/render.py);
+        text=True: the 80x25 text instead."""
         try:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(self.screen)
+            if text:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(self.screen)
+                return
+            from nbdboot.console.render import png, render
+            data = png(*render(self.machine))
+            with open(path, "wb") as f:
+                f.write(data)
         except OSError as e:
             raise LocalIOError(f"cannot write {path}: {e.strerror}") from None
 
@@ -624,29 +641,40 @@ class Boot:
         return "\n".join(lines).rstrip("\n") + "\n"
 
     def _find(self, pattern):
-        """The rule of --expect, with the position of the last match kept across calls."""
-        text = self._screen_now()
-        output = "".join(self._session.transcript)
+        """The rule of --expect, with the position of the last match kept across calls: in the teletype
+        transcript, in COM1's output, or new on the screen (as options.expect_on allows)."""
+        look_screen = self.options.expect_on in ("screen", "any")
+        look_serial = self.options.expect_on in ("serial", "any")
+        text = self._screen_now() if look_screen else ""
+        output = "".join(self._session.transcript) if look_screen else ""
+        serial = bytes(self.machine.serial[0].output).decode("latin-1").replace("\r", "") if look_serial else ""
         baseline = self._baseline
         if isinstance(pattern, str):
             at = output.find(pattern, self._mark)
+            serial_at = serial.find(pattern, self._serial_mark)
             if at >= 0:
-                self._mark = at + len(pattern)
+                self._mark, self._serial_mark = at + len(pattern), len(serial)
+            elif serial_at >= 0:
+                self._mark, self._serial_mark = len(output), serial_at + len(pattern)
             elif pattern in text and (baseline is None or text.count(pattern) > baseline.count(pattern)):
-                self._mark = len(output)
+                self._mark, self._serial_mark = len(output), len(serial)
             else:
                 return None
             found: Any = pattern
         else:
             found = pattern.search(output, self._mark)
+            serial_found = pattern.search(serial, self._serial_mark)
             if found is not None:
-                self._mark = found.end()
+                self._mark, self._serial_mark = found.end(), len(serial)
+            elif serial_found is not None:
+                found = serial_found
+                self._mark, self._serial_mark = len(output), found.end()
             else:
                 on_screen = list(pattern.finditer(text))
                 if not on_screen or (baseline is not None and len(on_screen) <= len(pattern.findall(baseline))):
                     return None
                 found = on_screen[-1]
-                self._mark = len(output)
+                self._mark, self._serial_mark = len(output), len(serial)
         self._baseline = text
         return found
 
@@ -664,6 +692,8 @@ class Boot:
                 self._local.close()
             for disk in self._opened:
                 disk.close()
+            if self.display is not None:
+                self.display.close()
 
 
 def boot(uri: str | None = None, *, console=None, machine_options: dict | None = None, **options: Any) -> Boot:

@@ -37,6 +37,9 @@ IMAGES = {
     "rmvectors": "rmvectors.img",
     "pmkernel": "pmkernel.img",
     "v86mon": "v86mon.img",
+    "syslinux-serial": "syslinux-serial.img",
+    "syslinux-vesamenu": "syslinux-vesamenu.img",
+    "grub-display": "grub-display.iso",
 }
 # The compatibility corpus (tests/corpus.py): its images go by their file names.
 IMAGES.update({case.image: case.image for case in CASES.values()})

@@ -131,6 +131,9 @@ def boot(
     extra_args: tuple[str, ...] = (),
     keys_after: tuple[str, list[str]] | None = None,
     keys: list[tuple[str, list[str]]] = (),
+    screendump: str | None = None,  # once matched, QEMU's `screendump` of the display to this PPM file
+    screen_until=None,  # also wait until screen_until(read_ppm(screendump)) is true (polls screendumps)
+    serial: str = "none",  # QEMU's -serial for COM1 (e.g. "null": a port that is there)
 ) -> BootResult:
     """Boot `uri` (an nbd:// URI or an image path) as `media` and wait until each string in `expect` has been on
     the screen, in order, and `expect_debug` (if given) is in the E9h output. Returns what was seen; never raises on a timeout
@@ -151,7 +154,7 @@ def boot(
         screen_path = os.path.join(tmp, "screen.bin")
         cmd = [
             qemu, "-accel", "tcg", "-m", str(memory_mb), "-nodefaults", "-vga", "std", "-display", "none",
-            "-no-reboot", "-nic", "none", "-serial", "none", "-parallel", "none",
+            "-no-reboot", "-nic", "none", "-serial", serial, "-parallel", "none",
             "-qmp", f"unix:{qmp_path},server=on,wait=off",
             "-chardev", f"file,id=e9,path={debug_path}",
             "-device", "isa-debugcon,iobase=0xe9,chardev=e9",
@@ -186,8 +189,11 @@ def boot(
                 while wanted and wanted[0] in screen:
                     wanted.pop(0)
                 if not wanted and (expect_debug is None or expect_debug in debug):
-                    matched = True
-                    break
+                    if screendump:
+                        qmp.execute("screendump", filename=screendump)
+                    if screen_until is None or screen_until(read_ppm(Path(screendump).read_bytes())):
+                        matched = True
+                        break
                 if now >= deadline or proc.poll() is not None:
                     break
                 time.sleep(poll_interval)
@@ -211,6 +217,24 @@ def boot(
         if os.path.exists(debug_path):
             debug = Path(debug_path).read_bytes().decode("latin-1")
     return BootResult(screen, debug, elapsed, matched, qemu_log, polls, parse_results(debug))
+
+
+def read_ppm(data: bytes) -> tuple[int, int, bytes]:
+    """(width, height, RGB) of the binary PPM (P6, maxval 255) QEMU's `screendump` writes."""
+    fields = []
+    at = 0
+    while len(fields) < 4:
+        while data[at:at + 1].isspace():
+            at += 1
+        end = at
+        while not data[end:end + 1].isspace():
+            end += 1
+        fields.append(data[at:end])
+        at = end
+    if fields[0] != b"P6" or fields[3] != b"255":
+        raise ValueError("not a P6 PPM with maxval 255")
+    width, height = int(fields[1]), int(fields[2])
+    return width, height, data[at + 1:at + 1 + 3 * width * height]
 
 
 _LINE = re.compile(r"^T (\S+)((?: [A-Z0-9_]+=[0-9A-Fa-f]+)*)\s*$")

@@ -22,7 +22,8 @@ def nasm() -> str:
 
 def test_committed_bios_matches_source(tmp_path):
     out = tmp_path / "bios.bin"
-    subprocess.run([nasm(), "-f", "bin", "-o", str(out), str(ROOT / "firmware" / "bios.asm")], check=True)
+    subprocess.run([nasm(), "-f", "bin", "-i", str(ROOT / "firmware") + "/", "-o", str(out),
+                    str(ROOT / "firmware" / "bios.asm")], check=True)
     assert out.read_bytes() == (ROOT / "firmware" / "bios.bin").read_bytes(), \
         "firmware/bios.bin is stale: run `make firmware`"
 

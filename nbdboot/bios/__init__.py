@@ -11,6 +11,7 @@ from __future__ import annotations
 from nbdboot.bios.boot import Boot
 from nbdboot.bios.int13 import Int13
 from nbdboot.bios.keyboard import Keyboard
+from nbdboot.bios.serial import Serial
 from nbdboot.bios.system import System
 from nbdboot.bios.timer import Timer
 from nbdboot.bios.video import Video
@@ -25,12 +26,14 @@ class Bios:
         self.disk = Int13(machine)
         self.system = System(machine)
         self.timer = Timer(machine)
+        self.serial = Serial(machine)
         self.boot = Boot(machine, self)
         services = {
             0x10: self.video.int10,
             0x11: self.system.int11,
             0x12: self.system.int12,
             0x13: self.disk.int13,
+            0x14: self.serial.int14,
             0x15: self.system.int15,
             0x16: self.keyboard.int16,
             0x18: self.boot.int18,
@@ -51,3 +54,5 @@ class Bios:
 
     def post(self, boot_drive: int) -> None:
         self.boot.post(boot_drive)
+        self.video.post()
+        self.serial.post()

@@ -18,6 +18,7 @@ import time
 
 from nbdboot import api, interrupt
 from nbdboot.api import CONNECT_OPTIONS, DiskSpec, attach_local_disks, number_disks, open_local_disk  # noqa: F401
+from nbdboot.console.display import Display, add_display_options
 from nbdboot.console.keys import keys_help
 from nbdboot.console.output import HeadlessConsole, TerminalConsole
 from nbdboot.debug import options as debug_options
@@ -96,11 +97,12 @@ def handler(args) -> int:
     _check_numbers(args)
     options = options_from_args(args)
     options.check()
-    live = not args.headless and sys.stdout.isatty() and sys.stdin.isatty()
+    serial_stdio = Display.serial_stdio_in(args)
+    live = not args.headless and sys.stdout.isatty() and sys.stdin.isatty() and not serial_stdio
     _arm_deadline(args.timeout)
     console = undo_status = None
     try:
-        console = TerminalConsole() if live else HeadlessConsole()
+        console = TerminalConsole() if live else HeadlessConsole(sys.stderr if serial_stdio else None)
         pc = api.Boot(options, console=console)
     except BaseException:
         interrupt.set_deadline(None)
@@ -129,7 +131,7 @@ def handler(args) -> int:
             if not args.expect:
                 pc.run(args.timeout)
         except api.WaitTimeout as e:
-            _finish(console, pc, args)
+            _finish(console, pc, args, failed=True)
             finished = True
             print(f"nbdboot: timeout after {args.timeout:g}s waiting for '{e.pattern}'", file=sys.stderr)
             exit_status = EXIT_EXPECT_FAILED
@@ -145,7 +147,7 @@ def handler(args) -> int:
             exit_status = 0
             return 0
         except GuestCrash as crash:
-            _finish(console, pc, args)
+            _finish(console, pc, args, failed=True)
             finished = True
             print(f"guest crash: {crash}\n{crash.report}", file=sys.stderr)
             raise
@@ -155,7 +157,7 @@ def handler(args) -> int:
             print(f"{stop}\n{stop.report}", file=sys.stderr)
             raise
         except BaseException:
-            _finish(console, pc, args)
+            _finish(console, pc, args, failed=True)
             finished = True
             raise
         _finish(console, pc, args)
@@ -240,10 +242,13 @@ def _report_copy(device, elapsed: float) -> None:
     print(f"nbdboot: copy {state}: {summary(device.stats, elapsed)}", file=sys.stderr)
 
 
-def _finish(console, pc, args) -> None:
+def _finish(console, pc, args, failed: bool = False) -> None:
     console.finish(pc.machine)
     if args.screen_out:
-        pc.screenshot(args.screen_out)
+        pc.screenshot(args.screen_out, text=True)
+    for path in (args.screenshot, args.screenshot_on_fail if failed else None):
+        if path:
+            pc.screenshot(path)
 
 
 RESET_POWER_TABLE = """\
@@ -331,4 +336,5 @@ def register(subparsers) -> None:
     p.add_argument("--headless", action="store_true",
                    help="stream guest text to stdout and print the final screen (default without a terminal)")
     debug_options.add_arguments(p)
+    add_display_options(p)
     p.set_defaults(func=handler)

@@ -37,7 +37,8 @@ from nbdboot.machine.clock import VirtualClock
 from nbdboot.machine import interrupts as ints
 from nbdboot.machine.cpu import FLAG_IF, Cpu
 from nbdboot.machine.devices import (Cmos, DebugConsole, Keyboard8042, PciBus, Pic, Pit, PowerPorts,
-                                     SystemControlA, SystemControlB, VgaPorts)
+                                     SystemControlA, SystemControlB, Vga)
+from nbdboot.machine.devices.uart import COM_PORTS, Uart16550
 from nbdboot.machine.ports import PortBus
 from nbdboot.machine.slicing import SliceStop
 
@@ -100,7 +101,9 @@ class Machine:
         self.extended_bytes = memory_mb * 1024 * 1024
         self.cpu = Cpu(EXTENDED_BASE + self.extended_bytes)
         self.clock = VirtualClock()
-        self.vga = VgaPorts()
+        self.vga = Vga(self.cpu)
+        # The UARTs keep their line across a reset, as the display does (they are the user's view).
+        self.serial = [Uart16550(base, irq, None, f"COM{i + 1}") for i, (base, irq) in enumerate(COM_PORTS)]
         self.debugcon = DebugConsole(debug_out)
         self._build_devices()
         self.traps: dict[int, tuple] = {}  # linear address -> (vector, service)
@@ -153,7 +156,9 @@ class Machine:
         self.mouse = self.kbc.mouse
         self.pci = PciBus(self)
         self.ports = PortBus()
-        for device in (self.pic, self.pit, self.cmos, self.kbc, self.vga, self.debugcon, self.pci,
+        for uart in self.serial:
+            uart.pic = self.pic
+        for device in (self.pic, self.pit, self.cmos, self.kbc, self.vga, self.debugcon, self.pci, *self.serial,
                        SystemControlA(self), SystemControlB(self.clock, self.pit), PowerPorts(self)):
             device.attach(self.ports)
         self.pit.on_channel0_change = self._reschedule_timer
@@ -519,6 +524,8 @@ class Machine:
             self.cmos.update(now)
         self.kbc.service()
         self.bios.keyboard.feed()
+        for uart in self.serial:
+            uart.poll()
 
     def next_event(self) -> float:
         return min(self.next_irq0, self.cmos.next_irq8, self.bios.keyboard.next_key_time(), self.wake_time)

@@ -1,8 +1,9 @@
 """Running a machine against expectations: texts to see, in order, before a deadline.
 
-The first expectation is met when its text is on screen. Each later one must be
-*new* after the previous match: printed by the guest since then (the teletype
-transcript), or on screen more times than when the previous one was met; so
+The first expectation is met when its text is on screen or on a serial line.
+Each later one must be *new* after the previous match: printed by the guest
+since then (the teletype transcript or a UART's output), or on screen more times
+than when the previous one was met; so
 `--expect 'A:\\>' --keys 'ver\\n' --expect 'A:\\>'` waits for the second prompt.
 The screen is read between slices (4000 bytes of B800 are cheap; hooking screen
 writes would slow every store). The deadline is wall-clock time, so a guest
@@ -73,11 +74,15 @@ class Outcome:
 
 
 class Session:
-    def __init__(self, machine, console, expects=(), timeout: float | None = None):
+    def __init__(self, machine, console, expects=(), timeout: float | None = None, expect_on: str = "any"):
+        """`expect_on`: where --expect looks: "screen" (the screen and teletype text), "serial" (what
+        the guest sent on its UARTs) or "any"."""
         self.machine = machine
         self.console = console
         self.expects = list(expects)
         self.timeout = timeout
+        self.look_screen = expect_on in ("screen", "any")
+        self.look_serial = expect_on in ("serial", "any")
         self.transcript: list[str] = []
         self.paused = 0.0  # seconds a debugger held the guest stopped: not counted against the timeout
         video = machine.bios.video
@@ -103,6 +108,7 @@ class Session:
         pending = list(self.expects)
         seen: list[str] = []
         mark = 0            # transcript position after the last match
+        serial_mark = 0     # the same in the serial output
         baseline = None     # screen text when the last match happened
         next_check = 0.0
         while True:
@@ -123,15 +129,19 @@ class Session:
             # written what it wanted to say: look now, not after the idle sleep below.
             if pending and (now >= next_check or m.waiting_in_bios or m.idle_since is not None):
                 next_check = now + SCREEN_CHECK_INTERVAL
-                text = screen_text(m.cpu)
-                output = "".join(self.transcript)
+                text = screen_text(m.cpu) if self.look_screen else ""
+                output = "".join(self.transcript) if self.look_screen else ""
+                serial = self._serial_text() if self.look_serial else ""
                 while pending:
                     want = pending[0]
                     at = output.find(want, mark)
+                    serial_at = serial.find(want, serial_mark)
                     if at >= 0:
-                        mark = at + len(want)
+                        mark, serial_mark = at + len(want), len(serial)
+                    elif serial_at >= 0:
+                        mark, serial_mark = len(output), serial_at + len(want)
                     elif want in text and (baseline is None or text.count(want) > baseline.count(want)):
-                        mark = len(output)
+                        mark, serial_mark = len(output), len(serial)
                     else:
                         break
                     seen.append(pending.pop(0))
@@ -148,6 +158,10 @@ class Session:
                 if pending:
                     self._raise_lost_connection()
                 return Outcome(not pending, True, seen, pending[0] if pending else None, now - start)
+
+    def _serial_text(self) -> str:
+        """What the guest sent on COM1, CRs dropped."""
+        return bytes(self.machine.serial[0].output).decode("latin-1").replace("\r", "")
 
     def _raise_lost_connection(self) -> None:
         """The guest was told 04h when its disk's connection died for good, and carried on; a run that then falls
