@@ -165,10 +165,11 @@ def test_keys_help_lists_every_key_the_parser_knows():
     text = keys_help()
     fkeys = sorted(int(n[1:]) for n in NAMED_KEYS if n[0] == "f" and n[1:].isdigit())
     assert fkeys == list(range(1, 13)) and "{f1}..{f12}" in text
-    assert sorted(n for n in NAMED_KEYS if n.startswith("ctrl-")) == [f"ctrl-{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+    letters = [f"ctrl-{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+    assert sorted(n for n in NAMED_KEYS if n.startswith("ctrl-") and len(n) == 6) == letters
     assert "{ctrl-a}..{ctrl-z}" in text
     for name in NAMED_KEYS:
-        if not name.startswith("ctrl-") and not (name[0] == "f" and name[1:].isdigit()):
+        if name not in letters and not (name[0] == "f" and name[1:].isdigit()):
             assert "{" + name + "}" in text, name
             parse_keys("{" + name + "}")
     for escape in ("\\n", "\\r", "\\t", "\\e", "\\b", "\\\\"):

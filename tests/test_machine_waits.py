@@ -142,3 +142,34 @@ def test_divide_error_handler_returning_to_the_fault_ends_the_run(tmp_path):
 handler: iret
 """)
     assert "0000:7c" in str(crash) or "again and again" in str(crash)
+
+
+def test_ctrl_break_calls_int_1bh_and_stores_0000(tmp_path):
+    # A PC BIOS's int 09h on Ctrl-Break: the ring emptied, 0000h stored, 40:71 bit 7 set, int 1Bh called
+    # (DOS hooks it to note the break). The key typed before it is gone; the one after arrives.
+    body = r"""
+        xor ax, ax
+        mov ds, ax
+        mov word [1Bh*4], brk
+        mov word [1Bh*4+2], 0
+        sti
+        mov ah, 00h
+        int 16h                 ; the first key read: Ctrl-Break's 0000h
+        HEX16 ax
+        PUTC ' '
+        mov al, [471h]
+        and al, 80h
+        xor ah, ah
+        HEX16 ax
+        PUTC ' '
+        mov ah, 00h
+        int 16h                 ; then 'z'
+        HEX16 ax
+        PRINT " DONE"
+        cli
+        hlt
+brk:    PUTC 'B'
+        iret
+"""
+    _, out = run_sector(tmp_path, body, keys=parse_keys("{ctrl-break}{pause:0.2}z"), timeout=10)
+    assert out == "B0000 0080 2C7A DONE", out

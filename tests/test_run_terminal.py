@@ -87,3 +87,24 @@ def test_small_terminal_is_told(freedos_img, tmp_path):
     finally:
         code = finish(pid, fd)
     assert code == 130
+
+
+def test_ctrl_a_b_sends_ctrl_break_and_other_keys_keep_their_order(monkeypatch):
+    # QEMU's console sends a break with Ctrl-A b; the PC's break is Ctrl-Break (BIOS word 0000h).
+    import io
+
+    from nbdboot.console.keys import NAMED_KEYS, terminal_keys
+    from nbdboot.console.output import TerminalConsole
+    master, slave = pty.openpty()
+    try:
+        monkeypatch.setattr("sys.stdin", os.fdopen(slave, "r", closefd=False))
+        console = TerminalConsole(out=io.StringIO())
+        os.write(master, b"ab\x01bc\x01\x02")
+        time.sleep(0.1)
+        keys = console.keys()
+        console.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+    brk = ("key", NAMED_KEYS["ctrl-break"])
+    assert keys == terminal_keys("ab") + [brk] + terminal_keys("c") + [brk]

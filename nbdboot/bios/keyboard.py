@@ -18,6 +18,7 @@ import collections
 
 from nbdboot.bios.bda import Bda
 from nbdboot.machine.cpu import FLAG_IF, FLAG_ZF
+from nbdboot.machine.devices.kbc import CTRL_BREAK
 from nbdboot.machine.memmap import BDA
 
 # A guest that has idled polling the keyboard this long (virtual seconds) is
@@ -109,8 +110,20 @@ class Keyboard:
     def irq1(self) -> None:
         """The ROM's int 09h: read the byte from port 60h; a key's make code brings its word to the ring."""
         word = self.m.kbc.take_key_word()
-        if word is not None:
+        if word == CTRL_BREAK:
+            self._ctrl_break()
+        elif word is not None:
             self.push(word)
+
+    def _ctrl_break(self) -> None:
+        """As a PC BIOS's int 09h does for Ctrl-Break: empty the ring, store 0000h, set the break flag
+        (40:71 bit 7) and call int 1Bh, whose handler (DOS's) notes the break; it returns into this IRQ path."""
+        bda = self.bda
+        bda.kbd_buf_head = bda.kbd_buf_tail
+        self.push(CTRL_BREAK)
+        bda.break_flag = bda.break_flag | 0x80
+        cpu = self.m.cpu
+        cpu.deliver_real(0x1B, cpu.get("eip"), running=True)
 
     # -- int 16h -----------------------------------------------------------------------
     def int16(self) -> None:

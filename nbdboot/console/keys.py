@@ -10,6 +10,7 @@ waits; {{ and }} are literal braces.
 from __future__ import annotations
 
 from nbdboot.errors import UsageError
+from nbdboot.machine.devices.kbc import CTRL_BREAK
 
 _ROWS = [
     (0x02, "1234567890-=", "!@#$%^&*()_+"),
@@ -39,6 +40,9 @@ for _n in range(1, 11):
 NAMED_KEYS["f11"], NAMED_KEYS["f12"] = 0x8500, 0x8600
 for _c in "abcdefghijklmnopqrstuvwxyz":
     NAMED_KEYS[f"ctrl-{_c}"] = (ASCII_KEYS[_c] & 0xFF00) | (ord(_c) - 0x60)
+# Ctrl-Break has no key word of its own: the BIOS stores 0000h for it (and calls int 1Bh), so that word
+# stands for the key in the queue (machine/devices/kbc.py types its scan codes).
+NAMED_KEYS["ctrl-break"] = CTRL_BREAK
 
 _ESCAPES = {"n": "\r", "r": "\r", "t": "\t", "e": "\x1b", "\\": "\\", "b": "\b"}
 
@@ -136,9 +140,10 @@ def terminal_keys(data: str) -> list[tuple[str, int]]:
 
 def keys_help() -> str:
     """The --keys language in one paragraph, built from the tables the parser uses."""
-    plain = [n for n in NAMED_KEYS if not (n.startswith("ctrl-") or (n[0] == "f" and n[1:].isdigit()))]
+    letters = {f"ctrl-{c}" for c in "abcdefghijklmnopqrstuvwxyz"}
+    plain = [n for n in NAMED_KEYS if n not in letters and not (n[0] == "f" and n[1:].isdigit())]
     fkeys = sorted(int(n[1:]) for n in NAMED_KEYS if n[0] == "f" and n[1:].isdigit())
-    ctrl = sorted(n[5:] for n in NAMED_KEYS if n.startswith("ctrl-"))
+    ctrl = sorted(n[5:] for n in NAMED_KEYS if n in letters)
     escapes = " ".join("\\" + e for e in _ESCAPES)
     return (f"text as typed on a US keyboard; escapes {escapes}; keys "
             + " ".join("{" + n + "}" for n in plain)

@@ -14,7 +14,7 @@ import sys
 import termios
 import tty
 
-from nbdboot.console.keys import terminal_keys
+from nbdboot.console.keys import NAMED_KEYS, terminal_keys
 from nbdboot.console.screen import CP437, cursor, screen_lines
 
 
@@ -63,7 +63,8 @@ class HeadlessConsole:
 PREFIX = "\x01"                     # Ctrl-A
 QUIT_KEYS = ("x", "X", "\x18")     # Ctrl-A x (or Ctrl-A Ctrl-X)
 SEND_PREFIX_KEYS = ("a", "\x01")   # Ctrl-A a (or Ctrl-A Ctrl-A): a Ctrl-A for the guest
-STATUS = "nbdboot: Ctrl-A x quits, Ctrl-A a sends Ctrl-A; Ctrl-C and every other key go to the guest"
+BREAK_KEYS = ("b", "\x02")         # Ctrl-A b (or Ctrl-A Ctrl-B): Ctrl-Break for the guest
+STATUS = "nbdboot: Ctrl-A x quits, Ctrl-A a sends Ctrl-A, Ctrl-A b Ctrl-Break; other keys go to the guest"
 GUEST_COLS, GUEST_ROWS = 80, 25
 
 
@@ -147,7 +148,8 @@ class TerminalConsole:
         if not select.select([self.fd], [], [], 0)[0]:
             return []
         data = os.read(self.fd, 256).decode("latin-1")
-        guest = []
+        guest: list[str] = []
+        items: list = []
         for ch in data:
             if self._prefix:
                 self._prefix = False
@@ -155,12 +157,15 @@ class TerminalConsole:
                     raise KeyboardInterrupt
                 if ch in SEND_PREFIX_KEYS:
                     guest.append(PREFIX)
+                elif ch in BREAK_KEYS:    # QEMU's Ctrl-A b sends a break; the PC's is Ctrl-Break
+                    items += terminal_keys("".join(guest)) + [("key", NAMED_KEYS["ctrl-break"])]
+                    guest = []
                 continue                  # any other command key is ignored, as in QEMU
             if ch == PREFIX:
                 self._prefix = True
                 continue
             guest.append(ch)
-        return terminal_keys("".join(guest))
+        return items + terminal_keys("".join(guest))
 
     def finish(self, machine) -> None:
         self.close()

@@ -65,8 +65,14 @@ _EXTENDED = {0x47, 0x48, 0x49, 0x4B, 0x4D, 0x4F, 0x50, 0x51, 0x52, 0x53}  # grey
 _BIOS_F11_F12 = {0x85: 0x57, 0x86: 0x58}
 
 
+CTRL_BREAK = 0x0000  # the BIOS's word for Ctrl-Break, which also names the key in a key queue
+
+
 def key_codes(word: int) -> tuple[list[int], int | None]:
     """Set 1 bytes (make ... break) for a BIOS key word, and the index of the byte that carries the key."""
+    if word == CTRL_BREAK:
+        # Ctrl held, then Pause/Break's Ctrl form (E0 46 make, E0 C6 break); the key is the E0 46.
+        return [LCTRL, 0xE0, 0x46, 0xE0, 0xC6, LCTRL | 0x80], 2
     scan, ascii_ = word >> 8, word & 0xFF
     scan = _BIOS_F11_F12.get(scan, scan)
     if scan == 0 or scan > 0x58:
