@@ -7,10 +7,14 @@ routes it: a SAN drive's number reaches the SAN drive, its *natural* number
 (the next free one of its class when it was hooked) reaches the firmware disk
 it displaced (pairwise swap), everything else goes to the firmware, which
 answers 01h for a number it has no disk for. Both kinds are served by the same
-handlers, one per AH, returning a status byte (0 = success); the dispatcher puts
-it in AH and the BDA, CF in the caller's frame, and sets IF there too (some
-programs hang if a disk call returns with interrupts off). docs/int13.md,
-"Drives", has the numbering rules.
+handlers, one per AH, with the return convention of bios/service.py: a status
+byte (0 = success) that the dispatcher puts in AH and the BDA (40:41 for
+floppies, 40:74 for hard disks, as SeaBIOS's disk_ret), CF in the caller's
+frame, where it sets IF too (some programs hang if a disk call returns with
+interrupts off); or None, success with AH as the handler set it, which iPXE
+keeps as the drive's last status. Every handler is called with the drive DL
+routes to; its docstring gives its registers on entry and on return (iPXE's
+int13.c style), beyond AH and CF. docs/int13.md, "Drives", has the numbering rules.
 """
 
 from __future__ import annotations
@@ -334,6 +338,8 @@ class Int13:
 
     # -- dispatcher ----------------------------------------------------------------
     def int13(self) -> None:
+        """The dispatcher: route DL, call the handler for AH with the drive, and give its return (see
+        bios/service.py) to the caller: AH, CF and IF in the frame, the BDA status, the drive's last status."""
         cpu = self.m.cpu
         ah = cpu.get("ah")
         dl = cpu.get("dl")
@@ -438,7 +444,9 @@ class Int13:
 
     # -- functions -----------------------------------------------------------------
     def reset(self, drive: Drive) -> int:
-        """As iPXE's sandev_reset: close and reopen the connection to the disk, so a guest
+        """INT 13,00 - Reset disk system. Entry: DL drive. Return: status 00h, or 05h when the reopen failed.
+
+        As iPXE's sandev_reset: close and reopen the connection to the disk, so a guest
         that resets after errors gets a fresh NBD session (Windows MBR code retries so)."""
         reopen = getattr(drive.device, "reset", None)
         if reopen is None:
@@ -451,9 +459,14 @@ class Int13:
         return STATUS_OK
 
     def no_operation(self, drive: Drive) -> int:
+        """INT 13,0C/0D/10/11/14 - Seek, alternate reset, test ready, recalibrate, diagnostics.
+        Entry: DL drive. Return: status 00h, no other register changed."""
         return STATUS_OK
 
     def get_last_status(self, drive: Drive) -> int | None:
+        """INT 13,01 - Get status of last operation. Entry: DL drive.
+        Return: AH = the drive's last status; CF set if that call failed (iPXE: 41h's AH=30h is a
+        last status with CF clear). Not itself recorded as the last status."""
         if drive.last_failed:
             return drive.last_status
         self.m.cpu.set("ah", drive.last_status)
@@ -472,15 +485,26 @@ class Int13:
         return status
 
     def read_sectors(self, drive: Drive) -> int:
+        """INT 13,02 - Read sectors (CHS). Entry: AL count (1-128), CH cylinder bits 0-7, CL bits 0-5 sector
+        (1-based), CL bits 6-7 cylinder bits 8-9, DH head, DL drive, ES:BX buffer.
+        Return: AL unchanged on success, 0 on failure; status 00h, 01h (bad CHS or count, a CD), 04h (past
+        the end, I/O error), 09h (buffer beyond memory)."""
         return self._rw_chs(drive, write=False)
 
     def write_sectors(self, drive: Drive) -> int:
+        """INT 13,03 - Write sectors (CHS). Entry and return as 02h; also status 03h on a read-only disk."""
         return self._rw_chs(drive, write=True)
 
     def verify_sectors(self, drive: Drive) -> int:
+        """INT 13,04 - Verify sectors. Entry: CX, DH, DL as 02h. Return: status 00h, or 01h for a bad CHS."""
         return STATUS_OK if self._chs(drive) is not None else STATUS_INVALID
 
     def get_parameters(self, drive: Drive) -> int:
+        """INT 13,08 - Get drive parameters. Entry: DL drive.
+        Return: CH max cylinder bits 0-7, CL bits 0-5 sectors per track and bits 6-7 max cylinder bits 8-9,
+        DH max head, DL number of drives of DL's class (40:10/40:75), AL 0; floppies also BX = CMOS drive
+        type, ES:DI = the diskette parameter table, AX = 0. Status 00h, or 01h for a CD (no CHS).
+        For a drive that is not there, DL = the count all the same (_absent_drive)."""
         if drive.is_cdrom:
             return STATUS_INVALID  # iPXE: no CHS for non-512-byte sectors
         cpu = self.m.cpu
@@ -500,6 +524,9 @@ class Int13:
         return STATUS_OK
 
     def get_disk_type(self, drive: Drive) -> None:
+        """INT 13,15 - Get disk type. Entry: DL drive.
+        Return (None: CF clear, AH kept as last status): AH 01h for a floppy (no change-line); AH 03h for a
+        hard disk with CX:DX = its sector count (up to FFFFFFFFh). A missing hard disk: AH 00h, CF clear."""
         cpu = self.m.cpu
         if drive.is_floppy:
             cpu.set("ah", 0x01)  # floppy without change-line: DOS then never trusts a stale "unchanged"
@@ -511,10 +538,15 @@ class Int13:
         return None
 
     def get_change_line(self, drive: Drive) -> int:
+        """INT 13,16 - Detect media change. Entry: DL drive. Return: status 06h (changed) for a floppy,
+        01h for a hard disk."""
         # Floppies answer "changed" as SeaBIOS does (issue 4): DOS rereads the FAT instead of trusting a cache.
         return STATUS_MEDIA_CHANGED if drive.is_floppy else STATUS_INVALID
 
     def extension_check(self, drive: Drive):
+        """INT 13,41 - Extensions installation check. Entry: BX 55AAh, DL drive.
+        Return (None: CF clear): AH 30h (EDD 3.0), BX AA55h, CX 000Dh (fixed-disk access, EDD, 64-bit
+        addresses). Status 01h for a floppy or another BX."""
         cpu = self.m.cpu
         if drive.is_floppy or cpu.get("bx") != 0x55AA:
             return STATUS_INVALID
@@ -553,15 +585,24 @@ class Int13:
         return status
 
     def extended_read(self, drive: Drive) -> int:
+        """INT 13,42 - Extended read. Entry: DL drive, DS:SI disk address packet (size 10h-20h, count at +2,
+        buffer seg:off at +4, LBA at +8; FFFF:FFFF takes the 64-bit flat buffer at +10h, count FFh the long
+        count at +18h). Return: status 00h, 01h (floppy, bad packet), 04h, 09h; on failure the packet's
+        count is 0."""
         return self._extended_rw(drive, write=False)
 
     def extended_write(self, drive: Drive) -> int:
+        """INT 13,43 - Extended write. Entry and return as 42h (AL, the verify flag, is ignored); also 03h."""
         return self._extended_rw(drive, write=True)
 
     def extended_seek(self, drive: Drive) -> int:
+        """INT 13,47 - Extended seek. Entry: DL drive, DS:SI packet. Return: status 00h, or 01h for a floppy."""
         return STATUS_INVALID if drive.is_floppy else STATUS_OK
 
     def get_extended_parameters(self, drive: Drive) -> int:
+        """INT 13,48 - Get extended parameters. Entry: DL drive, DS:SI buffer whose first word is its size.
+        Return: the buffer filled (26 bytes: size, flags, C/H/S, sector count, sector size; 30 with the
+        EDD configuration pointer FFFF:FFFF when it has room); status 00h, or 01h for a size below 26."""
         cpu = self.m.cpu
         addr = (cpu.get("ds") << 4) + cpu.get("si")
         bufsize = cpu.read16(addr)
@@ -578,7 +619,10 @@ class Int13:
         return STATUS_OK
 
     def cdrom_status(self, drive: Drive) -> int:
-        """4Bh: the 13h-byte specification packet, as iPXE fills it (size, no emulation, drive; the rest 0).
+        """INT 13,4B - Get El Torito emulation status. Entry: AL 01h, DL drive (7Fh/FFh: the CD), DS:SI buffer.
+        Return: status 00h or 01h (not a CD).
+
+        4Bh: the 13h-byte specification packet, as iPXE fills it (size, no emulation, drive; the rest 0).
         Hard disks fail it: GRUB takes a disk that answers for a CD."""
         if not drive.is_cdrom:
             return STATUS_INVALID
@@ -589,7 +633,10 @@ class Int13:
         return STATUS_OK
 
     def cdrom_read_catalog(self, drive: Drive) -> int:
-        """4Dh: the El Torito boot catalog's sectors (command packet at DS:SI: size, count, buffer, first)."""
+        """INT 13,4D - Read the El Torito boot catalog. Entry: DL drive, DS:SI command packet.
+        Return: status 00h, 01h (not a CD, no catalog), 04h.
+
+        4Dh: the El Torito boot catalog's sectors (command packet at DS:SI: size, count, buffer, first)."""
         if not drive.is_cdrom:
             return STATUS_INVALID
         cpu = self.m.cpu
