@@ -15,7 +15,7 @@ STACK_SEGMENT, STACK_TOP = 0x0000, 0x7000
 CALLER_CS, CALLER_IP = 0x1234, 0x0100
 REGISTERS = ("ax", "bx", "cx", "dx", "si", "di", "bp", "ds", "es",
              "eax", "ebx", "ecx", "edx", "al", "ah", "bl", "bh", "cl", "ch", "dl", "dh")
-__all__ = ["FLAG_CF", "FLAG_IF", "FLAG_ZF", "call", "machine_at_rest", "check"]
+__all__ = ["FLAG_CF", "FLAG_IF", "FLAG_ZF", "call", "machine_at_rest", "check", "opposite_flags"]
 
 
 def machine_at_rest(boot_drive: int = 0x80, attach=None, memory_mb: int = 2) -> Machine:
@@ -47,6 +47,11 @@ def call(machine: Machine, service, entry: dict, flags: int = 0x0002, memory: di
     state = {name: cpu.get(name) for name in REGISTERS}
     state["flags"] = cpu.read16(frame + 4)
     return state
+
+
+def opposite_flags(expected: dict, other: int = 0x0002) -> int:
+    """Caller's FLAGS with CF the opposite of the expected exit CF, so a row checks that the call wrote it."""
+    return other | (FLAG_CF if expected.get("cf") == 0 else 0)
 
 
 def check(machine: Machine, state: dict, expected: dict) -> None:

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from bios_bench import call, check, machine_at_rest
+from bios_bench import call, check, machine_at_rest, opposite_flags
 from nbdboot.disk.file import FileDevice
 
 HD_BYTES = 16 * 1024 * 1024   # 255 heads, 63 sectors: 2 cylinders
@@ -105,8 +105,8 @@ CALLS = [
 
 @pytest.mark.parametrize("entry, memory, expected", [row[1:] for row in CALLS], ids=[row[0] for row in CALLS])
 def test_int13_function(machine, entry, memory, expected):
-    # CF set and IF clear on entry: the exit's CF and IF are the dispatcher's
-    state = call(machine, machine.bios.disk.int13, entry, flags=0x0003, memory=memory)
+    # CF the opposite of the expected and IF clear on entry: the exit's CF and IF are the dispatcher's
+    state = call(machine, machine.bios.disk.int13, entry, flags=opposite_flags(expected), memory=memory)
     check(machine, state, expected)
 
 

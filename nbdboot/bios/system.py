@@ -5,6 +5,10 @@ E801, 88h), A20 control, the configuration table, the
 block move HIMEM and MEMDISK use (87h), waits and the keyboard/device hooks;
 APM 1.2 through the real-mode interface (53xxh: power off ends the run), and
 the pointing-device interface (C2xxh) over the PS/2 mouse, with its IRQ12 path.
+
+int 15h functions follow bios/service.py: None (success, AH as left), a status
+(AH = status; 00h success, else CF set; 86h for what is not supported) or CARRY.
+int 15h has no status byte in the BDA. Each docstring is the register contract.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from __future__ import annotations
 import struct
 
 from nbdboot.machine import rom
-from nbdboot.machine.cpu import FLAG_CF
 from nbdboot.bios.bda import Bda
+from nbdboot.bios.service import CARRY, OK, UNSUPPORTED, finish
 from nbdboot.machine.memmap import CONVENTIONAL_TOP, EBDA_SEGMENT, EXTENDED_BASE, VGA_WINDOW
 
 SMAP = 0x534D4150
@@ -52,49 +56,48 @@ class System:
         ]
 
     def int11(self) -> None:
+        """INT 11 - Equipment list. Return: AX = the BDA's equipment word (40:10). FLAGS unchanged."""
         self.m.cpu.set("ax", self.bda.equipment_list_flags)
 
     def int12(self) -> None:
+        """INT 12 - Base memory size. Return: AX = KiB below the EBDA (40:13). FLAGS unchanged."""
         self.m.cpu.set("ax", self.bda.mem_size_kb)
 
     def int15(self) -> None:
+        """The dispatcher: the function for AH, its return given to the caller as AH and CF."""
         cpu = self.m.cpu
         handler = self.functions.get(cpu.get("ah"))
-        ok = handler() if handler else False
-        if ok:
-            cpu.set_frame_flags(0, FLAG_CF)
-        else:
-            if ok is False:
-                cpu.set("ah", 0x86)
-            cpu.set_frame_flags(FLAG_CF)
-
-    def _ok(self) -> bool:
-        self.m.cpu.set("ah", 0)
-        return True
+        finish(cpu, handler() if handler else UNSUPPORTED)
 
     def a20(self):
-        """2400h/2401h gate A20 through port 92h, as SeaBIOS does; 2402h reports the gate."""
+        """INT 15,24 - A20 gate. Entry: AL 00h disable / 01h enable (through port 92h, as SeaBIOS),
+        02h query, 03h query support. Return: status 00h; 02h: AL = 1 if the gate is on; 03h: BX = 0003h
+        (keyboard controller and port 92h). Other AL: 86h."""
         cpu = self.m.cpu
         al = cpu.get("al")
         if al in (0, 1):
             ports = self.m.ports
             ports.write(0x92, 1, (ports.read(0x92, 1) & ~0x03) | (al << 1))
-            return self._ok()
+            return OK
         if al == 2:
             cpu.set("al", 1 if cpu.a20 else 0)
-            return self._ok()
+            return OK
         if al == 3:
             cpu.set("bx", 0x0003)  # keyboard controller and port 92h
-            return self._ok()
-        return False
+            return OK
+        return UNSUPPORTED
 
     def keyboard_intercept(self):
-        return None  # CF=1: "process this scan code", AH/AL untouched
+        """INT 15,4F - Keyboard intercept. Entry: AL scan code. Return: CARRY (CF set: "process this scan
+        code"), AX unchanged."""
+        return CARRY
 
     def wait(self):
-        """int 15h 86h: wait CX:DX microseconds with interrupts on, as SeaBIOS does (IRQs and their
-        handlers run meanwhile, whatever the caller's IF). The stub's int is re-executed until the
-        time has come; the machine skips idle time to the next event."""
+        """INT 15,86 - Wait. Entry: CX:DX microseconds. Return: status 00h once the time has passed.
+
+        With interrupts on, as SeaBIOS does (IRQs and their handlers run meanwhile, whatever the
+        caller's IF). The stub's int is re-executed until the time has come (CARRY meanwhile, AH
+        untouched); the machine skips idle time to the next event."""
         cpu = self.m.cpu
         now = self.m.clock.now
         if self.wait_until is None:
@@ -103,12 +106,14 @@ class System:
         if now < self.wait_until:
             self.m.wait_in_bios(rewind=2)
             self.m.wake_at(self.wait_until)
-            return None
+            return CARRY
         self.wait_until = None
-        return self._ok()
+        return OK
 
     def block_move(self):
-        """Copy CX words between the source and target descriptors of the GDT at ES:SI."""
+        """INT 15,87 - Block move. Entry: CX words, ES:SI a GDT whose descriptors at +10h and +18h give
+        the source and target bases. Return: status 00h, or 02h when the move is longer than 64 KiB or
+        leaves memory."""
         cpu = self.m.cpu
         gdt = (cpu.get("es") << 4) + cpu.get("si")
         table = cpu.read(gdt, 0x30)
@@ -120,30 +125,36 @@ class System:
         src, dst = base(0x10), base(0x18)
         length = cpu.get("cx") * 2
         if length > 0x10000 or src + length > cpu.memory_size or dst + length > cpu.memory_size:
-            cpu.set("ah", 0x02)
-            return None
+            return 0x02
         cpu.write(dst, cpu.read(src, length))
-        return self._ok()
+        return OK
 
     def extended_size(self):
+        """INT 15,88 - Extended memory size. Return: AX = KiB above 1 MiB, at most FC00h (None: CF clear)."""
         self.m.cpu.set("ax", min(self.m.extended_bytes // 1024, 0xFC00))
-        self.m.cpu.set_frame_flags(0, FLAG_CF)
-        return True
+        return None
 
     def device_busy(self):
-        return self._ok()
+        """INT 15,90/91 - Device busy / interrupt complete. Entry: AL device type. Return: status 00h."""
+        return OK
 
     def config_table(self):
+        """INT 15,C0 - System configuration table. Return: ES:BX = the table in the ROM; status 00h."""
         cpu = self.m.cpu
         cpu.set("es", rom.ROM_SEGMENT)
         cpu.set("bx", rom.CONFIG_TABLE)
-        return self._ok()
+        return OK
 
     def ebda_segment(self):
+        """INT 15,C1 - EBDA segment. Return: ES = the EBDA's segment; CF clear, AH unchanged."""
         self.m.cpu.set("es", EBDA_SEGMENT)
-        return True
+        return None
 
     def memory_e8(self):
+        """INT 15,E801 - Memory size: AX = CX = KiB between 1 and 16 MiB, BX = DX = 64 KiB blocks above.
+        INT 15,E820 - Memory map. Entry: EDX 'SMAP', EBX continuation (0 first), ECX buffer size (>= 20),
+        ES:DI buffer. Return: the entry (base, length, type) at ES:DI, EAX 'SMAP', ECX 20, EBX the next
+        continuation (0 after the last). CF clear for both; 86h for a bad call or other AL."""
         cpu = self.m.cpu
         al = cpu.get("al")
         ext = self.m.extended_bytes
@@ -154,138 +165,141 @@ class System:
             cpu.set("cx", below16)
             cpu.set("bx", above16)
             cpu.set("dx", above16)
-            return True
+            return None
         if al == 0x20 and cpu.get("edx") == SMAP:
             entries = self.e820_map()
             index = cpu.get("ebx")
             if index >= len(entries) or cpu.get("ecx") < 20:
-                return False
+                return UNSUPPORTED
             base_addr, length, kind = entries[index]
             dest = (cpu.get("es") << 4) + cpu.get("di")
             cpu.write(dest, struct.pack("<QQI", base_addr, length, kind))
             cpu.set("eax", SMAP)
             cpu.set("ecx", 20)
             cpu.set("ebx", 0 if index + 1 == len(entries) else index + 1)
-            return True
-        return False
+            return None
+        return UNSUPPORTED
 
     # -- APM 1.2, real-mode interface ----------------------------------------------------
     APM_NOT_CONNECTED, APM_CONNECTED, APM_NO_16BIT, APM_NO_32BIT, APM_BAD_DEVICE = 0x03, 0x02, 0x05, 0x07, 0x09
     APM_NO_EVENTS = 0x80
 
-    def _apm_error(self, code: int):
-        self.m.cpu.set("ah", code)
-        return None
-
     def apm(self):
+        """INT 15,53 - APM 1.2, real-mode interface. Entry: AL function, BX device (0000h the BIOS,
+        0001h/01FFh all devices). Return: 00h installation check AX 0102h, BX 'PM', CX 0 (no protected-mode
+        interfaces); 01h/04h connect/disconnect; 05h idle until an interrupt; 07h with CX 0003h powers off;
+        0Ah power status BX 01FFh, CX 80FFh, DX FFFFh; 0Ch CX 0; 0Eh AX 0102h. Errors in AH with CF set:
+        02h already connected, 03h not connected, 05h/07h no 16/32-bit interface, 09h bad device,
+        80h no events; 86h for other AL."""
         cpu = self.m.cpu
         al, bx = cpu.get("al"), cpu.get("bx")
         if al == 0x00:  # installation check
             if bx != 0:
-                return self._apm_error(self.APM_BAD_DEVICE)
+                return self.APM_BAD_DEVICE
             cpu.set("ax", 0x0102)
             cpu.set("bx", 0x504D)  # "PM"
             cpu.set("cx", 0x0000)  # no 16/32-bit protected-mode interface
-            return True
+            return None
         if al == 0x01:  # connect the real-mode interface
             if bx != 0:
-                return self._apm_error(self.APM_BAD_DEVICE)
+                return self.APM_BAD_DEVICE
             if self.apm_connected:
-                return self._apm_error(self.APM_CONNECTED)
+                return self.APM_CONNECTED
             self.apm_connected = True
-            return self._ok()
+            return OK
         if al == 0x02:
-            return self._apm_error(self.APM_NO_16BIT)
+            return self.APM_NO_16BIT
         if al == 0x03:
-            return self._apm_error(self.APM_NO_32BIT)
+            return self.APM_NO_32BIT
         if al == 0x04:  # disconnect
             if not self.apm_connected:
-                return self._apm_error(self.APM_NOT_CONNECTED)
+                return self.APM_NOT_CONNECTED
             self.apm_connected = False
-            return self._ok()
+            return OK
         if al == 0x05:  # CPU idle: sleep until the next interrupt, as hlt would
             self.m.wait_in_bios()
-            return self._ok()
+            return OK
         if al == 0x07:  # set power state
             if cpu.get("cx") == 0x0003 and bx in (0x0001, 0x01FF):
                 self.m.power_off("APM set power state: off")
-            return self._ok()
+            return OK
         if al == 0x0A:  # power status: on mains, no battery
             cpu.set("bx", 0x01FF)
             cpu.set("cx", 0x80FF)
             cpu.set("dx", 0xFFFF)
-            return self._ok()
+            return OK
         if al == 0x0B:
-            return self._apm_error(self.APM_NO_EVENTS)
+            return self.APM_NO_EVENTS
         if al == 0x0C:
             cpu.set("cx", 0)
-            return self._ok()
+            return OK
         if al == 0x0E:  # driver version: this BIOS speaks 1.2
             cpu.set("ax", 0x0102)
-            return True
+            return None
         if al in (0x06, 0x08, 0x0D, 0x0F):  # CPU busy, enable/disable/engage power management
-            return self._ok()
-        return False
+            return OK
+        return UNSUPPORTED
 
     # -- pointing device (PS/2 mouse) -----------------------------------------------------
     SAMPLE_RATES = (10, 20, 40, 60, 80, 100, 200)
 
     def pointing_device(self):
-        """int 15h C2xxh as SeaBIOS's mouse.c, on the mouse behind the 8042's aux port."""
+        """INT 15,C2 - Pointing device, as SeaBIOS's mouse.c, on the mouse behind the 8042's aux port.
+        Entry: AL function, BH its argument: 00h enable (BH 1; needs a handler) / disable (BH 0); 01h reset
+        (return BX 00AAh: ID 00h, self-test passed); 02h sample rate index (BH 0-6); 03h resolution (BH 0-3);
+        04h get ID (return BH 00h); 05h initialize (BH packet size 1-8); 06h BH 00h status (return BL status,
+        CL resolution, DL rate), BH 01h/02h scaling 1:1/2:1; 07h ES:BX the far-call packet handler.
+        Return: status 00h, or in AH with CF set 01h bad function, 02h bad input, 05h no handler."""
         cpu = self.m.cpu
         al, bh = cpu.get("al"), cpu.get("bh")
         kbc, mouse = self.m.kbc, self.m.mouse
         if al == 0x00:  # enable/disable
             if bh > 1:
-                return self._mouse_error(0x01)
+                return 0x01
             if bh == 1 and not self.mouse_handler:
-                return self._mouse_error(0x05)
+                return 0x05
             self.mouse_enabled = bool(bh)
             mouse.reporting = bool(bh)
             kbc.command_byte = (kbc.command_byte & ~0x20) | 0x02 if bh else kbc.command_byte
-            return self._ok()
+            return OK
         if al in (0x01, 0x05):  # reset / initialize
             if al == 0x05 and not 1 <= bh <= 8:
-                return self._mouse_error(0x02)
+                return 0x02
             mouse.defaults()
             self.mouse_enabled = False
             self.mouse_bytes = []
             if al == 0x01:
                 cpu.set("bx", 0x00AA)  # device ID 00h, self-test passed
-            return self._ok()
+            return OK
         if al == 0x02:
             if bh >= len(self.SAMPLE_RATES):
-                return self._mouse_error(0x02)
+                return 0x02
             mouse.sample_rate = self.SAMPLE_RATES[bh]
-            return self._ok()
+            return OK
         if al == 0x03:
             if bh > 3:
-                return self._mouse_error(0x02)
+                return 0x02
             mouse.resolution = bh
-            return self._ok()
+            return OK
         if al == 0x04:
             cpu.set("bh", 0x00)
-            return self._ok()
+            return OK
         if al == 0x06:
             if bh == 0:
                 status = (0x20 if mouse.reporting else 0) | (0x10 if mouse.scaling21 else 0)
                 cpu.set("bl", status)
                 cpu.set("cl", mouse.resolution)
                 cpu.set("dl", mouse.sample_rate)
-                return self._ok()
+                return OK
             if bh in (1, 2):
                 mouse.scaling21 = bh == 2
-                return self._ok()
-            return self._mouse_error(0x01)
+                return OK
+            return 0x01
         if al == 0x07:
             self.mouse_handler = (cpu.get("es") << 16) | cpu.get("bx")
             self.m.cpu.write32(rom.ROM_BASE + rom.MOUSE_HANDLER, self.mouse_handler)
-            return self._ok()
-        return self._mouse_error(0x01)
-
-    def _mouse_error(self, code: int):
-        self.m.cpu.set("ah", code)
-        return None
+            return OK
+        return 0x01
 
     def irq12(self) -> None:
         """The ROM's IRQ12 path: take the mouse byte; a complete packet goes to the C207h handler."""
