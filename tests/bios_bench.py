@@ -14,7 +14,7 @@ from nbdboot.machine.machine import Machine
 STACK_SEGMENT, STACK_TOP = 0x0000, 0x7000
 CALLER_CS, CALLER_IP = 0x1234, 0x0100
 REGISTERS = ("ax", "bx", "cx", "dx", "si", "di", "bp", "ds", "es",
-             "eax", "ebx", "ecx", "edx", "al", "ah", "bl", "bh", "cl", "ch", "dl", "dh")
+             "eax", "ebx", "ecx", "edx", "al", "ah", "bl", "bh", "cl", "ch", "dl", "dh", "eip")
 __all__ = ["FLAG_CF", "FLAG_IF", "FLAG_ZF", "call", "machine_at_rest", "check", "opposite_flags"]
 
 

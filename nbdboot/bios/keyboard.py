@@ -10,6 +10,10 @@ Scripted keys are held until the guest first waits for a key (a blocking int
 16h read): typed earlier, they would be eaten by boot-time "press a key"
 checks. A blocking read with an empty ring parks the CPU (the stub's `int 16h`
 is re-executed after wake-up) and the machine skips time to the next event.
+
+int 16h has no status and leaves CF alone (as SeaBIOS's handle_16): its
+functions return None, and only 01h/11h, whose answer is ZF, write the caller's
+FLAGS. Each docstring is the function's register contract.
 """
 
 from __future__ import annotations
@@ -127,11 +131,15 @@ class Keyboard:
 
     # -- int 16h -----------------------------------------------------------------------
     def int16(self) -> None:
+        """The dispatcher: the function for AH; other AH values return with no register changed."""
         handler = self.functions.get(self.m.cpu.get("ah"))
         if handler:
             handler()
 
     def read(self) -> None:
+        """INT 16,00/10 - Read a key. Return: AX = the key (AH scan code, AL character); 00h gives E0h
+        extended keys with AL 00h. With the ring empty the call waits: the stub's `int` is re-executed after
+        the CPU idles until an IRQ (and scripted keys start flowing)."""
         word = self._pop()
         if word is None:
             self.guest_waiting()
@@ -143,6 +151,8 @@ class Keyboard:
         self.m.cpu.set("ax", word)
 
     def peek(self) -> None:
+        """INT 16,01/11 - Check for a key. Return: ZF clear and AX = the next key, left in the ring; ZF set
+        when it is empty (interrupts are let in, and a guest that keeps polling idles to the next tick)."""
         cpu = self.m.cpu
         ring = cpu.read32(Bda.address("kbd_buf_head"))  # head and tail in one read: every poll pays it
         head, tail = ring & 0xFFFF, ring >> 16
@@ -162,13 +172,17 @@ class Keyboard:
         cpu.write16(frame, flags & ~FLAG_ZF, code=False)
 
     def shift_flags(self) -> None:
+        """INT 16,02 - Shift flags. Return: AL = 40:17."""
         self.m.cpu.set("al", self.bda.kbd_flag0)
 
     def shift_flags_extended(self) -> None:
+        """INT 16,12 - Extended shift flags. Return: AL = 40:17, AH = 40:18."""
         cpu = self.m.cpu
         cpu.set("al", self.bda.kbd_flag0)
         cpu.set("ah", self.bda.kbd_flag1)
 
     def store(self) -> None:
+        """INT 16,05 - Store a key. Entry: CX the key (CH scan code, CL character). Return: AL 00h, or 01h
+        when the ring is full."""
         cpu = self.m.cpu
         cpu.set("al", 0 if self.push(cpu.get("cx")) else 1)
