@@ -4,6 +4,13 @@ Each service runs inside the trap of its ROM stub: the caller's registers are
 live, its FLAGS word sits in the interrupt frame (see machine/cpu.py), and the
 stub's `iret` returns. Vectors without a service (int 1Ch, int 4Ah...) are
 plain `iret`s.
+
+A trap's service is the callable a module gives for its interrupt (`int13`,
+`int15`...): a dispatcher by AH. Those of int 13h, 15h and 1Ah give their
+functions' returns the one convention of bios/service.py (status -> AH, CF and,
+for int 13h, the BDA status; int 15h's is a service.Dispatcher); int 16h, 11h
+and 12h have no status; int 10h's dispatcher keeps its own convention, and
+serves as well: any zero-argument callable can be a vector's service.
 """
 
 from __future__ import annotations

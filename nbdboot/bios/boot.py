@@ -94,10 +94,16 @@ class Boot:
         self.m.request_reset("the guest jumped to the reset vector (F000:FFF0)")
 
     def int18(self) -> None:
+        """INT 18 - Boot failure (ROM BASIC on an IBM PC). Does not return: the run ends, exit 4."""
         self.m.fail(BootFailed("the guest called int 18h: no bootable disk"))
 
     def int19(self) -> None:
-        """Boot: POST's call, or a guest's (FreeDOS's reboot path, a boot menu's "boot next"). As
+        """INT 19 - Bootstrap. Does not return: the boot sector of the boot drive runs at 0000:7C00 (a CD's
+        no-emulation image at its load segment:0000) with DL = the drive, the other general registers 0,
+        DS = ES = FS = GS = SS = 0, SP = 7C00h, FLAGS 0202h. A drive that is missing, unreadable or without
+        55AAh ends the run (exit 4; a lost NBD server, its own exit code).
+
+        Boot: POST's call, or a guest's (FreeDOS's reboot path, a boot menu's "boot next"). As
         SeaBIOS's handle_19, a guest's call starts the boot sequence again without a reset
         (with --no-reboot it ends the run instead, as a reset would)."""
         self.boots += 1

@@ -40,3 +40,22 @@ def finish(cpu, status, set_bits: int = 0) -> None:
     if status != CARRY:
         cpu.set("ah", status)
     cpu.set_frame_flags(set_bits | FLAG_CF)
+
+
+class Dispatcher:
+    """An interrupt's dispatcher by AH under this convention: `functions[AH]()`'s return given to the
+    caller by `finish`; `missing` is the status for an AH without a function. Named like the method
+    it stands for (`System.int15`), as traces and crash reports show a trap's service by name."""
+
+    __slots__ = ("cpu", "functions", "missing", "__qualname__")
+
+    def __init__(self, cpu, functions: dict, missing: int, name: str):
+        self.cpu = cpu
+        self.functions = functions
+        self.missing = missing
+        self.__qualname__ = name
+
+    def __call__(self) -> None:
+        cpu = self.cpu
+        function = self.functions.get(cpu.get("ah"))
+        finish(cpu, function() if function is not None else self.missing)

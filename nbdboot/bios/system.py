@@ -17,7 +17,7 @@ import struct
 
 from nbdboot.machine import rom
 from nbdboot.bios.bda import Bda
-from nbdboot.bios.service import CARRY, OK, UNSUPPORTED, finish
+from nbdboot.bios.service import CARRY, OK, UNSUPPORTED, Dispatcher
 from nbdboot.machine.memmap import CONVENTIONAL_TOP, EBDA_SEGMENT, EXTENDED_BASE, VGA_WINDOW
 
 SMAP = 0x534D4150
@@ -35,6 +35,8 @@ class System:
             0xC0: self.config_table, 0xC1: self.ebda_segment, 0xE8: self.memory_e8,
             0x53: self.apm, 0xC2: self.pointing_device,
         }
+        # the dispatcher: the function for AH, its return given to the caller as AH and CF
+        self.int15 = Dispatcher(machine.cpu, self.functions, UNSUPPORTED, "System.int15")
         self.apm_connected = False
         self.mouse_enabled = False        # int 15h C200h: packets go to the far-call handler
         self.mouse_handler = 0            # segment:offset, 0 = none
@@ -62,12 +64,6 @@ class System:
     def int12(self) -> None:
         """INT 12 - Base memory size. Return: AX = KiB below the EBDA (40:13). FLAGS unchanged."""
         self.m.cpu.set("ax", self.bda.mem_size_kb)
-
-    def int15(self) -> None:
-        """The dispatcher: the function for AH, its return given to the caller as AH and CF."""
-        cpu = self.m.cpu
-        handler = self.functions.get(cpu.get("ah"))
-        finish(cpu, handler() if handler else UNSUPPORTED)
 
     def a20(self):
         """INT 15,24 - A20 gate. Entry: AL 00h disable / 01h enable (through port 92h, as SeaBIOS),
