@@ -163,6 +163,24 @@ class _Link:
         while got < total:
             got += self._recv_into(target[got:])
 
+    # -- the io ReplyTracker.read_reply reads replies through -----------------------------------------
+    def read_data(self, req: Command, start: int, n: int) -> None:
+        self.into(req.buf[start:start + n])
+
+    def read_hole(self, req: Command, start: int, n: int) -> None:
+        buf = req.buf
+        while n:
+            k = min(n, len(_ZEROS))
+            buf[start:start + k] = _ZEROS[:k]
+            start += k
+            n -= k
+
+    def extents(self, req: Command, context_id: int, extents) -> None:
+        pass  # kept in req.extents
+
+    def failed(self, req: Command, errno: int, message: str, offset) -> None:
+        pass  # kept in req.error and req.message
+
     def buffered(self) -> bool:
         return self.end > self.start or (self.tls and self.sock.pending() > 0)
 
@@ -597,35 +615,8 @@ class NbdClient:
         if self._outq and link.end - link.start < P.REPLY_PREFIX_SIZE:
             parts, self._outq = self._outq, []   # about to block: the server needs these first
             link.send(*parts, on_readable=self._read_one)
-        prefix = link.take(P.REPLY_PREFIX_SIZE)
-        if t.reply_kind(prefix) == P.SIMPLE_REPLY_MAGIC:
-            req, n = t.simple_reply(prefix)
-            if n:
-                link.into(req.buf)
-            t.finish(req)
-            return self._complete(req)
-        head = bytes(prefix) + bytes(link.take(4))
-        chunk = t.chunk(head)
-        kind = chunk.type
-        req = chunk.request
-        if kind == P.REPLY_TYPE_OFFSET_DATA:
-            start, n = t.data_target(chunk, link.take(8))
-            link.into(req.buf[start:start + n])
-        elif kind == P.REPLY_TYPE_OFFSET_HOLE:
-            start, n = t.hole(chunk, link.take(12))
-            buf = req.buf
-            while n:
-                k = min(n, len(_ZEROS))
-                buf[start:start + k] = _ZEROS[:k]
-                start += k
-                n -= k
-        elif kind == P.REPLY_TYPE_BLOCK_STATUS:
-            t.block_status(chunk, link.read_bytes(chunk.length))
-        elif kind & (1 << 15):
-            t.error(chunk, link.read_bytes(chunk.length))
-        if t.end_chunk(chunk):
-            return self._complete(req)
-        return None
+        req = t.read_reply(link)
+        return None if req is None else self._complete(req)
 
     def _complete(self, req: Command) -> Command:
         if req.error == ESHUTDOWN and self.auto_reconnect:
