@@ -50,7 +50,7 @@ TRANSITIONS = {
     AWAIT_HANDSHAKE_FLAGS: {"flags": OPTIONS},
     OPTIONS: {"send_option": AWAIT_REPLY, "send_export_name": AWAIT_EXPORT,
               "send_abort": AWAIT_ABORT_REPLY, "give_up": CLOSED, "go_acked": TRANSMISSION},
-    AWAIT_REPLY: {"reply_with_data": AWAIT_REPLY_DATA, "reply": AWAIT_REPLY, "final": OPTIONS,
+    AWAIT_REPLY: {"reply_with_data": AWAIT_REPLY_DATA, "final": OPTIONS,
                   "starttls_acked": TLS_UPGRADE},
     AWAIT_REPLY_DATA: {"reply": AWAIT_REPLY, "final": OPTIONS},
     TLS_UPGRADE: {"tls_established": OPTIONS},
@@ -131,15 +131,18 @@ class ClientHandshake:
         self._count = 0                    # replies to the current option so far
         self._info: Export | None = None   # GO's answers so far
         self._got_export = False
-        self._found: list = []             # LIST entries so far
+        self._found: list = []             # LIST or LIST_META_CONTEXT entries so far
         self._buf = bytearray()
+        self.history: list[tuple[str, str, str]] = []   # (state, event, next state), for logs and tests
 
     # -- the table ----------------------------------------------------------------------------------
     def _go(self, event: str) -> None:
         try:
-            self.state = TRANSITIONS[self.state][event]
+            new = TRANSITIONS[self.state][event]
         except KeyError:
             raise RuntimeError(f"handshake: no transition from {self.state} on {event!r}") from None
+        self.history.append((self.state, event, new))
+        self.state = new
 
     @property
     def needed(self) -> int:
@@ -344,15 +347,18 @@ class ClientHandshake:
         elif opt in (P.OPT_SET_META_CONTEXT, P.OPT_LIST_META_CONTEXT):
             if reply.type == P.REP_META_CONTEXT:
                 cid, name = P.decode_rep_meta_context(payload)
-                if opt == P.OPT_SET_META_CONTEXT and name not in self.meta_queries:
+                if opt == P.OPT_LIST_META_CONTEXT:
+                    self._found.append(name)   # LIST's ids mean nothing (servers send 0 for all)
+                elif name not in self.meta_queries:
                     raise NbdProtocolError(f"server selected meta context {name!r} we did not ask for")
-                self.contexts[cid] = name
+                else:
+                    self.contexts[cid] = name
             elif reply.is_error:
-                self.contexts = {}
+                self.contexts, self._found = {}, []
             elif reply.type != P.REP_ACK:
                 raise NbdProtocolError(f"unexpected reply type {reply.type:#x} to meta context option")
             if final and opt == P.OPT_LIST_META_CONTEXT:
-                self.result = list(self.contexts.values())
+                self.result = self._found
         elif opt == P.OPT_GO:
             if self._on_go_reply(reply, payload):
                 return
