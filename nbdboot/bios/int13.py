@@ -511,7 +511,7 @@ class Int13:
         return None
 
     def get_change_line(self, drive: Drive) -> int:
-        # Floppies answer "changed" as SeaBIOS does (issue 4): DOS rereads the FAT instead of trusting a cache.
+        # Floppies answer "changed" as SeaBIOS does: DOS rereads the FAT instead of trusting a cache.
         return STATUS_MEDIA_CHANGED if drive.is_floppy else STATUS_INVALID
 
     def extension_check(self, drive: Drive):

@@ -322,13 +322,8 @@ def encode_info_string(info_type: int, text: str) -> bytes:
     return _U16.pack(info_type) + _encode_string(text, "info string")
 
 
-class BlockSizes(namedtuple("BlockSizes", "minimum preferred maximum",
-                            defaults=(1, 4096, DEFAULT_MAX_BLOCK))):
-    __slots__ = ()
-
-    @property
-    def advertised(self) -> bool:
-        return self != BlockSizes()
+# What a server that advertises nothing accepts.
+BlockSizes = namedtuple("BlockSizes", "minimum preferred maximum", defaults=(1, 4096, DEFAULT_MAX_BLOCK))
 
 
 def block_size_violation(minimum: int, preferred: int, maximum: int) -> str | None:
