@@ -10,14 +10,18 @@ Two layers:
   (cookie -> Request) and validates every reply header and chunk against it:
   magic, cookie, chunk kinds we negotiated, lengths, data inside the request
   and never overlapping, full coverage of a successful READ. It never touches
-  a socket: the transport reads a header, asks the tracker where the payload
-  goes (so READ data can be received straight into the caller's buffer), then
-  reports the payload. ReplyParser wraps the tracker in an h11-style state
-  machine fed arbitrary bytes and emitting events, for tests and fuzzing.
+  a socket: ReplyTracker.read_reply, the one reply loop, pulls each header and
+  payload through an `io` object and tells it where READ data goes. The
+  client's io is its socket link (READ data is received straight into the
+  caller's buffer); ReplyParser's is a buffered reply turned into h11-style
+  events, for tests and fuzzing fed arbitrary bytes.
+
+The client's handshake is the state machine in nbdboot.nbd.handshake, built on
+the codec functions here.
 
 Anything a server gets wrong raises NbdProtocolError; a request the server
-failed comes back as an ErrorChunk/SimpleReply error, never as an exception
-that kills the connection.
+failed carries its errno in Request.error (an event for ReplyParser), never as
+an exception that kills the connection.
 """
 
 from __future__ import annotations
