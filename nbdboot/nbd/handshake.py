@@ -11,6 +11,9 @@ and the order of options that gets it. The transport loop is:
         actions = hs.receive(read exactly hs.needed bytes)
     hs.result  # an Export, or a list for the listing goals
 
+A listing goal's result comes with the ABORT to send; the machine then waits in AWAIT_ABORT_REPLY
+for the ACK, which a transport may wait for briefly or not at all (servers may just close).
+
 `needed` is exact: the machine never asks for a byte the server has not been told to send, so a
 transport that reads `needed` bytes never reads past the STARTTLS ACK into the TLS handshake, nor
 past the handshake into transmission. Every state and the transitions out of it are in TRANSITIONS;
