@@ -11,8 +11,9 @@
 ;  - fixed-address tables boot code reads (DPT, config table, FDPT, date, model).
 ;
 ; Build: nasm -f bin -o firmware/bios.bin firmware/bios.asm
-; nbdboot/machine/rom.py reads the label offsets from the `ROM_*` constants
-; below, so keep them in sync (a test checks the layout).
+; nbdboot/machine/rom.py repeats the offsets the `times` lines below place the
+; entry points at (named in the `; ROM_IRQ0 = 0x0400` comments, without the
+; ROM_ prefix there), so keep them in sync (a test checks the layout).
 
         cpu     386
         bits    16

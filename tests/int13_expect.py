@@ -1,7 +1,6 @@
 """What each BIOS answers to bootimages/conformance/conformance.asm, case by case.
 
-COMMON holds the answers iPXE's int13.c and SeaBIOS share (the reference, ../shared/reference/int13.md, says they
-agree, and QEMU+SeaBIOS shows it); SEABIOS the answers only SeaBIOS gives (observed under QEMU 7.2 / SeaBIOS
+COMMON holds the answers iPXE's int13.c and SeaBIOS share (their sources agree, and QEMU+SeaBIOS shows it); SEABIOS the answers only SeaBIOS gives (observed under QEMU 7.2 / SeaBIOS
 1.16.2); NBDBOOT the iPXE-style answers nbdboot is to give where it differs (docs/int13.md has the reasons).
 `expected(image, bios)` merges them for one BIOS and fills in the data checksums from the image file.
 
@@ -141,7 +140,7 @@ SEABIOS: dict[str, dict] = {
     "12.4E": {"CF": 0, "AH": 0},
 }
 
-# iPXE's answers, with nbdboot's decisions where issue 4 takes SeaBIOS's side: CHS argument checks, and the functions
+# iPXE's answers, with nbdboot's decisions where docs/int13.md takes SeaBIOS's side: CHS argument checks, and the functions
 # 04h, 0Ch, 0Dh, 10h, 11h, 14h. docs/int13.md marks which of these are decided and which are to be confirmed.
 NBDBOOT: dict[str, dict] = {
     "10.1": {"EAX": 0, "EBX": 0, "ECX": 0, "ESI": 0, "EDI": 0, "EBP": 0, "DS": 0, "ES": 0, "FS": 0, "GS": 0},
@@ -149,7 +148,7 @@ NBDBOOT: dict[str, dict] = {
     "1.2": {"CF": 1, "AH": 1},  # chained to the BIOS: no such disk
     "1.4": {"DL": 1, "HDCOUNT": 1},  # int13_check_num_drives() re-syncs 40:75 on every call
     "2.4": {"CF": 0, "AH": 0x30},  # last status is 41h's AH
-    "3.6": {"CF": 1, "AH": 1, "SUM": Filler(1)},  # issue 4: CHS with SeaBIOS's argument checks (iPXE: no check)
+    "3.6": {"CF": 1, "AH": 1, "SUM": Filler(1)},  # CHS with SeaBIOS's argument checks (iPXE: no check)
     "3.8": {"CF": 1, "AH": 1, "SUM": Filler(129)},  # likewise AL > 128
     "3.15": {"CF": 0, "AH": 0},  # 04h verify added (SeaBIOS)
     "3.16": {"AH": 4},  # iPXE's read error, after the client's retries
@@ -257,7 +256,7 @@ FD_NBDBOOT_1440: dict[str, dict] = {
     "8.10": {"EAX": 0},
     "8.12": {"WRITABLE": 0xFF},  # FreeDOS patches byte 4 of the INT 1Eh table: it must be RAM
     "8.16": {"CF": 0, "AH": 0},  # iPXE allows 48h on floppies
-    "8.17": {"CF": 1, "AH": 6},  # issue 4: 16h for floppies as SeaBIOS
+    "8.17": {"CF": 1, "AH": 6},  # 16h for floppies as SeaBIOS
 }
 
 # QEMU puts a 360K image in a 1.2M drive: SeaBIOS reports the drive's 80/2/15 while the controller reads the

@@ -1,4 +1,4 @@
-"""Two hard disks under QEMU+SeaBIOS (plan item 1): drives.asm on 80h, the SYSLINUX ladder disk as 81h."""
+"""Two hard disks under QEMU+SeaBIOS: drives.asm on 80h, the SYSLINUX ladder disk as 81h."""
 
 from __future__ import annotations
 

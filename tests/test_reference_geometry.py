@@ -1,4 +1,4 @@
-"""AH=08h/15h/48h under QEMU+SeaBIOS for disks of several sizes and partition layouts (plan item 4).
+"""AH=08h/15h/48h under QEMU+SeaBIOS for disks of several sizes and partition layouts.
 
 SeaBIOS takes QEMU's geometry (QEMU guesses from the partition table, else 16 heads, then SeaBIOS translates
 large disks), so its answers are asserted as observed; what nbdboot must answer follows iPXE's guess, modelled in

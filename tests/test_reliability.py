@@ -1,6 +1,4 @@
 """Nothing hangs: deadlines, signals and exit codes against servers that stall, vanish or lie.
-
-Each case here hung, lied about its outcome or accepted nonsense before (issue 13).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Nothing lost: locks on overlays, maps and targets; sizes refused up front; files that are not what they
-seem (issue 13). Each test here failed on the code before the issue was fixed."""
+seem."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`nbdboot run` on a terminal while the network misbehaves: Ctrl-A x and SIGTERM still end it at once with the
-terminal restored, and NBD news goes to a status line, not into the guest's screen (issue 13)."""
+terminal restored, and NBD news goes to a status line, not into the guest's screen."""
 
 from __future__ import annotations
 

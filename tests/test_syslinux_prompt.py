@@ -1,6 +1,6 @@
 """SYSLINUX with `PROMPT 1`, as real installs configure it, from a real nbdkit: it polls int 16h
 AH=11h with interrupts off, so the BIOS must let IRQ0 and IRQ1 in for its TIMEOUT to run out and
-for a typed Enter to arrive (issue: it sat at `boot:` for ever)."""
+for a typed Enter to arrive instead of sitting at `boot:` for ever."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 ; int 13h conformance on a CD: the El Torito no-emulation boot image of bootimages/build/cdconf.iso. Reports the
-; CD cases (plan item 9 of the reference) on port E9h like conformance.asm: raw facts, `T 9.xx KEY=HEX ...`.
+; CD cases (section 9 of the case ids) on port E9h like conformance.asm: raw facts, `T 9.xx KEY=HEX ...`.
 ; Under SeaBIOS the CD is drive E0h; under iPXE-style nbdboot it is the SAN drive (80h) with 2048-byte sectors.
 
         cpu 386

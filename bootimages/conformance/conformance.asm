@@ -1,5 +1,5 @@
 ; int 13h conformance program: calls each function with its edge cases and reports the raw results on port E9h,
-; one `T <id> KEY=HEX ...` line per case, ids after the plan in ../shared/reference/int13.md section 7.
+; one `T <id> KEY=HEX ...` line per case, ids numbered by function group (docs/int13.md's case column).
 ; The same image runs under QEMU+SeaBIOS and under nbdboot; tests/int13_expect.py says what each BIOS returns.
 ;
 ; Disk layout (bootimages/conformance/mkdata.py): this program from LBA 0, data sectors after it whose content is

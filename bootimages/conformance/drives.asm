@@ -1,4 +1,4 @@
-; Several drives (plan item 1): which disk each BIOS drive number reaches, and the counts the BDA holds. Reports
+; Several drives: which disk each BIOS drive number reaches, and the counts the BDA holds. Reports
 ; the boot drive, 40:75 and the equipment word; AH=08h on 80h, 81h, 82h, 00h and 01h; a checksum of LBA 0 of 80h
 ; and 81h read with AH=42h and of 00h, 01h, 80h, 81h, 82h read with AH=02h (C/H/S 0/0/1), so a test that knows
 ; which image sits behind each number can tell every number reaches the right disk; AH=15h and AH=41h on 81h;

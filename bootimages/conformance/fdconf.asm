@@ -1,4 +1,4 @@
-; int 13h conformance on a floppy (plan item 8 of the reference and the floppy rows of the function table):
+; int 13h conformance on a floppy (case ids 8.x and the floppy rows of the function table):
 ; AH=08h and the INT 1Eh table, AH=15h/16h, the extended functions a floppy must refuse, CHS edges from the
 ; geometry AH=08h reports. Same report format as conformance.asm. Built as a 1.44M and a 360K image: the program
 ; reads its own geometry, so one source serves both; mkdata.py fills the data sectors.

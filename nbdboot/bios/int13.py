@@ -540,7 +540,7 @@ class Int13:
     def get_change_line(self, drive: Drive) -> int:
         """INT 13,16 - Detect media change. Entry: DL drive. Return: status 06h (changed) for a floppy,
         01h for a hard disk."""
-        # Floppies answer "changed" as SeaBIOS does (issue 4): DOS rereads the FAT instead of trusting a cache.
+        # Floppies answer "changed" as SeaBIOS does: DOS rereads the FAT instead of trusting a cache.
         return STATUS_MEDIA_CHANGED if drive.is_floppy else STATUS_INVALID
 
     def extension_check(self, drive: Drive):

@@ -55,9 +55,6 @@ class Keyboard:
         if start_now:
             self.active = True
 
-    def pending_keys(self) -> bool:
-        return any(kind == "key" for kind, _ in self.queue) or self.m.kbc.holding_key()
-
     def next_key_time(self) -> float:
         if self.active and self.queue:
             return max(self.next_time, self.m.clock.now)

@@ -47,13 +47,6 @@ NAMED_KEYS["ctrl-break"] = CTRL_BREAK
 _ESCAPES = {"n": "\r", "r": "\r", "t": "\t", "e": "\x1b", "\\": "\\", "b": "\b"}
 
 
-def key_for_char(ch: str) -> int | None:
-    word = ASCII_KEYS.get(ch)
-    if word is None and 0x20 <= ord(ch) < 0x7F:
-        return None
-    return word
-
-
 def parse_keys(text: str) -> list[tuple[str, float | int]]:
     items: list[tuple[str, float | int]] = []
     i = 0

@@ -17,10 +17,6 @@ def _cp437_table() -> list[str]:
 CP437 = _cp437_table()
 
 
-def decode_cell(byte: int) -> str:
-    return CP437[byte]
-
-
 def screen_lines(cpu) -> list[str]:
     """The active page's text, one string per row, trailing blanks stripped."""
     page_offset = cpu.read16(0x44E)

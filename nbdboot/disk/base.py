@@ -32,10 +32,6 @@ class Extent(namedtuple("Extent", "offset length flags", defaults=(0,))):
     def is_zero(self) -> bool:
         return bool(self.flags & EXTENT_ZERO)
 
-    @property
-    def is_hole(self) -> bool:
-        return bool(self.flags & EXTENT_HOLE)
-
 
 class DiskError(Exception):
     """A block-device operation failed; `errno` follows NBD's error values."""

@@ -431,11 +431,6 @@ class Cpu:
             value &= ~ARITH_FLAGS
         self.set("eflags", value)
 
-    def push16(self, value: int) -> None:
-        sp = (self.get("sp") - 2) & 0xFFFF
-        self.set("sp", sp)
-        self.write16(((self.get("ss") & 0xFFFF) << 4) + sp, value)
-
     def ivt_entry(self, vector: int) -> tuple[int, int]:
         entry = self.read32(vector * 4)
         return entry >> 16, entry & 0xFFFF

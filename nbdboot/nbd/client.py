@@ -48,6 +48,7 @@ import time
 
 from nbdboot import interrupt
 from nbdboot.disk.base import DiskRangeError, DiskReadOnlyError, DiskUnsupportedError
+from nbdboot.nbd import handshake as H
 from nbdboot.nbd import protocol as P
 from nbdboot.nbd.errors import (
     ENOTCONN,
@@ -62,11 +63,10 @@ from nbdboot.nbd.errors import (
     NbdTimeoutError,
     NbdTLSError,
 )
+from nbdboot.nbd.handshake import MAX_EXPORTS, MAX_META_CONTEXTS, Export  # noqa: F401 (API)
 from nbdboot.nbd.uri import NbdUri, parse_uri
 
 _RX_SIZE = 256 * 1024
-MAX_EXPORTS = 10000          # NBD_OPT_LIST replies `ls` accepts
-MAX_META_CONTEXTS = 10000    # meta contexts `info` accepts
 # Called with (client, text) when a client starts reconnecting ("reconnecting (try 3/10)") and with
 # (client, None) once it is back: progress bars and status lines show it instead of a falling speed.
 status_listeners: list = []
@@ -90,34 +90,6 @@ class Command(P.Request):
             what = P.CMD_NAMES.get(self.cmd, str(self.cmd))
             msg = f"server failed {what} {self.offset}+{self.length}: {name}"
             raise NbdCommandError(msg + (f" ({self.message})" if self.message else ""), self.error)
-
-
-class Export:
-    """What negotiation told us about the export."""
-
-    __slots__ = ("size", "flags", "block_sizes", "structured", "contexts", "name", "description",
-                 "protocol", "tls")
-
-    def __init__(self, size: int = 0, flags: int = P.TFLAG_HAS_FLAGS,
-                 block_sizes: P.BlockSizes = P.BlockSizes(), structured: bool = False,
-                 contexts: dict[int, str] | None = None, name: str = "", description: str = "",
-                 protocol: str = "newstyle-fixed", tls: bool = False):
-        self.size = size
-        self.flags = flags
-        self.block_sizes = block_sizes
-        self.structured = structured
-        self.contexts = {} if contexts is None else contexts   # id -> name
-        self.name = name
-        self.description = description
-        self.protocol = protocol
-        self.tls = tls
-
-    def __repr__(self) -> str:
-        return (f"Export({self.name!r}, size={self.size}, flags={self.flags:#x}, {self.protocol}"
-                f"{', structured' if self.structured else ''}{', tls' if self.tls else ''})")
-
-    def same_shape(self, other: "Export") -> bool:
-        return (self.size, self.flags, self.block_sizes) == (other.size, other.flags, other.block_sizes)
 
 
 # =============================================================================
@@ -190,6 +162,24 @@ class _Link:
         total = len(target)
         while got < total:
             got += self._recv_into(target[got:])
+
+    # -- the io ReplyTracker.read_reply reads replies through -----------------------------------------
+    def read_data(self, req: Command, start: int, n: int) -> None:
+        self.into(req.buf[start:start + n])
+
+    def read_hole(self, req: Command, start: int, n: int) -> None:
+        buf = req.buf
+        while n:
+            k = min(n, len(_ZEROS))
+            buf[start:start + k] = _ZEROS[:k]
+            start += k
+            n -= k
+
+    def extents(self, req: Command, context_id: int, extents) -> None:
+        pass  # kept in req.extents
+
+    def failed(self, req: Command, errno: int, message: str, offset) -> None:
+        pass  # kept in req.error and req.message
 
     def buffered(self) -> bool:
         return self.end > self.start or (self.tls and self.sock.pending() > 0)
@@ -317,240 +307,102 @@ def _tls_context(uri: NbdUri, certificates: str | None) -> ssl.SSLContext:
 
 
 # =============================================================================
-# Negotiation
+# Negotiation: the transport half (the machine is nbdboot.nbd.handshake)
 # =============================================================================
 
-class _Negotiation:
-    """Fixed-newstyle option haggling over a _Link (no pipelining of options)."""
+def _start_tls(link: _Link, uri: NbdUri, certificates: str | None) -> _Link:
+    import ssl
+    ctx = _tls_context(uri, certificates)
+    hostname = uri.tls_hostname or (uri.host if not uri.is_unix else "localhost")
+    try:
+        link.sock.settimeout(interrupt.remaining(link.timeout) or interrupt.TICK)
+        tls_sock = ctx.wrap_socket(link.sock, server_hostname=hostname)
+    except (ssl.SSLError, ssl.CertificateError) as e:
+        raise NbdTLSError(f"TLS handshake failed: {e}") from None
+    except (socket.timeout, TimeoutError):
+        raise NbdTimeoutError("TLS handshake timed out") from None
+    except OSError as e:
+        raise NbdConnectionError(f"connection lost during TLS handshake: {e}") from None
+    return _Link(tls_sock, link.timeout)
 
-    def __init__(self, link: _Link, uri: NbdUri, certificates: str | None):
-        self.link, self.uri, self.certificates = link, uri, certificates
-        self.fixed = True
-        self.no_zeroes = False
-        self.oldstyle: P.Greeting | None = None
 
-    def greet(self) -> None:
-        link = self.link
-        style = P.decode_greeting(link.take(P.GREETING_SIZE))
-        if style == "oldstyle":
-            self.oldstyle = P.decode_oldstyle_rest(link.take(P.OLDSTYLE_REST_SIZE))
-            return
-        (hflags,) = P._U16.unpack(link.take(2))
-        self.fixed = bool(hflags & P.FLAG_FIXED_NEWSTYLE)
-        self.no_zeroes = bool(hflags & P.FLAG_NO_ZEROES)
-        cflags = (P.FLAG_C_FIXED_NEWSTYLE if self.fixed else 0) | (P.FLAG_C_NO_ZEROES if self.no_zeroes else 0)
-        link.send(P.encode_client_flags(cflags))
-
-    def option(self, opt: int, data: bytes = b"", max_replies: int = 0, max_length: int = P.MAX_OPTION_REPLY):
-        """Send one option; yield (OptionReply, payload) up to and including the final one. A server
-        may send more replies (max_replies, 0: no limit) or longer ones (max_length) only as an error."""
-        self.link.send(P.encode_option(opt, data))
-        count = 0
+def _handshake(link: _Link, hs: H.ClientHandshake, uri: NbdUri, certificates: str | None):
+    """Move bytes for hs until it has its result -> (link, TLS-wrapped if upgraded; actions left over)."""
+    start = link
+    actions: list = []
+    try:
         while True:
-            reply = P.decode_option_reply_header(self.link.take(P.OPTION_REPLY_HEADER_SIZE), opt)
-            count += 1
-            name = {P.OPT_LIST: "NBD_OPT_LIST", P.OPT_LIST_META_CONTEXT: "NBD_OPT_LIST_META_CONTEXT",
-                    P.OPT_SET_META_CONTEXT: "NBD_OPT_SET_META_CONTEXT"}.get(opt, f"option {opt}")
-            if max_replies and count > max_replies:
-                raise NbdProtocolError(f"server sent more than {max_replies - 1} entries in reply to {name}")
-            if reply.length > max_length and not reply.is_error:
-                raise NbdProtocolError(f"server sent a {reply.length}-byte reply to {name} "
-                                       f"(at most {max_length} expected)")
-            payload = self.link.read_bytes(reply.length) if reply.length else b""
-            yield reply, payload
-            if reply.type == P.REP_ACK or reply.is_error:
-                return
+            for action in actions:
+                if action is H.UPGRADE_TLS:
+                    link = _start_tls(link, uri, certificates)
+                    actions += hs.tls_established()
+                else:
+                    link.send(action.data)
+            if hs.result is not None:
+                return link, []
+            try:
+                data = link.read_bytes(hs.needed)
+            except NbdConnectionError as e:
+                lost = hs.connection_lost(e)
+                if lost is e:
+                    raise
+                raise lost from None
+            actions = hs.receive(data)
+            if hs.result is not None:
+                return link, actions
+    except BaseException:
+        if link is not start:
+            link.close(False)
+        raise
 
-    def simple_option(self, opt: int, data: bytes = b"") -> P.OptionReply:
-        last = None
-        for reply, payload in self.option(opt, data):
-            if reply.type not in (P.REP_ACK,) and not reply.is_error:
-                raise NbdProtocolError(f"unexpected reply type {reply.type:#x} to option {opt}")
-            last = reply
-        return last
 
-    def starttls(self) -> None:
-        if self.oldstyle or not self.fixed:
-            raise NbdTLSError("TLS required but the server does not speak fixed newstyle")
-        reply = self.simple_option(P.OPT_STARTTLS)
-        if reply.is_error:
-            raise NbdTLSError("server refused STARTTLS")
-        import ssl
-        ctx = _tls_context(self.uri, self.certificates)
-        hostname = self.uri.tls_hostname or (self.uri.host if not self.uri.is_unix else "localhost")
-        try:
-            self.link.sock.settimeout(interrupt.remaining(self.link.timeout) or interrupt.TICK)
-            tls_sock = ctx.wrap_socket(self.link.sock, server_hostname=hostname)
-        except (ssl.SSLError, ssl.CertificateError) as e:
-            raise NbdTLSError(f"TLS handshake failed: {e}") from None
-        except (socket.timeout, TimeoutError):
-            raise NbdTimeoutError("TLS handshake timed out") from None
-        except OSError as e:
-            raise NbdConnectionError(f"connection lost during TLS handshake: {e}") from None
-        self.link = _Link(tls_sock, self.link.timeout)
-
-    def list_exports(self) -> list[tuple[str, str]]:
-        out = []
-        # NBD_REP_SERVER: a name and a description, strings of at most 4096 bytes each.
-        for reply, payload in self.option(P.OPT_LIST, max_replies=MAX_EXPORTS + 1,
-                                          max_length=4 + 2 * P.MAX_STRING):
-            if reply.type == P.REP_SERVER:
-                out.append(P.decode_rep_server(payload))
-            elif reply.is_error:
-                raise NbdNegotiationError("cannot list exports: " + P.option_error_message(reply, payload),
-                                          reply.type)
-            elif reply.type != P.REP_ACK:
-                raise NbdProtocolError(f"unexpected reply type {reply.type:#x} to LIST")
-        return out
-
-    def meta_contexts(self, opt: int, export: str, queries) -> dict[int, str] | None:
-        found: dict[int, str] = {}
-        for reply, payload in self.option(opt, P.encode_meta_query(export, list(queries)),
-                                          max_replies=MAX_META_CONTEXTS + 1, max_length=4 + P.MAX_STRING):
-            if reply.type == P.REP_META_CONTEXT:
-                cid, name = P.decode_rep_meta_context(payload)
-                if opt == P.OPT_SET_META_CONTEXT and name not in queries:
-                    raise NbdProtocolError(f"server selected meta context {name!r} we did not ask for")
-                found[cid] = name
-            elif reply.is_error:
-                return None
-            elif reply.type != P.REP_ACK:
-                raise NbdProtocolError(f"unexpected reply type {reply.type:#x} to meta context option")
-        return found
-
-    def go(self, export: str, opt: int = P.OPT_GO) -> Export | None:
-        """GO (or INFO); None if the server does not know the option (fall back)."""
-        info = Export(name=export)
-        got_export = False
-        data = P.encode_info_request(export, [P.INFO_BLOCK_SIZE, P.INFO_NAME, P.INFO_DESCRIPTION])
-        for reply, payload in self.option(opt, data):
-            if reply.type == P.REP_INFO:
-                kind, value = P.decode_info(payload)
-                if kind == P.INFO_EXPORT:
-                    info.size, info.flags = value
-                    got_export = True
-                elif kind == P.INFO_BLOCK_SIZE:
-                    broken = P.block_size_violation(*value)
-                    if broken:
-                        raise NbdProtocolError(f"server sent an invalid {broken}")
-                    info.block_sizes = P.BlockSizes(*value)
-                elif kind == P.INFO_NAME:
-                    info.name = value
-                elif kind == P.INFO_DESCRIPTION:
-                    info.description = value
-            elif reply.is_error:
-                if reply.type == P.REP_ERR_UNSUP:
-                    return None
-                msg = P.option_error_message(reply, payload)
-                hint = " (try nbds://)" if reply.type == P.REP_ERR_TLS_REQD else ""
-                raise NbdNegotiationError(f"export {export!r}: {msg}{hint}", reply.type)
-            elif reply.type != P.REP_ACK:
-                raise NbdProtocolError(f"unexpected reply type {reply.type:#x} to GO")
-        if not got_export:
-            raise NbdProtocolError("GO acknowledged without NBD_INFO_EXPORT")
-        return info
-
-    def export_name(self, export: str) -> Export:
-        self.link.send(P.encode_option(P.OPT_EXPORT_NAME, export.encode()))
-        try:
-            head = self.link.take(P.EXPORT_NAME_REPLY_SIZE)
-        except NbdConnectionError:
-            raise NbdNegotiationError(f"server closed the connection: no export {export!r}?") from None
-        size, flags = P.decode_export_name_reply(head)
-        if not self.no_zeroes:
-            self.link.take(124)
-        return Export(size=size, flags=flags, name=export, protocol="newstyle" if not self.fixed
-                      else "newstyle-fixed")
-
-    def abort(self) -> None:
-        try:
-            self.link.send(P.encode_option(P.OPT_ABORT))
-            self.link.sock.settimeout(1.0)
-            P.decode_option_reply_header(self.link.take(P.OPTION_REPLY_HEADER_SIZE), P.OPT_ABORT)
-        except NbdError:
-            pass  # a server may simply close after ABORT
+def _end_listing(link: _Link, hs: H.ClientHandshake, actions: list) -> None:
+    """Send ABORT if the machine says so and wait briefly for its ACK: a server may simply close."""
+    try:
+        for action in actions:
+            link.send(action.data)
+        if hs.state == H.AWAIT_ABORT_REPLY:
+            link.sock.settimeout(1.0)
+            hs.receive(link.take(hs.needed))
+    except NbdError:
+        pass
 
 
 def _open(uri: NbdUri, *, connect_timeout: float, timeout: float, structured: bool,
           meta_contexts, certificates) -> tuple[_Link, Export]:
-    sock = _connect_socket(uri, connect_timeout)
-    link = _Link(sock, connect_timeout)
+    link = _Link(_connect_socket(uri, connect_timeout), connect_timeout)
+    hs = H.ClientHandshake(H.GOAL_EXPORT, uri.export, structured=structured, meta_contexts=meta_contexts,
+                           tls=uri.tls)
     try:
-        neg = _Negotiation(link, uri, certificates)
-        neg.greet()
-        if neg.oldstyle:
-            if uri.tls:
-                raise NbdTLSError("TLS required but the server speaks oldstyle NBD")
-            g = neg.oldstyle
-            info = Export(size=g.size, flags=g.transmission_flags, protocol="oldstyle")
-        else:
-            if uri.tls:
-                neg.starttls()
-            info = None
-            is_structured = False
-            contexts: dict[int, str] = {}
-            if neg.fixed:
-                if structured and neg.simple_option(P.OPT_STRUCTURED_REPLY).type == P.REP_ACK:
-                    is_structured = True
-                if is_structured and meta_contexts:
-                    contexts = neg.meta_contexts(P.OPT_SET_META_CONTEXT, uri.export, list(meta_contexts)) or {}
-                info = neg.go(uri.export)
-            if info is None:  # GO unsupported; structured replies negotiated above stay valid
-                info = neg.export_name(uri.export)
-            else:
-                info.protocol = "newstyle-fixed"
-            info.structured = is_structured
-            info.contexts = contexts if is_structured else {}
-            info.tls = neg.link.tls
-            if not is_structured:
-                info.flags &= ~P.TFLAG_SEND_DF
-            link = neg.link
+        link, _ = _handshake(link, hs, uri, certificates)
     except BaseException:
         link.close(False)
-        if neg.link is not link:
-            neg.link.close(False)
         raise
     link.timeout = timeout
-    return link, info
+    return link, hs.result
+
+
+def _listing(uri: str | NbdUri, goal: str, queries, timeout: float, certificates: str | None):
+    u = parse_uri(uri) if isinstance(uri, str) else uri
+    link = _Link(_connect_socket(u, timeout), timeout)
+    hs = H.ClientHandshake(goal, u.export, queries=queries, tls=u.tls)
+    try:
+        link, actions = _handshake(link, hs, u, certificates)
+        _end_listing(link, hs, actions)
+        return hs.result
+    finally:
+        link.close(False)
 
 
 def list_exports(uri: str | NbdUri, *, timeout: float = 15.0, tls_certificates: str | None = None):
     """[(name, description)] the server lists (NBD_OPT_LIST)."""
-    u = parse_uri(uri) if isinstance(uri, str) else uri
-    link = _Link(_connect_socket(u, timeout), timeout)
-    try:
-        neg = _Negotiation(link, u, tls_certificates)
-        neg.greet()
-        if neg.oldstyle or not neg.fixed:
-            raise NbdNegotiationError("server cannot list exports (not fixed newstyle)")
-        if u.tls:
-            neg.starttls()
-        out = neg.list_exports()
-        neg.abort()
-        return out
-    finally:
-        link.close(False)
+    return _listing(uri, H.GOAL_LIST, (), timeout, tls_certificates)
 
 
 def list_meta_contexts(uri: str | NbdUri, queries=(), *, timeout: float = 15.0,
                        tls_certificates: str | None = None) -> list[str]:
     """Meta context names the server offers for the URI's export (LIST_META_CONTEXT)."""
-    u = parse_uri(uri) if isinstance(uri, str) else uri
-    link = _Link(_connect_socket(u, timeout), timeout)
-    try:
-        neg = _Negotiation(link, u, tls_certificates)
-        neg.greet()
-        if neg.oldstyle or not neg.fixed:
-            return []
-        if u.tls:
-            neg.starttls()
-        if neg.simple_option(P.OPT_STRUCTURED_REPLY).type != P.REP_ACK:
-            return []
-        found = neg.meta_contexts(P.OPT_LIST_META_CONTEXT, u.export, list(queries)) or {}
-        neg.abort()
-        return list(found.values())
-    finally:
-        link.close(False)
+    return _listing(uri, H.GOAL_LIST_META, list(queries), timeout, tls_certificates)
 
 
 # =============================================================================
@@ -763,35 +615,8 @@ class NbdClient:
         if self._outq and link.end - link.start < P.REPLY_PREFIX_SIZE:
             parts, self._outq = self._outq, []   # about to block: the server needs these first
             link.send(*parts, on_readable=self._read_one)
-        prefix = link.take(P.REPLY_PREFIX_SIZE)
-        if t.reply_kind(prefix) == P.SIMPLE_REPLY_MAGIC:
-            req, n = t.simple_reply(prefix)
-            if n:
-                link.into(req.buf)
-            t.finish(req)
-            return self._complete(req)
-        head = bytes(prefix) + bytes(link.take(4))
-        chunk = t.chunk(head)
-        kind = chunk.type
-        req = chunk.request
-        if kind == P.REPLY_TYPE_OFFSET_DATA:
-            start, n = t.data_target(chunk, link.take(8))
-            link.into(req.buf[start:start + n])
-        elif kind == P.REPLY_TYPE_OFFSET_HOLE:
-            start, n = t.hole(chunk, link.take(12))
-            buf = req.buf
-            while n:
-                k = min(n, len(_ZEROS))
-                buf[start:start + k] = _ZEROS[:k]
-                start += k
-                n -= k
-        elif kind == P.REPLY_TYPE_BLOCK_STATUS:
-            t.block_status(chunk, link.read_bytes(chunk.length))
-        elif kind & (1 << 15):
-            t.error(chunk, link.read_bytes(chunk.length))
-        if t.end_chunk(chunk):
-            return self._complete(req)
-        return None
+        req = t.read_reply(link)
+        return None if req is None else self._complete(req)
 
     def _complete(self, req: Command) -> Command:
         if req.error == ESHUTDOWN and self.auto_reconnect:

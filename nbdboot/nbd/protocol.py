@@ -10,14 +10,18 @@ Two layers:
   (cookie -> Request) and validates every reply header and chunk against it:
   magic, cookie, chunk kinds we negotiated, lengths, data inside the request
   and never overlapping, full coverage of a successful READ. It never touches
-  a socket: the transport reads a header, asks the tracker where the payload
-  goes (so READ data can be received straight into the caller's buffer), then
-  reports the payload. ReplyParser wraps the tracker in an h11-style state
-  machine fed arbitrary bytes and emitting events, for tests and fuzzing.
+  a socket: ReplyTracker.read_reply, the one reply loop, pulls each header and
+  payload through an `io` object and tells it where READ data goes. The
+  client's io is its socket link (READ data is received straight into the
+  caller's buffer); ReplyParser's is a buffered reply turned into h11-style
+  events, for tests and fuzzing fed arbitrary bytes.
+
+The client's handshake is the state machine in nbdboot.nbd.handshake, built on
+the codec functions here.
 
 Anything a server gets wrong raises NbdProtocolError; a request the server
-failed comes back as an ErrorChunk/SimpleReply error, never as an exception
-that kills the connection.
+failed carries its errno in Request.error (an event for ReplyParser), never as
+an exception that kills the connection.
 """
 
 from __future__ import annotations
@@ -322,13 +326,8 @@ def encode_info_string(info_type: int, text: str) -> bytes:
     return _U16.pack(info_type) + _encode_string(text, "info string")
 
 
-class BlockSizes(namedtuple("BlockSizes", "minimum preferred maximum",
-                            defaults=(1, 4096, DEFAULT_MAX_BLOCK))):
-    __slots__ = ()
-
-    @property
-    def advertised(self) -> bool:
-        return self != BlockSizes()
+# What a server that advertises nothing accepts.
+BlockSizes = namedtuple("BlockSizes", "minimum preferred maximum", defaults=(1, 4096, DEFAULT_MAX_BLOCK))
 
 
 def block_size_violation(minimum: int, preferred: int, maximum: int) -> str | None:
@@ -520,7 +519,7 @@ class Request:
         self.extents: dict[int, list[tuple[int, int]]] = {}
         self.done = False
 
-    def _cover(self, start: int, count: int) -> None:
+    def cover(self, start: int, count: int) -> None:
         """Record [start, start+count) of the request as delivered; overlap is an error."""
         end = start + count
         i = bisect.bisect_right(self._starts, start)
@@ -591,7 +590,7 @@ class ReplyTracker:
             req.error = known_errno(error)
             return req, 0
         if req.cmd == CMD_READ:
-            req._cover(0, req.length)
+            req.cover(0, req.length)
             return req, req.length
         return req, 0
 
@@ -647,7 +646,7 @@ class ReplyTracker:
         if start < 0 or start + count > req.length:
             raise NbdProtocolError(
                 f"{what} {offset}+{count} outside the request {req.offset}+{req.length}")
-        req._cover(start, count)
+        req.cover(start, count)
         return start, count
 
     def block_status(self, chunk: Chunk, payload) -> tuple[int, list[tuple[int, int]]]:
@@ -698,6 +697,57 @@ class ReplyTracker:
             req.message = message
         return req.error, message, offset
 
+    # -- one reply, whatever carries the bytes -----------------------------------------------------
+    def read_reply(self, io) -> Request | None:
+        """Read one simple reply or one chunk through `io`; the request it completed, if any.
+
+        The one reply loop of the client and of ReplyParser. `io` moves the bytes:
+            take(n) -> n bytes (a header; valid until the next call)
+            read_bytes(n) -> n bytes (a payload this module parses)
+            read_data(req, start, n): the next n bytes are READ data for [start, start+n) of req
+            read_hole(req, start, n): [start, start+n) of req reads as zeros
+            extents(req, context_id, extents), failed(req, errno, message, offset): what a
+                BLOCK_STATUS or error chunk said (the tracker has recorded it in req already)
+        """
+        prefix = io.take(REPLY_PREFIX_SIZE)
+        if self.reply_kind(prefix) == SIMPLE_REPLY_MAGIC:
+            req, n = self.simple_reply(prefix)
+            if n:
+                io.read_data(req, 0, n)
+            self.finish(req)
+            return req
+        chunk = self.chunk(bytes(prefix) + bytes(io.take(CHUNK_SIZE - REPLY_PREFIX_SIZE)))
+        kind = chunk.type
+        req = chunk.request
+        if kind == REPLY_TYPE_OFFSET_DATA:
+            start, n = self.data_target(chunk, io.take(8))
+            io.read_data(req, start, n)
+        elif kind == REPLY_TYPE_OFFSET_HOLE:
+            start, n = self.hole(chunk, io.take(12))
+            io.read_hole(req, start, n)
+        elif kind == REPLY_TYPE_BLOCK_STATUS:
+            cid, extents = self.block_status(chunk, io.read_bytes(chunk.length))
+            io.extents(req, cid, extents)
+        elif kind & (1 << 15):
+            errno, message, offset = self.error(chunk, io.read_bytes(chunk.length))
+            io.failed(req, errno, message, offset)
+        if self.end_chunk(chunk):
+            return req
+        return None
+
+    def reply_size(self, buf) -> int | None:
+        """Bytes the reply at the start of buf takes, headers checked; None until its header is in."""
+        if len(buf) < REPLY_PREFIX_SIZE:
+            return None
+        if self.reply_kind(buf) == SIMPLE_REPLY_MAGIC:
+            _, error, cookie = SIMPLE_REPLY.unpack_from(buf)
+            req = self._lookup(cookie)
+            data = req.cmd == CMD_READ and not error and not self.structured
+            return REPLY_PREFIX_SIZE + (req.length if data else 0)
+        if len(buf) < CHUNK_SIZE:
+            return None
+        return CHUNK_SIZE + self.chunk(bytes(buf[:CHUNK_SIZE])).length
+
     def end_chunk(self, chunk: Chunk) -> bool:
         """After a chunk's payload: True (and the request retired) if it was the last."""
         if chunk.done:
@@ -733,7 +783,35 @@ class Done(namedtuple("Done", "cookie error", defaults=(0,))):
     __slots__ = ()
 
 
-NEED_DATA = object()
+class _BufferedReply:
+    """The io of ReplyTracker.read_reply over one whole reply in memory, turning it into events."""
+
+    __slots__ = ("view", "pos", "events")
+
+    def __init__(self, data: bytes):
+        self.view = memoryview(data)
+        self.pos = 0
+        self.events: list = []
+
+    def take(self, n: int):
+        v = self.view[self.pos:self.pos + n]
+        self.pos += n
+        return v
+
+    def read_bytes(self, n: int) -> bytes:
+        return bytes(self.take(n))
+
+    def read_data(self, req: Request, start: int, n: int) -> None:
+        self.events.append(ReadData(req.cookie, req.offset + start, self.read_bytes(n)))
+
+    def read_hole(self, req: Request, start: int, n: int) -> None:
+        self.events.append(ReadHole(req.cookie, req.offset + start, n))
+
+    def extents(self, req: Request, context_id: int, extents) -> None:
+        self.events.append(BlockStatusEvent(req.cookie, context_id, extents))
+
+    def failed(self, req: Request, errno: int, message: str, offset) -> None:
+        self.events.append(CommandFailed(req.cookie, errno, message, offset))
 
 
 class ReplyParser:
@@ -742,7 +820,6 @@ class ReplyParser:
     def __init__(self, tracker: ReplyTracker):
         self.tracker = tracker
         self._buf = bytearray()
-        self._events: list = []
         self.dead = False
 
     def send(self, req: Request) -> bytes:
@@ -758,51 +835,15 @@ class ReplyParser:
         out = []
         try:
             while True:
-                ev = self._one()
-                if ev is NEED_DATA:
+                size = self.tracker.reply_size(self._buf)
+                if size is None or len(self._buf) < size:
                     return out
-                out.extend(ev)
+                io = _BufferedReply(bytes(self._buf[:size]))
+                del self._buf[:size]
+                req = self.tracker.read_reply(io)
+                out += io.events
+                if req is not None:
+                    out.append(Done(req.cookie, req.error))
         except NbdProtocolError:
             self.dead = True
             raise
-
-    def _one(self):
-        buf, t = self._buf, self.tracker
-        if len(buf) < REPLY_PREFIX_SIZE:
-            return NEED_DATA
-        if t.reply_kind(buf) == SIMPLE_REPLY_MAGIC:
-            req, n = t.simple_reply(bytes(buf[:16]))
-            # The header is valid; the data (if any) must arrive before the event.
-            if len(buf) < 16 + n:
-                if n:
-                    req._starts.clear(); req._ends.clear(); req.seen = 0  # re-parse later
-                return NEED_DATA
-            data = bytes(buf[16:16 + n])
-            del buf[:16 + n]
-            t.finish(req)
-            evs = [ReadData(req.cookie, req.offset, data)] if n else []
-            return evs + [Done(req.cookie, req.error)]
-        if len(buf) < CHUNK_SIZE:
-            return NEED_DATA
-        chunk = t.chunk(bytes(buf[:CHUNK_SIZE]))
-        if len(buf) < CHUNK_SIZE + chunk.length:
-            return NEED_DATA
-        payload = bytes(buf[CHUNK_SIZE:CHUNK_SIZE + chunk.length])
-        del buf[:CHUNK_SIZE + chunk.length]
-        cookie = chunk.request.cookie
-        evs = []
-        if chunk.type == REPLY_TYPE_OFFSET_DATA:
-            start, n = t.data_target(chunk, payload)
-            evs.append(ReadData(cookie, chunk.request.offset + start, payload[8:]))
-        elif chunk.type == REPLY_TYPE_OFFSET_HOLE:
-            start, n = t.hole(chunk, payload)
-            evs.append(ReadHole(cookie, chunk.request.offset + start, n))
-        elif chunk.type == REPLY_TYPE_BLOCK_STATUS:
-            cid, extents = t.block_status(chunk, payload)
-            evs.append(BlockStatusEvent(cookie, cid, extents))
-        elif chunk.type & (1 << 15):
-            errno, msg, off = t.error(chunk, payload)
-            evs.append(CommandFailed(cookie, errno, msg, off))
-        if t.end_chunk(chunk):
-            evs.append(Done(cookie, chunk.request.error))
-        return evs
