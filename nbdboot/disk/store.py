@@ -516,6 +516,7 @@ class Copier:
         self._last_commit = time.monotonic()
         self._threads: list[threading.Thread] = []
         self._reaper_thread: threading.Thread | None = None
+        self._ended = threading.Event()   # set when the copy thread has committed and ended
         self._commit_lock = threading.Lock()
         # fdatasync on a file may run beside other I/O on it; an NBD target is one connection.
         self._flush_unlocked = getattr(store.target, "flush_is_thread_safe", False)
@@ -789,6 +790,12 @@ class Copier:
         self._reaper_thread.start()
 
     def _run(self) -> None:
+        try:
+            self._run_copy()
+        finally:
+            self._ended.set()
+
+    def _run_copy(self) -> None:
         interrupt.watch(self._stop)   # a stop ends this thread's NBD waits within interrupt.TICK
         try:
             self._open_sources()
@@ -859,14 +866,15 @@ class Copier:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the background copy; True when it has ended (finished, failed or stopped)."""
+        # An Event, not Thread.join: a Ctrl-C that interrupts join(timeout) can leave the thread marked as
+        # stopped while it runs (CPython < 3.13), after which stop() would not wait for its last commit.
         if self._reaper_thread is None or self._reaper_thread.ident is None:
             return True
-        self._reaper_thread.join(timeout)
-        return not self._reaper_thread.is_alive()
+        return self._ended.wait(timeout)
 
     @property
     def running(self) -> bool:
-        return self._reaper_thread is not None and self._reaper_thread.is_alive()
+        return self._reaper_thread is not None and self._reaper_thread.ident is not None and not self._ended.is_set()
 
     def stop(self) -> None:
         """Stop copying; what was copied is committed, so a later run resumes from here."""
@@ -874,7 +882,7 @@ class Copier:
         # A Ctrl-C can land between the thread's creation and its start: a thread that never started
         # (no ident yet) has nothing to join, and its work is finished here as if there were none.
         if self._reaper_thread is not None and self._reaper_thread.ident is not None:
-            self._reaper_thread.join()
+            self._ended.wait()
         else:
             with self.store.lock:
                 self._commit()

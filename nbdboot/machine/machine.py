@@ -108,6 +108,7 @@ class Machine:
         self._build_devices()
         self.traps: dict[int, tuple] = {}  # linear address -> (vector, service)
         self.history = collections.deque(maxlen=32)  # (vector, cs, ip, ax, kind)
+        self.fault_states = collections.deque(maxlen=32)  # (vector, CR2 of a #PF, ECX, ESI, EDI) per fault
         self.stop_reason: str | None = None
         self.waiting_in_bios = False   # a BIOS call is waiting with interrupts on
         self.bios_window = False       # a BIOS service opened an sti window: the next IRQ goes in whatever IF
@@ -281,6 +282,7 @@ class Machine:
                 self._deliver(ints.UD, ints.SOFTWARE, env.next_eip(), None)
                 return self.stop_reason != "failed"
         self._record(6, "#UD")
+        self._note_fault(6)
         if not cpu.protected:
             seg, off = cpu.ivt_entry(6)
             if (seg << 4) + off == rom.ROM_BASE + rom.stub(6):
@@ -347,6 +349,7 @@ class Machine:
         # A CPU exception: EIP is on the faulting instruction (a fault restarts it) or after
         # it (a trap), as QEMU left it.
         self.history.append((intno, "exception", cs, eip, eax))
+        self._note_fault(intno)
         if intno in CPU_EXCEPTIONS:
             seg, off = cpu.ivt_entry(intno)
             if (seg << 4) + off == rom.ROM_BASE + rom.stub(intno):
@@ -402,6 +405,8 @@ class Machine:
         if flags & FLAG_VM and self._v86_bios(intno, software, cs, eip, eax, sp, ss):
             return
         self.history.append((intno, "int" if software else "exception", cs, eip, eax))
+        if not software:
+            self._note_fault(intno)
         if software:
             length = self._software_int_length(cs, eip, intno, 1, flags) or 2
             self._deliver(intno, ints.SOFTWARE, eip, None, insn_length=length)
@@ -685,6 +690,14 @@ class Machine:
         _, _, limit, _ = self.cpu.uc.reg_read(X.UC_X86_REG_IDTR)
         self.short_ivt = limit if limit < 0x3FF and not self.cpu.protected else None
 
+    def _note_fault(self, vector: int) -> None:
+        """What a fault left to tell a handler that makes progress (a #PF handler mapping page after page
+        for one `rep movsd`: same vector, same CS:EIP, another CR2 and ECX each time) from one that returns
+        to the same fault for ever."""
+        cpu = self.cpu
+        self.fault_states.append((vector, cpu.get("cr2") if vector == 14 else 0, cpu.get("ecx"),
+                                  cpu.get("esi"), cpu.get("edi")))
+
     def _check_runaway(self) -> None:
         """A slice that ran without ending by itself: is the guest executing zeroed memory (a jump
         into nowhere), or taking the same exception at the same place again and again (a handler
@@ -697,8 +710,10 @@ class Machine:
         if code == bytes(RUNAWAY_ZEROS):
             raise GuestCrash("executing zeroed memory (a jump or return into nowhere)", self.crash_report())
         history = self.history
+        faults = self.fault_states
         if len(history) == history.maxlen and history[0][1] in ("exception", "#UD") \
-                and history.count(history[0]) == len(history):
+                and history.count(history[0]) == len(history) \
+                and len(faults) == faults.maxlen and faults.count(faults[-1]) == len(faults):
             vector, _, cs, ip, _ = history[0]
             raise GuestCrash(f"the same CPU exception {vector:#04x} at {cs:04x}:{ip:04x} again and again "
                              f"(its handler returns to the faulting instruction)", self.crash_report())
