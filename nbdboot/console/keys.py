@@ -10,7 +10,6 @@ waits; {{ and }} are literal braces.
 from __future__ import annotations
 
 from nbdboot.errors import UsageError
-from nbdboot.machine.devices.kbc import CTRL_BREAK
 
 _ROWS = [
     (0x02, "1234567890-=", "!@#$%^&*()_+"),
@@ -42,6 +41,7 @@ for _c in "abcdefghijklmnopqrstuvwxyz":
     NAMED_KEYS[f"ctrl-{_c}"] = (ASCII_KEYS[_c] & 0xFF00) | (ord(_c) - 0x60)
 # Ctrl-Break has no key word of its own: the BIOS stores 0000h for it (and calls int 1Bh), so that word
 # stands for the key in the queue (machine/devices/kbc.py types its scan codes).
+CTRL_BREAK = 0x0000
 NAMED_KEYS["ctrl-break"] = CTRL_BREAK
 
 _ESCAPES = {"n": "\r", "r": "\r", "t": "\t", "e": "\x1b", "\\": "\\", "b": "\b"}

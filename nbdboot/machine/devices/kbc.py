@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 
+from nbdboot.console.keys import CTRL_BREAK   # the BIOS's word for Ctrl-Break, naming the key in a queue
 from nbdboot.machine.devices.mouse import Ps2Mouse
 
 STATUS_OBF = 0x01
@@ -63,9 +64,6 @@ SET2_TO_SET1 = {v: k for k, v in SET1_TO_SET2.items()}
 _SHIFTED = set('~!@#$%^&*()_+{}|:"<>?') | {chr(c) for c in range(ord("A"), ord("Z") + 1)}
 _EXTENDED = {0x47, 0x48, 0x49, 0x4B, 0x4D, 0x4F, 0x50, 0x51, 0x52, 0x53}  # grey cursor block (ASCII E0h)
 _BIOS_F11_F12 = {0x85: 0x57, 0x86: 0x58}
-
-
-CTRL_BREAK = 0x0000  # the BIOS's word for Ctrl-Break, which also names the key in a key queue
 
 
 def key_codes(word: int) -> tuple[list[int], int | None]:
