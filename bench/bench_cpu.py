@@ -21,21 +21,19 @@ one each), scaled by the output size (the work per output byte is the same), div
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 try:
-    from bench.bench_boot import _Monitor, screen_text
+    from bench.bench_boot import qemu_seconds_to_text
     from bench.common import env_note, nbdkit, print_table, require
 except ImportError:  # standalone: python3 bench/bench_cpu.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench.bench_boot import _Monitor, screen_text
+    from bench.bench_boot import qemu_seconds_to_text
     from bench.common import env_note, nbdkit, print_table, require
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,42 +76,8 @@ def nbdboot_seconds(hostport: str, case: Case) -> float | None:
 
 
 def qemu_seconds(uri: str, case: Case) -> float | None:
-    qemu = require("qemu-system-i386")
-    with tempfile.TemporaryDirectory(prefix="bench-cpu-") as tmp:
-        mon_path = os.path.join(tmp, "mon.sock")
-        screen_path = os.path.join(tmp, "screen.bin")
-        cmd = [qemu, "-accel", "tcg", "-m", "64", "-nodefaults", "-vga", "std", "-display", "none",
-               "-no-reboot", "-nic", "none", "-monitor", f"unix:{mon_path},server=on,wait=off",
-               "-drive", f"file={uri},format=raw,{QEMU_MEDIA[case.media]}",
-               "-boot", f"order={QEMU_BOOT[case.media]},menu=off"]
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            while not os.path.exists(mon_path):
-                if proc.poll() is not None:
-                    raise RuntimeError(f"qemu exited with status {proc.returncode}")
-                if time.perf_counter() - start > 10:
-                    raise RuntimeError("qemu did not open its monitor")
-                time.sleep(0.005)
-            monitor = None
-            while monitor is None:
-                try:
-                    monitor = _Monitor(mon_path)
-                except (ConnectionRefusedError, FileNotFoundError):
-                    time.sleep(0.005)
-            try:
-                while True:
-                    monitor.command(f'pmemsave 0xb8000 4000 "{screen_path}"')
-                    if case.expect in screen_text(Path(screen_path).read_bytes()):
-                        return time.perf_counter() - start
-                    if time.perf_counter() - start > case.deadline:
-                        return None
-                    time.sleep(0.02)
-            finally:
-                monitor.close()
-        finally:
-            proc.kill()
-            proc.wait()
+    return qemu_seconds_to_text(["-drive", f"file={uri},format=raw,{QEMU_MEDIA[case.media]}",
+                                 "-boot", f"order={QEMU_BOOT[case.media]},menu=off"], case.expect, case.deadline)
 
 
 def cpuwork_instructions() -> int:
