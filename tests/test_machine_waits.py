@@ -173,3 +173,72 @@ brk:    PUTC 'B'
 """
     _, out = run_sector(tmp_path, body, keys=parse_keys("{ctrl-break}{pause:0.2}z"), timeout=10)
     assert out == "B0000 0080 2C7A DONE", out
+
+
+def test_the_tsc_counts_the_time_a_halted_guest_skipped(tmp_path):
+    # A guest that calibrates the TSC against the PIT and then sleeps on timer ticks: idle time skipped
+    # ahead on the virtual clock must show in the TSC as well (the host's counter would not see it).
+    body = r"""
+        xor ax, ax
+        mov ds, ax
+        sti
+        mov bx, [46Ch]
+edge:   hlt
+        cmp [46Ch], bx
+        je edge
+        db 0Fh, 31h             ; rdtsc (the sector is assembled for the 8086)
+        mov [tsc0], eax
+        mov [tsc0 + 4], edx
+        mov bx, [46Ch]
+        add bx, 18
+sleep:  hlt
+        cmp [46Ch], bx
+        jb sleep
+        db 0Fh, 31h             ; rdtsc (the sector is assembled for the 8086)
+        sub eax, [tsc0]
+        sbb edx, [tsc0 + 4]
+        HEX16 dx
+        shr eax, 16
+        HEX16 ax
+        PRINT " DONE"
+        hlt
+tsc0:   dd 0, 0
+"""
+    machine, out = run_sector(tmp_path, body, timeout=20)
+    delta = int(out.split()[0], 16) << 16
+    ticks = 18 * 65536 / 1193182          # 18 PIT ticks, 0.9887 s
+    assert machine.tsc.read() > 0
+    assert abs(delta / 1e9 - ticks) < 0.05, f"TSC delta {delta / 1e9:.4f} s for {ticks:.4f} s of PIT ticks"
+
+
+def test_a_stale_code_segment_after_leaving_protected_mode_is_not_a_runaway(tmp_path):
+    # Between clearing CR0.PE and the far jump that reloads CS, the CPU fetches through CS's hidden base
+    # (here 0), not selector*16 (800h*16 = 8000h, zeroed memory). A slice stopped there must not be taken
+    # for a jump into nowhere: iPXE's prot_to_real crashed "executing zeroed memory" when a stop landed so.
+    body = r"""
+        cpu 386
+        cli
+        xor ax, ax
+        mov ds, ax
+        mov word [1800h], 0FFFFh    ; GDT entry 100h (selector 800h): 16-bit code, base 0, limit 64 KiB
+        mov byte [1805h], 9Ah
+        lgdt [gdtr]
+        mov eax, cr0
+        or al, 1
+        mov cr0, eax
+        jmp 800h:pm
+pm:     mov eax, cr0
+        and al, 0FEh
+        mov cr0, eax
+        mov ecx, 60000000           ; real mode, CS still 800h: spin through several slices
+spin:   dec ecx
+        jnz spin
+        jmp 0:back
+back:   PRINT "DONE"
+        hlt
+gdtr:   dw 807h
+        dd 1000h
+"""
+    machine, out = run_sector(tmp_path, body, timeout=60)
+    assert out == "DONE"
+    assert machine.slices > 2, "the spin did not span a slice boundary: the test proves nothing"

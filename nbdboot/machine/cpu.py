@@ -206,6 +206,7 @@ class Cpu:
             from unicorn import unicorn_const as uc_const
             # uc_ctl(UC_CTL_TB_REMOVE_CACHE, write, 2 args), encoded as the binding does
             self._remove_cache_code = (uc_const.UC_CTL_IO_WRITE << 30) | (2 << 26) | uc_const.UC_CTL_TB_REMOVE_CACHE
+        self.env = None  # the CPU's internal state (interrupts.CpuEnv), set by the machine
         # Set by the machine while a BIOS service runs from the interrupt hook: it read SS:SP already.
         self.service_flags_at: int | None = None
         self.interrupt_regs = RegBatch(self, ("eip", "cs", "cr0", "eax", "eflags", "sp", "ss"))
@@ -316,7 +317,10 @@ class Cpu:
         return bool(desc and desc[3] & 0x4)
 
     def pc(self) -> int:
-        """Linear address of CS:EIP."""
+        """Linear address of CS:EIP, from CS's hidden base when the engine exposes it."""
+        env = self.env
+        if env is not None and env.available:
+            return (env.code_base() + self.get("eip")) & 0xFFFFFFFF
         return self.seg_base(self.get("cs")) + self.get("eip")
 
     # -- memory ------------------------------------------------------------------

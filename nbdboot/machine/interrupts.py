@@ -277,6 +277,13 @@ class CpuEnv:
         eflags.value &= ~(ARITH_FLAGS | 0x400)
         self._restore(self.cpu._uch, self._ctx)
 
+    def code_base(self) -> int:
+        """CS's hidden base, where the CPU fetches from. It differs from what the selector says
+        between a mode switch and the far jump that reloads CS (CR0.PE just cleared, CS still a
+        protected-mode selector), where a block stop can land."""
+        at = self._snapshot()
+        return ctypes.c_uint64.from_address(at + self.layout.hflags + 40).value  # hflags2, segs[R_ES], .base
+
     def cpl(self) -> int:
         at = self._snapshot()
         return ctypes.c_uint32.from_address(at + self.layout.hflags).value & 3

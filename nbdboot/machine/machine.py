@@ -41,6 +41,7 @@ from nbdboot.machine.devices import (Cmos, DebugConsole, Keyboard8042, PciBus, P
 from nbdboot.machine.devices.uart import COM_PORTS, Uart16550
 from nbdboot.machine.ports import PortBus
 from nbdboot.machine.slicing import SliceStop
+from nbdboot.machine.tsc import TimeStampCounter
 
 from nbdboot.machine.memmap import CONVENTIONAL_TOP, EBDA_SEGMENT, EXTENDED_BASE, VIDEO_TEXT  # noqa: F401,E402
 DEFAULT_MEMORY_MB = 64
@@ -101,6 +102,7 @@ class Machine:
         self.extended_bytes = memory_mb * 1024 * 1024
         self.cpu = Cpu(EXTENDED_BASE + self.extended_bytes)
         self.clock = VirtualClock()
+        self.tsc = TimeStampCounter(self.clock)
         self.vga = Vga(self.cpu)
         # The UARTs keep their line across a reset, as the display does (they are the user's view).
         self.serial = [Uart16550(base, irq, None, f"COM{i + 1}") for i, (base, irq) in enumerate(COM_PORTS)]
@@ -131,6 +133,7 @@ class Machine:
         self._armed_at = 0.0        # when the watchdog last armed the block stop
         self.cpu.write(rom.ROM_BASE, rom.load_image())
         self.interrupts = ints.Interrupts(self.cpu)
+        self.cpu.env = self.interrupts.env
 
         from nbdboot.bios import Bios  # the BIOS needs a built machine
         self.bios = Bios(self)
@@ -145,6 +148,7 @@ class Machine:
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid)
+        self.tsc.install(uc)
 
     def _build_devices(self) -> None:
         """The chipset's devices in their power-on state, each on a fresh port bus (also at a reset).
@@ -209,6 +213,7 @@ class Machine:
         self.cpu.uc.reg_write(X.UC_X86_REG_GDTR, (0, 0, 0xFFFF, 0))
         self.cpu.set_a20(True)
         self.cpu.uc.ctl_flush_tb()
+        self.tsc.reset()
         self._build_devices()
         self.history.clear()
         self.waiting_in_bios = self.bios_window = self.halted = False
