@@ -242,3 +242,42 @@ gdtr:   dw 807h
     machine, out = run_sector(tmp_path, body, timeout=60)
     assert out == "DONE"
     assert machine.slices > 2, "the spin did not span a slice boundary: the test proves nothing"
+
+
+def test_no_irq_comes_between_sti_and_the_next_instruction(tmp_path):
+    # `sti; sysexit` and `mov ss, ax; mov sp, ...` rely on the one-instruction interrupt shadow. QEMU ends a
+    # translation block at `sti`, so a slice can stop right inside the shadow with IRQ0 due: the IRQ must
+    # wait for the next instruction. The handler counts the times it found the shadowed store not done.
+    body = r"""
+        cpu 386
+        cli
+        xor ax, ax
+        mov ds, ax
+        mov word [8 * 4], irq0
+        mov word [8 * 4 + 2], 0
+spin:   cli
+        mov byte [flag], 0
+        sti
+        mov byte [flag], 1
+        cli
+        cmp word [ticks], 20
+        jb spin
+        HEX16 [bad]
+        PRINT " DONE"
+        hlt
+irq0:   cmp byte [cs:flag], 0
+        jne .counted
+        inc word [cs:bad]
+.counted:
+        inc word [cs:ticks]
+        push ax
+        mov al, 20h
+        out 20h, al
+        pop ax
+        iret
+flag:   db 0
+ticks:  dw 0
+bad:    dw 0
+"""
+    machine, out = run_sector(tmp_path, body, timeout=60)
+    assert out == "0000 DONE", f"IRQ0 came inside the interrupt shadow ({out.split()[0]} of 20 ticks)"

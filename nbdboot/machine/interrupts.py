@@ -179,6 +179,9 @@ def _desc(base: int, limit: int, access: int, flags: int) -> bytes:
                        ((limit >> 16) & 0xF) | (flags << 4), base >> 24)
 
 
+HF_INHIBIT_IRQ = 1 << 3  # QEMU's hflags bit for the one-instruction interrupt shadow
+
+
 class CpuEnv:
     """Reads and patches QEMU's CPUX86State of one engine through a reusable context."""
 
@@ -276,6 +279,13 @@ class CpuEnv:
         eflags = ctypes.c_uint32.from_address(at + self.layout.hflags - 40)
         eflags.value &= ~(ARITH_FLAGS | 0x400)
         self._restore(self.cpu._uch, self._ctx)
+
+    def interrupt_shadow(self) -> bool:
+        """The instruction after `sti` or `mov ss`/`pop ss` is still to run, and no interrupt may
+        come before it (QEMU's HF_INHIBIT_IRQ): `sti; sysexit`, `mov ss, ax; mov esp, ...`. QEMU ends
+        the translation block at such an instruction, so a block stop can land right there."""
+        at = self._snapshot()
+        return bool(ctypes.c_uint32.from_address(at + self.layout.hflags).value & HF_INHIBIT_IRQ)
 
     def code_base(self) -> int:
         """CS's hidden base, where the CPU fetches from. It differs from what the selector says

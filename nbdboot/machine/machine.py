@@ -46,6 +46,7 @@ from nbdboot.machine.tsc import TimeStampCounter
 from nbdboot.machine.memmap import CONVENTIONAL_TOP, EBDA_SEGMENT, EXTENDED_BASE, VIDEO_TEXT  # noqa: F401,E402
 DEFAULT_MEMORY_MB = 64
 SLICE_SECONDS = 0.02  # wall time per slice; then the slice ends at the next safe point
+SHADOW_SLICE_SECONDS = 0.001  # a slice that only has to get past an interrupt shadow
 CPU_EXCEPTIONS = range(0, 0x08)
 HALT_POLL_SECONDS = 0.01  # a halted CPU with no timer event pending looks for input this often
 RUNAWAY_ZEROS = 16  # this many zero bytes at CS:IP after a slice that did not end by itself: executing nothing
@@ -128,9 +129,11 @@ class Machine:
         self.slices = 0
         self.irq_count = collections.Counter()
         self._slice_deadline = float("inf")
+        self.shadowed = False       # an IRQ waits for the instruction in an interrupt shadow
         self._running_slice = 0     # slice number while emu_start runs, 0 otherwise
         self._watchdog: threading.Thread | None = None
-        self._armed_at = 0.0        # when the watchdog last armed the block stop
+        self._armed_at = 0.0        # when the watchdog armed the block stop
+        self._arm_lock = threading.Lock()
         self.cpu.write(rom.ROM_BASE, rom.load_image())
         self.interrupts = ints.Interrupts(self.cpu)
         self.cpu.env = self.interrupts.env
@@ -549,8 +552,13 @@ class Machine:
         if irq is None:
             return False
         cpu = self.cpu
-        if not (cpu.get("eflags") & FLAG_IF) and not (self.waiting_in_bios or self.bios_window):
-            return False
+        if not (self.waiting_in_bios or self.bios_window):
+            if not cpu.get("eflags") & FLAG_IF:
+                return False
+            env = self.interrupts.env
+            if env.available and env.interrupt_shadow():
+                self.shadowed = True  # the next slice is a short one: the IRQ comes after one instruction
+                return False
         vector = self.pic.acknowledge(irq)
         self.irq_count[irq] += 1
         self._record(vector, f"irq{irq}")
@@ -596,7 +604,8 @@ class Machine:
         start = time.perf_counter()
         # The deadline also ends the slice synchronously at the next software int (in the
         # interrupt hook), before it: a due IRQ is then taken ahead of the BIOS call.
-        self._slice_deadline = start + SLICE_SECONDS
+        self._slice_deadline = start + (SHADOW_SLICE_SECONDS if self.shadowed else SLICE_SECONDS)
+        self.shadowed = False
         self._running_slice = self.slices
         self._start_watchdog()
         self.clock.running()
@@ -611,11 +620,12 @@ class Machine:
                     self.failure = GuestCrash(f"CPU stopped: {e}")
         finally:
             end = time.perf_counter()
-            self._running_slice = 0
-            self._slice_deadline = float("inf")
-            # Armed after the CPU stopped (a hlt, a hook's stop): it did not end this slice.
-            fired = self._slice_stop.armed and self._armed_at <= end
-            self._slice_stop.disarm()
+            with self._arm_lock:  # the watchdog cannot arm (or stamp) between these lines
+                self._running_slice = 0
+                self._slice_deadline = float("inf")
+                # Armed after the CPU stopped (a hlt, a hook's stop): it did not end this slice.
+                fired = self._slice_stop.armed and self._armed_at <= end
+                self._slice_stop.disarm()
         self.clock.ran(end - start)
         if self.reset_request is not None and self.failure is None:
             self._serve_reset()
@@ -662,9 +672,13 @@ class Machine:
             return SLICE_SECONDS / 4
         if now < deadline:
             return max(deadline - now, 0.0005)
-        if self._running_slice == running and self.stop_reason is None:
-            self._armed_at = now
-            self._slice_stop.arm()
+        # Under the lock, and once per slice: a second stamp taken while the CPU had already
+        # stopped on the first arm (its thread not yet back from emu_start) made that stop look
+        # as if the slice had ended by itself, which _check_halt takes for a triple fault.
+        with self._arm_lock:
+            if self._running_slice == running and self.stop_reason is None and not self._slice_stop.armed:
+                self._armed_at = now
+                self._slice_stop.arm()
         return SLICE_SECONDS / 4
 
     def _check_halt(self) -> bool:
