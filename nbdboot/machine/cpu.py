@@ -89,9 +89,13 @@ REG = {
     "cr2": X.UC_X86_REG_CR2, "cr3": X.UC_X86_REG_CR3, "cr4": X.UC_X86_REG_CR4,
 }
 FLAG_VM = 0x20000
-# CPUID.1 bits this PC does not have: no local APIC (EDX 9) nor x2APIC (ECX 21); see docs/machine.md.
-CPUID1_EDX_HIDDEN = 1 << 9
+# CPUID bits this PC does not have (docs/machine.md): no local APIC (leaf 1 EDX 9) nor x2APIC (ECX 21);
+# no SYSENTER/SYSEXIT (leaf 1 EDX 11, SEP) nor SYSCALL (80000001h EDX 11): the engine executes `sysenter`
+# and `syscall` as no-ops (they only call its instruction hooks), so a kernel that chose them would run on
+# in user mode. Linux's vDSO then enters with `int 80h`.
+CPUID1_EDX_HIDDEN = (1 << 9) | (1 << 11)
 CPUID1_ECX_HIDDEN = 1 << 21
+CPUID_EXT_EDX_HIDDEN = (1 << 9) | (1 << 11)
 
 
 def _may_hold_code(addr: int, size: int) -> bool:
@@ -342,7 +346,7 @@ class Cpu:
         return self.linear.read(addr, size)
 
     def _on_cpuid(self, uc, _user) -> bool:
-        """CPUID as the engine's model answers it, minus what this PC lacks (the local APIC)."""
+        """CPUID as the engine's model answers it, minus what this PC lacks (CPUID1_EDX_HIDDEN...)."""
         leaf, sub = self.get("eax"), self.get("ecx")
         key = (leaf, sub)
         values = self._cpuid_cache.get(key)
@@ -353,7 +357,7 @@ class Cpu:
             edx &= ~CPUID1_EDX_HIDDEN
             ecx &= ~CPUID1_ECX_HIDDEN
         elif leaf == 0x80000001:
-            edx &= ~CPUID1_EDX_HIDDEN  # AMD models mirror the APIC bit here
+            edx &= ~CPUID_EXT_EDX_HIDDEN  # AMD models mirror the APIC bit here; SYSCALL
         for name, value in (("eax", eax), ("ebx", ebx), ("ecx", ecx), ("edx", edx)):
             self.set(name, value)
         return True  # skip the engine's own cpuid
