@@ -555,7 +555,7 @@ class Boot:
     def _raise_lost_connection(self) -> None:
         """The guest was told 04h when its disk's connection died for good and carried on: a wait that then
         runs out ends with that NBD error (exit 3), the cause, rather than the timeout it led to."""
-        lost = self.machine.bios.disk.lost_connection
+        lost = self.disk.lost_connection if self.disk is not None else None
         if lost is not None:
             self.error = lost
             raise lost

@@ -99,9 +99,7 @@ def open_device(spec: str, *, read_only: bool = False, create_size: int | None =
     from nbdboot.disk.file import FileDevice
     if create_size is not None and os.path.exists(spec):
         create_size = None
-    dev = FileDevice(spec, read_only=read_only, create_size=create_size, lock=lock)
-    dev.flush_is_thread_safe = True   # fdatasync(2) may run beside other I/O on the fd
-    return dev
+    return FileDevice(spec, read_only=read_only, create_size=create_size, lock=lock)
 
 
 class StoreStats:
@@ -423,6 +421,11 @@ class StoreDevice(BlockDevice):
     def complete(self) -> bool:
         return self.map.complete()
 
+    @property
+    def lost_connection(self):
+        """The guest's blocks not yet local come from the source: its connection is the one that can die."""
+        return None if self._source_closed else self.source.lost_connection
+
     def close(self) -> None:
         if self._closed:
             return
@@ -518,8 +521,7 @@ class Copier:
         self._reaper_thread: threading.Thread | None = None
         self._ended = threading.Event()   # set when the copy thread has committed and ended
         self._commit_lock = threading.Lock()
-        # fdatasync on a file may run beside other I/O on it; an NBD target is one connection.
-        self._flush_unlocked = getattr(store.target, "flush_is_thread_safe", False)
+        self._flush_unlocked = store.target.flush_is_thread_safe
         self._planner = None
         self._skip_zeroes = store.target_blank   # a blank target already reads as zeroes
         self._step_window = WritebackWindow(store.target)

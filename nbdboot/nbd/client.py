@@ -47,7 +47,7 @@ import sys
 import time
 
 from nbdboot import interrupt
-from nbdboot.disk.base import DiskRangeError, DiskReadOnlyError, DiskUnsupportedError
+from nbdboot.errors import DiskRangeError, DiskReadOnlyError, DiskUnsupportedError
 from nbdboot.nbd import handshake as H
 from nbdboot.nbd import protocol as P
 from nbdboot.nbd.errors import (
@@ -511,6 +511,12 @@ class NbdClient:
     def max_payload(self) -> int:
         mx = self.export.block_sizes.maximum
         return P.DEFAULT_MAX_BLOCK if mx == 0xFFFFFFFF else min(mx, 64 << 20)
+
+    @property
+    def lost(self) -> NbdError | None:
+        """The error that ended the connection for good (the reconnect budget spent, a protocol violation,
+        an export that changed); None while it works, again after reconnect() reopened it, and once closed."""
+        return None if self._closed else self._dead
 
     @property
     def in_flight(self) -> int:

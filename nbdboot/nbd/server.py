@@ -27,19 +27,17 @@ import os
 import socket
 import struct
 import threading
+from typing import TYPE_CHECKING
 
-from nbdboot.disk.base import (
-    EXTENT_HOLE,
-    EXTENT_ZERO,
-    BlockDevice,
-    DiskError,
-    DiskUnsupportedError,
-)
+from nbdboot.errors import DiskError, DiskUnsupportedError
 from nbdboot.nbd import protocol as P
 from nbdboot.nbd.errors import (
-    EINVAL, ENOSPC, ENOTSUP, EOVERFLOW, EPERM, NbdError, NbdProtocolError, known_errno,
+    EINVAL, EIO, ENOSPC, ENOTSUP, EOVERFLOW, EPERM, NbdError, NbdProtocolError, known_errno,
 )
 from nbdboot.nbd.uri import NbdUri
+
+if TYPE_CHECKING:   # what it serves; the disk package builds on this one, not the other way round
+    from nbdboot.disk.base import BlockDevice
 
 _MAX_OPTION = 64 * 1024
 _BASE_ALLOCATION_ID = 1
@@ -284,7 +282,7 @@ class _Conn:
                 self.fail(cmd, cookie, known_errno(e.errno), str(e))
                 continue
             except OSError as e:
-                self.fail(cmd, cookie, 5, str(e))
+                self.fail(cmd, cookie, EIO, str(e))
                 continue
             if cmd == P.CMD_READ:
                 if self.structured:
@@ -339,7 +337,7 @@ class _Conn:
             if e.offset >= end or not e.length:
                 break
             n = min(e.length, end - e.offset, 0xFFFFFFFF)
-            f = (P.STATE_HOLE if e.flags & EXTENT_HOLE else 0) | (P.STATE_ZERO if e.flags & EXTENT_ZERO else 0)
+            f = e.flags & (P.STATE_HOLE | P.STATE_ZERO)   # a device's extent flags are these bits
             if out and out[-1][1] == f and out[-1][0] + n <= 0xFFFFFFFF:
                 out[-1] = (out[-1][0] + n, f)
             else:
