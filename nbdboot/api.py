@@ -278,7 +278,7 @@ def _refuse_image_as_disk(image: str, disks: list[DiskSpec]) -> None:
 
 def _open_disk(opts: BootOptions, factory, source_uri):
     """The disk the guest boots: the export alone, under an overlay, or while deploying/restoring."""
-    from nbdboot.disk.store import open_guest_disk
+    from nbdboot.disk.open import open_guest_disk
     return open_guest_disk(factory, overlay=opts.overlay, deploy_to=opts.deploy_to or opts.to,
                            map_path=opts.map_path, sync=opts.sync, connections=opts.connections,
                            since_bitmap=opts.since_bitmap, source_spec=source_uri)

@@ -27,6 +27,7 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from nbdboot.errors import DiskError, DiskUnsupportedError
@@ -404,7 +405,7 @@ class NbdServer:
     def __init__(self, exports: BlockDevice | dict[str, BlockDevice], *, host: str = "127.0.0.1",
                  port: int = 0, unix: str | None = None, read_only: bool = False, structured: bool = True,
                  handshake_timeout: float = 30.0):
-        self.exports = {"": exports} if isinstance(exports, BlockDevice) else dict(exports)
+        self.exports = dict(exports) if isinstance(exports, Mapping) else {"": exports}
         if not self.exports:
             raise ValueError("no exports to serve")
         self.host, self.port, self.unix = host, port, unix
