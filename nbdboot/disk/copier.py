@@ -105,6 +105,7 @@ class Copier:
         self._step_window = WritebackWindow(store.target)
         self._planner_src: BlockDevice | None = None
         self._sources: list[BlockDevice] = []
+        self._fetched = None   # step(): the piece its "fetch" phase read, for its "store" phase
         self.started = time.monotonic()
         self.stats.skipped_bytes = self.map.bytes_in(COPIED, COPIED_ZERO, GUEST, GUEST_ZERO)
 
@@ -352,7 +353,7 @@ class Copier:
             self._fetched = (item, self._fetch(self._sources[0], item))
             if phase == "fetch":
                 return True
-        if phase in ("store", "all") and getattr(self, "_fetched", None):
+        if phase in ("store", "all") and self._fetched:
             self._store(*self._fetched)
             self._fetched = None
         if phase in ("commit", "all"):
