@@ -1,5 +1,5 @@
-"""The import structure: no cycle between nbdboot's packages, none between the modules of disk/, and the NBD
-codec alone without the disk layer."""
+"""The import structure: no cycle between nbdboot's packages, none between the modules of disk/, the NBD codec
+without the disk layer and the device interface without the NBD layer."""
 
 import ast
 import os
@@ -138,10 +138,16 @@ def test_no_import_cycle_between_the_modules_of_disk():
     assert not _cycles(graph)
 
 
+def test_a_devices_extent_flags_are_the_wires_allocation_bits():
+    from nbdboot.disk.base import EXTENT_HOLE, EXTENT_ZERO
+    from nbdboot.nbd.protocol import STATE_HOLE, STATE_ZERO
+    assert (EXTENT_HOLE, EXTENT_ZERO) == (STATE_HOLE, STATE_ZERO)
+
+
 @pytest.mark.parametrize("module, forbidden", [
     ("nbdboot.nbd.protocol", ("nbdboot.disk",)),
     ("nbdboot.nbd.errors", ("nbdboot.disk",)),
-    ("nbdboot.disk.base", ("nbdboot.nbd.client", "socket", "ssl", "threading")),
+    ("nbdboot.disk.base", ("nbdboot.nbd", "socket", "ssl", "threading")),
 ])
 def test_a_layer_imports_without_the_layers_above_it(module, forbidden):
     # -S: site-packages' start-up hooks (.pth files) import threading themselves

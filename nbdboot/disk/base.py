@@ -22,8 +22,11 @@ from nbdboot.errors import (  # noqa: F401 (the interface's errors)
     DiskReadOnlyError,
     DiskUnsupportedError,
 )
-from nbdboot.nbd.protocol import STATE_HOLE as EXTENT_HOLE
-from nbdboot.nbd.protocol import STATE_ZERO as EXTENT_ZERO
+
+# NBD's base:allocation bits (nbd/protocol.py's STATE_HOLE, STATE_ZERO), so extents pass between a device and
+# the wire unchanged; not imported from there, which would load the codec into every local-only command.
+EXTENT_HOLE = 1
+EXTENT_ZERO = 2
 
 
 # flags: EXTENT_HOLE | EXTENT_ZERO. A namedtuple rather than a frozen dataclass: cheaper to
