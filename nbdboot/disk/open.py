@@ -7,6 +7,8 @@
     ...                     # a BlockDevice: hand it to the BIOS
     disk.copier             # None for overlays; .stats, .done, .error
     disk.close()            # stops the copier (resumable), syncs, closes all
+    store = open_deploy(source_factory, target)   # the same store, its copier attached but not started
+    store = open_store(source, target)            # source + target + map, no copier
 
 `source_factory()` opens a new connection to the source each call (the copier
 takes its own, several when the server advertises multi-conn). With neither
