@@ -16,7 +16,7 @@ import time
 
 from bench.common import alternate, env_note, median, nbdkit, print_table, python, require, time_command
 from nbdboot.nbd.client import NbdClient
-from nbdboot.nbd.copy import copy
+from nbdboot.disk.copy import copy
 
 
 def random_reads(uri: str, depth: int, seconds: float) -> float:

@@ -73,7 +73,7 @@ def in_process(uri: str, target: str) -> float:
 
 def guest_io(uri: str, rw_uri: str, work: str, n: int) -> list[list]:
     from nbdboot.disk.nbd import NbdDevice
-    from nbdboot.disk.store import open_guest_disk
+    from nbdboot.disk.open import open_guest_disk
 
     def run(dev, op: str) -> float:
         rnd = random.Random(op)   # reads hit other blocks than the writes: mostly remote

@@ -278,7 +278,7 @@ def _refuse_image_as_disk(image: str, disks: list[DiskSpec]) -> None:
 
 def _open_disk(opts: BootOptions, factory, source_uri):
     """The disk the guest boots: the export alone, under an overlay, or while deploying/restoring."""
-    from nbdboot.disk.store import open_guest_disk
+    from nbdboot.disk.open import open_guest_disk
     return open_guest_disk(factory, overlay=opts.overlay, deploy_to=opts.deploy_to or opts.to,
                            map_path=opts.map_path, sync=opts.sync, connections=opts.connections,
                            since_bitmap=opts.since_bitmap, source_spec=source_uri)
@@ -555,7 +555,7 @@ class Boot:
     def _raise_lost_connection(self) -> None:
         """The guest was told 04h when its disk's connection died for good and carried on: a wait that then
         runs out ends with that NBD error (exit 3), the cause, rather than the timeout it led to."""
-        lost = self.machine.bios.disk.lost_connection
+        lost = self.disk.lost_connection if self.disk is not None else None
         if lost is not None:
             self.error = lost
             raise lost

@@ -57,6 +57,51 @@ def port(text: str) -> int:
     return value
 
 
+# Block-device error values: NBD's (proto.md "Error values"), which are Linux's numbers. Every device
+# reports its failures in them (DiskError.errno), the NBD client receives them and the server sends them.
+EPERM = 1
+EIO = 5
+ENOMEM = 12
+EINVAL = 22
+ENOSPC = 28
+EOVERFLOW = 75
+ENOTSUP = 95
+ENOTCONN = 107  # never on the wire: what an NBD client's stranded requests fail with
+ESHUTDOWN = 108
+
+ERRNO_NAMES = {
+    EPERM: "EPERM", EIO: "EIO", ENOMEM: "ENOMEM", EINVAL: "EINVAL", ENOSPC: "ENOSPC",
+    EOVERFLOW: "EOVERFLOW", ENOTSUP: "ENOTSUP", ESHUTDOWN: "ESHUTDOWN", ENOTCONN: "ENOTCONN",
+}
+
+
+class DiskError(Exception):
+    """A block-device operation failed; `errno` is one of the error values above."""
+
+    errno = EIO
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        if errno is not None:
+            self.errno = errno
+
+
+class DiskIOError(DiskError):
+    errno = EIO
+
+
+class DiskReadOnlyError(DiskError):
+    errno = EPERM
+
+
+class DiskRangeError(DiskError):
+    errno = EINVAL   # reads past the end; writes past the end are ENOSPC
+
+
+class DiskUnsupportedError(DiskError):
+    errno = ENOTSUP
+
+
 class NbdbootError(Exception):
     """Base of errors that end a command with a one-line message."""
 

@@ -181,7 +181,7 @@ def test_keys_help_lists_every_key_the_parser_knows():
 
 def test_stdout_device_writes_out_of_order_blocks_in_order(tmp_path):
     from nbdboot.errors import LocalIOError
-    from nbdboot.nbd.stdio import StdoutDevice
+    from nbdboot.disk.stdio import StdoutDevice
     path = tmp_path / "out"
     with open(path, "wb") as f:
         dev = StdoutDevice(10, fd=f.fileno())

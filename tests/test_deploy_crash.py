@@ -56,7 +56,7 @@ def apply(source: bytes, writes) -> bytes:
 
 def driver(src: str, target: str, seed: int, ack_log: str, sync: str, finish_only: bool) -> None:
     from nbdboot.disk.file import FileDevice
-    from nbdboot.disk.store import open_guest_disk
+    from nbdboot.disk.open import open_guest_disk
 
     def factory():
         return FileDevice(src, read_only=True)
@@ -167,7 +167,7 @@ def test_kill9_during_cli_deploy_resumes_to_identical_target(tmp_path):
 
 def overlay_driver(src: str, overlay: str, seed: int, ack_log: str, sync: str) -> None:
     from nbdboot.disk.file import FileDevice
-    from nbdboot.disk.store import open_guest_disk
+    from nbdboot.disk.open import open_guest_disk
 
     dev = open_guest_disk(lambda: FileDevice(src, read_only=True), overlay=overlay, sync=sync)
     with open(ack_log, "rb") as f:

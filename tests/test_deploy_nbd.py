@@ -14,7 +14,8 @@ import pytest
 from conftest import require_tool, wait_for_path
 from nbdboot.disk.deploy import copy_to_target
 from nbdboot.disk.file import FileDevice
-from nbdboot.disk.store import attach_copier, open_store
+from nbdboot.disk.copier import attach_copier
+from nbdboot.disk.open import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -238,7 +239,7 @@ def _dead_port() -> int:
 
 def test_live_deploy_over_nbd_with_guest_io_then_target_alone(tmp_path, nbdkit):
     from nbdboot.disk.nbd import NbdDevice
-    from nbdboot.disk.store import open_guest_disk
+    from nbdboot.disk.open import open_guest_disk
 
     src = tmp_path / "src.img"
     rnd = random.Random(8)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from nbdboot.disk.deploy import Progress, summary
+from nbdboot.console.progress import Progress, summary
 from nbdboot.disk.store import StoreStats
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from conftest import free_port, wait_for_port
 from nbdboot.disk.nbd import NbdDevice
+from nbdboot.disk.open import open_store
 from nbdboot.nbd import protocol as P
 from nbdboot.nbd.client import NbdClient
 from nbdboot.nbd.errors import (
@@ -159,6 +160,26 @@ def test_reset_reconnects_on_demand(killable):
     assert dev.client.reconnects == 2
     assert dev.pread(16, 800) == _pattern(800, 16)
     dev.close()
+
+
+def test_a_device_reports_its_lost_connection_until_a_reset_reopens_it(killable, tmp_path):
+    srv = killable("pattern", "1M")
+    dev = NbdDevice(srv.uri, retries=2, retry_delay=0.05)
+    store = open_store(dev, str(tmp_path / "target"), own_source=False)
+    try:
+        assert dev.lost_connection is None and store.lost_connection is None
+        srv.kill()
+        with pytest.raises(NbdConnectionError, match="2 reconnect attempts") as failed:
+            store.pread(512, 0)
+        assert dev.lost_connection is failed.value
+        assert store.lost_connection is failed.value   # its blocks not yet local come over that connection
+        srv.start()
+        dev.reset()
+        assert dev.lost_connection is None and store.lost_connection is None
+        assert store.pread(16, 800) == _pattern(800, 16)
+    finally:
+        store.close()
+        dev.close()
 
 
 def test_error_filter_fails_requests_not_the_connection(nbdkit, tmp_path):

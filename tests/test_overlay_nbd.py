@@ -13,7 +13,7 @@ import pytest
 from nbdboot.disk.blockmap import BlockMapError
 from nbdboot.disk.nbd import NbdDevice
 from nbdboot.disk.overlay import open_overlay, overlay_info
-from nbdboot.disk.store import open_guest_disk
+from nbdboot.disk.open import open_guest_disk
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1 << 20

@@ -113,7 +113,7 @@ def test_retry_budget_reports_each_try_and_keeps_the_documented_spacing():
 
 def test_deploy_progress_says_reconnecting_instead_of_a_falling_speed(tmp_path):
     import io
-    from nbdboot.disk.deploy import Progress
+    from nbdboot.console.progress import Progress
     from nbdboot.disk.store import StoreStats
     stream = io.StringIO()
     progress = Progress(stream, tty=False, interval=0)

@@ -13,7 +13,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from nbdboot.disk.blockmap import ABSENT, GUEST, GUEST_ZERO, BlockMap
 from nbdboot.disk.file import FileDevice
 from nbdboot.disk.overlay import open_overlay
-from nbdboot.disk.store import attach_copier, open_store
+from nbdboot.disk.copier import attach_copier
+from nbdboot.disk.open import open_store
 
 BS = 4096          # small blocks so a few operations cover many cases
 NBLOCKS = 24

@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 import nbdboot.disk.file as file_mod
 from nbdboot.disk.file import FileDevice
 from nbdboot.disk.overlay import open_overlay
-from nbdboot.disk.store import attach_copier, open_store
+from nbdboot.disk.copier import attach_copier
+from nbdboot.disk.open import open_store
 
 BS = 4096
 SIZE = 10 * BS - 700   # a short last block

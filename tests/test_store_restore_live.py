@@ -6,7 +6,7 @@ import subprocess
 
 from conftest import require_tool, wait_for_path
 from nbdboot.disk.nbd import NbdDevice
-from nbdboot.disk.store import open_guest_disk
+from nbdboot.disk.open import open_guest_disk
 
 MiB = 1 << 20
 

@@ -42,7 +42,6 @@ STATUS_WRITE_PROTECTED = 0x03
 STATUS_READ_ERROR = 0x04
 STATUS_MEDIA_CHANGED = 0x06
 STATUS_BOUNDARY = 0x09
-STATUS_WRITE_ERROR = 0xCC
 
 SECTOR = 512
 CD_SECTOR = 2048
@@ -171,10 +170,8 @@ def guess_hard_disk_geometry(device: BlockDevice) -> tuple[int, int, int]:
 
 
 class Int13:
-    # The NbdError of the drive (lost_drive) whose connection is gone for good, until a transfer from it works
-    # again (a guest's reset reopened it). The guest was answered 04h and went on; a run that then misses its
-    # expectations ends with this error (exit 3): the cause, not the timeout it led to.
-    lost_connection: NbdError | None = None
+    # The drive whose connection is gone for good (its device's lost_connection), until a transfer from it works
+    # again: a dead connection fails every request, and its outage is logged once, not on each guest retry.
     lost_drive: int | None = None
     _last_failure = ""
     # Called after every call as observer(dl, ah, drive or None, status, perf_counter at entry) when set
@@ -225,6 +222,10 @@ class Int13:
         drive = self._make_drive(number, device, "hdd")
         self.firmware[number] = drive
         return drive
+
+    def devices(self) -> list[BlockDevice]:
+        """The block devices behind the PC's own disks and the SAN drives, in that order."""
+        return [drive.device for drive in (*self.firmware.values(), *self.san.values())]
 
     def add_drive(self, number: int, device: BlockDevice, media: str = "auto") -> Drive:
         """Hook `device` as a SAN drive at `number`, as iPXE's int13_hook (7Fh/FFh: its natural number).
@@ -416,7 +417,7 @@ class Int13:
             self._disk_failed(drive, lba, count, write, e)
             return STATUS_READ_ERROR
         if drive.number == self.lost_drive:
-            self.lost_connection = self.lost_drive = None
+            self.lost_drive = None
             self._last_failure = ""
         return STATUS_OK
 
@@ -429,7 +430,7 @@ class Int13:
                         "write" if write else "read", count, lba, error)
             self._last_failure = str(error)
         if isinstance(error, NbdError):
-            self.lost_connection, self.lost_drive = error, drive.number
+            self.lost_drive = drive.number
 
     def _chs(self, drive: Drive) -> int | None:
         cpu = self.m.cpu
@@ -448,11 +449,8 @@ class Int13:
 
         As iPXE's sandev_reset: close and reopen the connection to the disk, so a guest
         that resets after errors gets a fresh NBD session (Windows MBR code retries so)."""
-        reopen = getattr(drive.device, "reset", None)
-        if reopen is None:
-            return STATUS_OK
         try:
-            reopen()
+            drive.device.reset()
         except Exception as e:  # noqa: BLE001 - any failure to reopen is the guest's 05h
             _log().info("int 13h reset of drive %#04x failed: %s", drive.number, e)
             return STATUS_RESET_FAILED

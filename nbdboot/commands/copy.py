@@ -13,7 +13,7 @@ import time
 
 from nbdboot import interrupt
 from nbdboot.errors import UsageError
-from nbdboot.nbd.copy import copy
+from nbdboot.disk.copy import copy
 from nbdboot.units import seconds, size_bytes
 
 
@@ -68,24 +68,24 @@ def handler(args) -> int:
 
 def _copy(source: str, destination: str, connections: int, bar, options: dict):
     """`-` is standard input as SRC and standard output as DST, as in nbdcopy."""
-    from nbdboot.nbd import stdio
+    from nbdboot.disk import stdio
     if source == "-" and not stdio.stdin_is_seekable():
         return stdio.copy_stream(destination, request_size=options["request_size"],
                                  sparse=options["sparse"], flush=options["flush"], progress=bar)
     if source == "-":
         source = "/dev/stdin"     # a file or block device redirected: copied like a local file
     if destination == "-":
-        from nbdboot.nbd.copy import Copier, _LocalEnd, close_end, open_source
+        from nbdboot.disk.copy import Copier, LocalEnd, close_end, open_source
         src = open_source(source)
         try:
             out = stdio.StdoutDevice(src.size)
-            result = Copier(src, _LocalEnd(out), progress=bar, **options).run()
+            result = Copier(src, LocalEnd(out), progress=bar, **options).run()
             out.close()
             return result
         finally:
             close_end(src)
     if connections > 1:
-        from nbdboot.nbd.parallel import copy_parallel
+        from nbdboot.disk.parallel import copy_parallel
         return copy_parallel(source, destination, connections, progress=bar, **options)
     return copy(source, destination, progress=bar, **options)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
-from nbdboot.disk.deploy import Progress, copy_to_target, summary
+from nbdboot.console.progress import Progress, summary
+from nbdboot.disk.deploy import copy_to_target
 from nbdboot.disk.store import SYNC_POLICIES
 from nbdboot.errors import UsageError, seconds
 

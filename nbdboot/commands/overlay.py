@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from nbdboot.disk.deploy import human
+from nbdboot.console.progress import human
 from nbdboot.disk.lock import check_free
 from nbdboot.disk.overlay import commit_overlay, discard_overlay, overlay_info
-from nbdboot.disk.store import open_device
+from nbdboot.disk.open import open_device
 from nbdboot.errors import UsageError
 
 

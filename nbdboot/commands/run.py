@@ -237,7 +237,7 @@ def _report_copy(device, elapsed: float) -> None:
     copier = getattr(device, "copier", None)
     if copier is None:
         return
-    from nbdboot.disk.deploy import summary
+    from nbdboot.console.progress import summary
     state = "complete" if copier.done else "interrupted (resumes on the next run)"
     print(f"nbdboot: copy {state}: {summary(device.stats, elapsed)}", file=sys.stderr)
 

@@ -15,6 +15,16 @@ from __future__ import annotations
 import abc
 from collections import namedtuple
 
+from nbdboot.errors import (  # noqa: F401 (the interface's errors)
+    DiskError,
+    DiskIOError,
+    DiskRangeError,
+    DiskReadOnlyError,
+    DiskUnsupportedError,
+)
+
+# NBD's base:allocation bits (nbd/protocol.py's STATE_HOLE, STATE_ZERO), so extents pass between a device and
+# the wire unchanged; not imported from there, which would load the codec into every local-only command.
 EXTENT_HOLE = 1
 EXTENT_ZERO = 2
 
@@ -33,41 +43,14 @@ class Extent(namedtuple("Extent", "offset length flags", defaults=(0,))):
         return bool(self.flags & EXTENT_ZERO)
 
 
-class DiskError(Exception):
-    """A block-device operation failed; `errno` follows NBD's error values."""
-
-    errno = 5  # EIO
-
-    def __init__(self, message: str, errno: int | None = None):
-        super().__init__(message)
-        if errno is not None:
-            self.errno = errno
-
-
-class DiskIOError(DiskError):
-    errno = 5  # NBD_EIO
-
-
-class DiskReadOnlyError(DiskError):
-    errno = 1  # NBD_EPERM
-
-
-class DiskRangeError(DiskError):
-    errno = 22  # NBD_EINVAL (reads past the end); writes past the end are ENOSPC
-
-
-class DiskUnsupportedError(DiskError):
-    errno = 95  # NBD_ENOTSUP
-
-
 class BlockDevice(abc.ABC):
     """A random-access disk.
 
     Subclasses set `size` and the capability flags in __init__. Operations a
     device does not support raise DiskUnsupportedError, and callers check the
     `can_*` flags first (an NBD client must never send a command the server did
-    not advertise). All methods may be called from one thread at a time unless
-    a subclass says otherwise.
+    not advertise). All methods may be called from one thread at a time, except
+    flush() where `flush_is_thread_safe` says so.
     """
 
     size: int = 0
@@ -87,6 +70,9 @@ class BlockDevice(abc.ABC):
     description: str = ""
     # Made by this process as one hole: it reads as zeroes wherever nothing has written since.
     created_blank: bool = False
+    # flush() may run in one thread while another reads or writes (fdatasync on a file may);
+    # False where the device is one stream of requests (an NBD connection).
+    flush_is_thread_safe: bool = False
 
     @property
     def sector_size(self) -> int:
@@ -139,6 +125,15 @@ class BlockDevice(abc.ABC):
         """
         self.check_range(offset, length)
         return [Extent(offset, length, 0)]
+
+    def reset(self) -> None:
+        """Reopen what the device runs over (BIOS int 13h AH=00h); a no-op where nothing can be reopened."""
+
+    @property
+    def lost_connection(self) -> Exception | None:
+        """The error that ended the device's connection for good (its reconnects spent, a server that broke
+        the protocol), until reset() reopens it; None while it works, and for devices without one."""
+        return None
 
     def close(self) -> None:
         pass

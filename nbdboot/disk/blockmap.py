@@ -44,11 +44,6 @@ GUEST_ZERO = 4
 
 _ABSENT_RUN = re.compile(b"%s+" % re.escape(bytes([ABSENT])))
 
-STATE_NAMES = {ABSENT: "absent", COPIED: "copied", COPIED_ZERO: "copied-zero",
-               GUEST: "guest", GUEST_ZERO: "guest-zero"}
-LOCAL_STATES = (COPIED, COPIED_ZERO, GUEST, GUEST_ZERO)
-GUEST_STATES = (GUEST, GUEST_ZERO)
-
 # Blocks are 4 KiB, the unit most guests write: a guest write that covers part of a block
 # not yet local must first read the rest of it from the source (one round trip, as qcow2's
 # copy-on-write of a cluster). The map is a byte per block, kept in memory, so past 16 Mi

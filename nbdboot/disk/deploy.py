@@ -1,95 +1,16 @@
 """Deploy and restore without booting: run the store's copier to the end, with progress.
 
-`copy_to_target` is what `nbdboot deploy` and `nbdboot restore` do; the
-progress reporter draws a bar with rate and ETA on a terminal and prints one
-status line every few seconds otherwise, then a summary.
+`copy_to_target` is what `nbdboot deploy` and `nbdboot restore` do; `progress`
+(console/progress.py's Progress, or anything with its update/finish/nbd_status)
+is told how far the copy is.
 """
 
 from __future__ import annotations
 
-import sys
-import time
-
-from nbdboot.disk.dirty import dirty_extents
-from nbdboot.disk.store import StoreDevice, attach_copier, mark_clean_from_bitmap, open_device, open_store
-from nbdboot.errors import NbdbootError
+from nbdboot.disk.open import open_deploy, open_device
+from nbdboot.disk.store import StoreDevice
+from nbdboot.errors import EXIT_IO, NbdbootError
 from nbdboot.nbd.client import status_listeners
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
-
-
-class Progress:
-    """Bar on a TTY, a line per `interval` seconds elsewhere; silent when quiet."""
-
-    def __init__(self, stream=None, *, tty: bool | None = None, interval: float = 5.0, quiet: bool = False):
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty() if tty is None else tty
-        self.interval = interval if not self.tty else 0.2
-        self.quiet = quiet
-        self.start = time.monotonic()
-        self.last: float | None = None   # the first update always shows
-        self.first_done: int | None = None
-        self.shown: int | None = None   # `done` of the last line shown
-        self.note: str | None = None    # "reconnecting (try 3/10)": shown instead of the speed
-        self.stats = None               # the copier's, as of the last update
-
-    def nbd_status(self, _client, text: str | None) -> None:
-        """An NbdClient status listener (nbdboot.nbd.client.status_listeners)."""
-        self.note = text
-
-    def update(self, done: int, total: int, stats, *, force: bool = False) -> None:
-        self.stats = stats
-        now = time.monotonic()
-        if self.quiet or (not force and self.last is not None and now - self.last < self.interval):
-            return
-        if force and not self.tty and done == self.shown and not self.note:
-            return   # the closing update would repeat the last line
-        self.shown = done
-        self.last = now
-        if self.first_done is None:
-            self.first_done = done
-        elapsed = max(now - self.start, 1e-6)
-        rate = stats.copied_bytes / elapsed            # data moved, what the network does
-        progress_rate = (done - self.first_done) / elapsed   # incl. zeroes, what the ETA needs
-        left = total - done
-        eta = 0.0 if not left else (left / progress_rate if progress_rate > 0 else float("inf"))
-        pct = 100.0 * done / total if total else 100.0
-        eta_s = "--:--" if eta == float("inf") else f"{int(eta) // 60:02d}:{int(eta) % 60:02d}"
-        note = self.note
-        if note:
-            if self.tty:
-                self.stream.write(f"\r{pct:5.1f}% {human(done)}/{human(total)}: {note}\x1b[K")
-            else:
-                self.stream.write(f"nbdboot: {pct:5.1f}% {human(done)} of {human(total)} local: {note}\n")
-        elif self.tty:
-            width = 30
-            fill = int(width * pct / 100)
-            self.stream.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {pct:5.1f}% "
-                              f"{human(done)}/{human(total)} {human(rate)}/s ETA {eta_s} ")
-        else:
-            self.stream.write(f"nbdboot: {pct:5.1f}% {human(done)} of {human(total)} local, "
-                              f"{human(stats.copied_bytes)} copied, {human(rate)}/s, ETA {eta_s}\n")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self.tty and not self.quiet:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def summary(stats, elapsed: float) -> str:
-    rate = stats.copied_bytes / elapsed if elapsed > 0 else 0.0
-    kept = f"{human(stats.fetched_bytes)} kept from guest reads, " if stats.fetched_bytes else ""
-    return (f"copied {human(stats.copied_bytes)} ({stats.copied_bytes} bytes) in {elapsed:.2f}s "
-            f"({human(rate)}/s), skipped {human(stats.zero_bytes)} as holes/zeroes, "
-            f"{human(stats.skipped_bytes)} already local, {kept}"
-            f"{human(stats.guest_bytes)} written by the guest")
 
 
 class CopyFailed(NbdbootError):
@@ -98,7 +19,7 @@ class CopyFailed(NbdbootError):
 
 def copy_to_target(source_spec: str, target_spec: str, *, map_path: str | None = None,
                    resume: bool = True, connections: int = 4, since_bitmap: str | None = None,
-                   sync: str = "each", progress: Progress | None = None, block_size: int | None = None,
+                   sync: str = "each", progress=None, block_size: int | None = None,
                    stop_after: int | None = None, client_options: dict | None = None) -> StoreDevice:
     """Copy SRC to TARGET through the store engine; returns the closed store (for its stats).
 
@@ -108,24 +29,13 @@ def copy_to_target(source_spec: str, target_spec: str, *, map_path: str | None =
     def factory():
         return open_device(source_spec, read_only=True, client_options=client_options)
 
-    dirty = None
-    if since_bitmap:
-        # Before any other connection: qemu-nbd serves one client at a time unless -e N.
-        dirty = dirty_extents(source_spec, since_bitmap)
-    source = factory()
-    kw = {"block_size": block_size} if block_size else {}
+    store = open_deploy(factory, target_spec, map_path=map_path, sync=sync, resume=resume,
+                        connections=connections, since_bitmap=since_bitmap, source_spec=source_spec,
+                        block_size=block_size)
+    copier = store.copier
     try:
-        store = open_store(source, target_spec, map_path=map_path, sync=sync, resume=resume,
-                           source_spec=source_spec, **kw)
-    except BaseException:
-        source.close()
-        raise
-    try:
-        if dirty is not None and store.fresh_map:
-            mark_clean_from_bitmap(store, dirty)
         if progress:
             status_listeners.append(progress.nbd_status)
-        copier = attach_copier(store, factory, connections=connections)
         copier.stop_after = stop_after
         copier.start()
         while not copier.wait(0.1):
@@ -141,7 +51,7 @@ def copy_to_target(source_spec: str, target_spec: str, *, map_path: str | None =
             err = copier.error
             exc = CopyFailed(f"copy stopped: {err} (run again to resume)")
             # NBD failures carry their exit code; anything else went wrong locally.
-            exc.exit_code = getattr(err, "exit_code", None) or 6
+            exc.exit_code = getattr(err, "exit_code", None) or EXIT_IO
             raise exc
     finally:
         if progress and progress.nbd_status in status_listeners:

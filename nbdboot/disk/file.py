@@ -100,6 +100,8 @@ def check_file_size_fits(path: str, size: int) -> None:
 
 
 class FileDevice(BlockDevice):
+    flush_is_thread_safe = True   # fdatasync(2) may run beside other I/O on the fd
+
     def __init__(self, path: str | os.PathLike, read_only: bool = False, create_size: int | None = None,
                  lock: str | None = None):
         """lock: take an exclusive lock (disk/lock.py) naming the file's role ("deploy target"), before

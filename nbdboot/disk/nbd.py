@@ -10,6 +10,7 @@ API
     dev.flush()  dev.trim(off, len)  dev.zero(off, len, may_trim=True, fast=False)
     dev.cache(off, len)  dev.extents(off, len) -> [Extent]   (base:allocation)
     dev.reset()                    close and reconnect (BIOS int 13h AH=00h)
+    dev.lost_connection            the NbdError that ended the connection for good, or None
     dev.client                     the NbdClient underneath
     dev.close()
 
@@ -219,7 +220,7 @@ class NbdDevice(BlockDevice):
         for ext_len, flags in got:
             lo, hi = max(pos, offset), min(pos + ext_len, end)
             if hi > lo:
-                f = (EXTENT_HOLE if flags & P.STATE_HOLE else 0) | (EXTENT_ZERO if flags & P.STATE_ZERO else 0)
+                f = flags & (EXTENT_HOLE | EXTENT_ZERO)
                 if out and out[-1].flags == f and out[-1].end == lo:
                     out[-1] = Extent(out[-1].offset, hi - out[-1].offset, f)
                 else:
@@ -234,6 +235,10 @@ class NbdDevice(BlockDevice):
         """Drop the connection and negotiate a fresh one (int 13h AH=00h)."""
         self.client.reconnect()
         self._load_shape()
+
+    @property
+    def lost_connection(self):
+        return self.client.lost
 
     def close(self) -> None:
         self.client.close()

@@ -31,7 +31,7 @@ class WindowDevice(BlockDevice):
                      "can_extents", "can_cache"):
             setattr(self, flag, getattr(inner, flag))
         self.description = inner.description
-        self.flush_is_thread_safe = getattr(inner, "flush_is_thread_safe", False)
+        self.flush_is_thread_safe = inner.flush_is_thread_safe
 
     def pread_into(self, buf, offset: int) -> None:
         self.check_range(offset, len(memoryview(buf)))
@@ -73,7 +73,6 @@ def open_overlay(source: BlockDevice, path: str, *, sync: str = "each", source_s
                                    source=source_spec, fingerprint=source_fingerprint(source))
     try:
         data = FileDevice(path)
-        data.flush_is_thread_safe = True
         target = WindowDevice(data, blockmap.data_offset, blockmap.size)
     except BaseException:
         blockmap.close()

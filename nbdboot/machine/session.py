@@ -166,6 +166,6 @@ class Session:
     def _raise_lost_connection(self) -> None:
         """The guest was told 04h when its disk's connection died for good, and carried on; a run that then falls
         short ends with that NBD error (exit 3)."""
-        lost = self.machine.bios.disk.lost_connection
-        if lost is not None:
-            raise lost
+        for device in self.machine.bios.disk.devices():
+            if device.lost_connection is not None:
+                raise device.lost_connection

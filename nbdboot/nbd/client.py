@@ -47,7 +47,7 @@ import sys
 import time
 
 from nbdboot import interrupt
-from nbdboot.disk.base import DiskRangeError, DiskReadOnlyError, DiskUnsupportedError
+from nbdboot.errors import DiskRangeError, DiskReadOnlyError, DiskUnsupportedError
 from nbdboot.nbd import handshake as H
 from nbdboot.nbd import protocol as P
 from nbdboot.nbd.errors import (
@@ -435,6 +435,7 @@ class NbdClient:
         self._cookie = 0
         self._link: _Link | None = None
         self._dead: NbdError | None = None
+        self._lost: NbdError | None = None   # _dead when the server or the network ended it
         self._closed = False
         self._order: dict[int, Command] = {}   # every unanswered command, in send order
         self._finished: dict[int, Command] = {}  # answered, not yet handed out by next_completed()
@@ -511,6 +512,13 @@ class NbdClient:
     def max_payload(self) -> int:
         mx = self.export.block_sizes.maximum
         return P.DEFAULT_MAX_BLOCK if mx == 0xFFFFFFFF else min(mx, 64 << 20)
+
+    @property
+    def lost(self) -> NbdError | None:
+        """The error that ended the connection for good (the reconnect budget spent, a protocol violation,
+        an export that changed); None while it works, again after reconnect() reopened it, once closed, and
+        when an interrupt or a deadline of ours ended it."""
+        return None if self._closed else self._lost
 
     @property
     def in_flight(self) -> int:
@@ -716,11 +724,13 @@ class NbdClient:
             except (KeyboardInterrupt, interrupt.DeadlineReached, interrupt.Cancelled) as e:
                 # A reply may be half read: the connection cannot be used again, only closed.
                 if not self._dead:
-                    self._die(NbdConnectionError(f"interrupted: {type(e).__name__}"))
+                    self._die(NbdConnectionError(f"interrupted: {type(e).__name__}"), lost=False)
                 raise
 
-    def _die(self, why: NbdError) -> None:
+    def _die(self, why: NbdError, lost: bool = True) -> None:
+        """End the connection; `lost` unless we ended it ourselves (an interrupt, a deadline)."""
         self._dead = why
+        self._lost = why if lost else None
         self._outq = []
         for c in list(self._order.values()):
             if not c.done:
@@ -798,7 +808,7 @@ class NbdClient:
         reconnect budget ran out: a guest's int 13h reset tries again, as iPXE's sandev_reset reopens."""
         if self._closed:
             raise NbdConnectionError("client is closed")
-        self._dead = None
+        self._dead = self._lost = None
         self._strikes = 0
         self._recover(NbdConnectionError("reset requested"))
 

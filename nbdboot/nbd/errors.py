@@ -8,24 +8,21 @@ the connection lives on, so it is a DiskError carrying the NBD errno.
 
 from __future__ import annotations
 
-from nbdboot.disk.base import DiskError
-from nbdboot.errors import EXIT_NBD, NbdbootError
-
-# NBD error values (proto.md "Error values").
-EPERM = 1
-EIO = 5
-ENOMEM = 12
-EINVAL = 22
-ENOSPC = 28
-EOVERFLOW = 75
-ENOTSUP = 95
-ESHUTDOWN = 108
-ENOTCONN = 107  # never on the wire: what stranded requests fail with
-
-ERRNO_NAMES = {
-    EPERM: "EPERM", EIO: "EIO", ENOMEM: "ENOMEM", EINVAL: "EINVAL", ENOSPC: "ENOSPC",
-    EOVERFLOW: "EOVERFLOW", ENOTSUP: "ENOTSUP", ESHUTDOWN: "ESHUTDOWN", ENOTCONN: "ENOTCONN",
-}
+from nbdboot.errors import (  # noqa: F401 (the error values NBD carries, named here for its users)
+    EINVAL,
+    EIO,
+    ENOMEM,
+    ENOSPC,
+    ENOTCONN,
+    ENOTSUP,
+    EOVERFLOW,
+    EPERM,
+    ERRNO_NAMES,
+    ESHUTDOWN,
+    EXIT_NBD,
+    DiskError,
+    NbdbootError,
+)
 
 
 class NbdError(NbdbootError):

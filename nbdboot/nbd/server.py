@@ -27,19 +27,18 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from nbdboot.disk.base import (
-    EXTENT_HOLE,
-    EXTENT_ZERO,
-    BlockDevice,
-    DiskError,
-    DiskUnsupportedError,
-)
+from nbdboot.errors import DiskError, DiskUnsupportedError
 from nbdboot.nbd import protocol as P
 from nbdboot.nbd.errors import (
-    EINVAL, ENOSPC, ENOTSUP, EOVERFLOW, EPERM, NbdError, NbdProtocolError, known_errno,
+    EINVAL, EIO, ENOSPC, ENOTSUP, EOVERFLOW, EPERM, NbdError, NbdProtocolError, known_errno,
 )
 from nbdboot.nbd.uri import NbdUri
+
+if TYPE_CHECKING:   # what it serves; the disk package builds on this one, not the other way round
+    from nbdboot.disk.base import BlockDevice
 
 _MAX_OPTION = 64 * 1024
 _BASE_ALLOCATION_ID = 1
@@ -284,7 +283,7 @@ class _Conn:
                 self.fail(cmd, cookie, known_errno(e.errno), str(e))
                 continue
             except OSError as e:
-                self.fail(cmd, cookie, 5, str(e))
+                self.fail(cmd, cookie, EIO, str(e))
                 continue
             if cmd == P.CMD_READ:
                 if self.structured:
@@ -339,7 +338,7 @@ class _Conn:
             if e.offset >= end or not e.length:
                 break
             n = min(e.length, end - e.offset, 0xFFFFFFFF)
-            f = (P.STATE_HOLE if e.flags & EXTENT_HOLE else 0) | (P.STATE_ZERO if e.flags & EXTENT_ZERO else 0)
+            f = e.flags & (P.STATE_HOLE | P.STATE_ZERO)   # a device's extent flags are these bits
             if out and out[-1][1] == f and out[-1][0] + n <= 0xFFFFFFFF:
                 out[-1] = (out[-1][0] + n, f)
             else:
@@ -406,7 +405,7 @@ class NbdServer:
     def __init__(self, exports: BlockDevice | dict[str, BlockDevice], *, host: str = "127.0.0.1",
                  port: int = 0, unix: str | None = None, read_only: bool = False, structured: bool = True,
                  handshake_timeout: float = 30.0):
-        self.exports = {"": exports} if isinstance(exports, BlockDevice) else dict(exports)
+        self.exports = dict(exports) if isinstance(exports, Mapping) else {"": exports}
         if not self.exports:
             raise ValueError("no exports to serve")
         self.host, self.port, self.unix = host, port, unix

@@ -2,7 +2,7 @@
 
 As nbdcopy does, several connections are used only when every NBD end advertises multi-conn (a server that
 does not may not keep connections consistent); otherwise, and for local-only copies, one. Each range's
-copier is the ordinary pipelined one (nbdboot.nbd.copy.Copier) restricted to its range.
+copier is the ordinary pipelined one (disk/copy.py's Copier) restricted to its range.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import threading
 import time
 
 from nbdboot import interrupt
-from nbdboot.nbd import copy as C
+from nbdboot.disk import copy as C
 
 _ALIGN = 1 << 20   # range boundaries: whole MiB, so no request straddles two ranges
 
@@ -26,7 +26,7 @@ class RangeCopier(C.Copier):
     def _plan(self):
         pos = self.start
         while pos < self.end:
-            window = min(C._PLAN_WINDOW, self.end - pos)
+            window = min(C.PLAN_WINDOW, self.end - pos)
             exts = self.src.extents(pos, window) if self.use_extents else [(pos, window, False)]
             for off, n, zero in exts:
                 n = min(n, self.end - off)
@@ -40,17 +40,17 @@ class RangeCopier(C.Copier):
 
 
 def _multi_conn(end) -> bool:
-    return not isinstance(end, C._NbdEnd) or end.c.can_multi_conn
+    return not isinstance(end, C.NbdEnd) or end.c.can_multi_conn
 
 
 def _reopen_destination(spec: str, first, size: int, opts: dict):
     """Another handle on the destination the first open_destination created and sized."""
-    if isinstance(first, C._NbdEnd):
+    if isinstance(first, C.NbdEnd):
         return C.open_destination(spec, size, **opts)
-    if isinstance(first.dev, C._Null):
-        return C._LocalEnd(C._Null())
+    if isinstance(first.dev, C.NullDevice):
+        return C.LocalEnd(C.NullDevice())
     from nbdboot.disk.file import FileDevice
-    end = C._LocalEnd(FileDevice(spec))
+    end = C.LocalEnd(FileDevice(spec))
     end.fresh = first.fresh
     return end
 
@@ -60,7 +60,7 @@ def copy_parallel(src_spec: str, dst_spec: str, connections: int, *, progress=No
     """copy() over up to `connections` connections; one when an NBD end lacks multi-conn or the source is
     small."""
     opts = dict(client_options or {})
-    C._refuse_same(src_spec, dst_spec)
+    C.refuse_same_disk(src_spec, dst_spec)
     t0 = time.monotonic()
     srcs = [C.open_source(src_spec, **opts)]
     dsts = []

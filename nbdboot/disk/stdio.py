@@ -13,6 +13,7 @@ import os
 import stat
 import time
 
+from nbdboot.disk.copy import is_nbd_spec, is_null_spec
 from nbdboot.errors import LocalIOError, UsageError
 
 _ZEROS = bytes(1 << 20)
@@ -113,21 +114,20 @@ def copy_stream(dst_spec: str, *, request_size: int = 2 << 20, sparse: int = 655
                 progress=None, fd: int = 0, client_options=None) -> StreamResult:
     """Copy everything readable from `fd` (a pipe) to `dst_spec`: an NBD export (at least as large), a file
     (created or replaced, holes for zero blocks), null: or `-`."""
-    from nbdboot.nbd.copy import _is_nbd, _is_null
     t0 = time.monotonic()
     data_bytes = zero_bytes = pos = 0
     client = out = None
     out_fd = None
     if dst_spec == "-":
         out_fd = 1
-    elif _is_nbd(dst_spec):
+    elif is_nbd_spec(dst_spec):
         from nbdboot.nbd.client import NbdClient
         client = NbdClient(dst_spec, **(client_options or {}))
         if client.read_only:
             client.close()
             raise UsageError(f"destination {dst_spec} is read-only")
         request_size = min(request_size, client.max_payload)
-    elif not _is_null(dst_spec):
+    elif not is_null_spec(dst_spec):
         try:
             out = open(dst_spec, "wb")
         except OSError as e:

@@ -26,10 +26,11 @@ from nbdboot.nbd.client import NbdClient
 from nbdboot.nbd.uri import looks_like_uri, parse_uri
 
 _ZEROS = bytes(32 << 20)
-_PLAN_WINDOW = 1 << 30       # block status asked per window
+PLAN_WINDOW = 1 << 30       # block status asked per window
 
 
-def _is_nbd(spec: str) -> bool:
+def is_nbd_spec(spec: str) -> bool:
+    """An NBD URI, or host:port naming no local path."""
     if looks_like_uri(spec):
         return True
     if os.path.exists(spec) or "/" in spec:
@@ -41,7 +42,8 @@ def _is_nbd(spec: str) -> bool:
     return ":" in spec and not u.is_unix
 
 
-def _is_null(spec: str) -> bool:
+def is_null_spec(spec: str) -> bool:
+    """null: or /dev/null: a destination that discards."""
     return spec == "null:" or os.path.realpath(spec) == "/dev/null"
 
 
@@ -59,7 +61,7 @@ class CopyResult:
                 f"seconds={self.seconds:.3f})")
 
 
-class _NbdEnd:
+class NbdEnd:
     def __init__(self, client: NbdClient):
         self.c = client
         self.size = client.size
@@ -80,7 +82,7 @@ class _NbdEnd:
         return out or [(offset, length, False)]
 
 
-class _LocalEnd:
+class LocalEnd:
     def __init__(self, dev):
         self.dev = dev
         self.size = dev.size
@@ -92,7 +94,7 @@ class _LocalEnd:
         return [(e.offset, e.length, bool(e.flags & EXTENT_ZERO)) for e in self.dev.extents(offset, length)]
 
 
-class _Null:
+class NullDevice:
     """Discards everything (nbdcopy's null:)."""
     size = 1 << 63
     fresh = True
@@ -112,14 +114,14 @@ class _Null:
         pass
 
 
-def _refuse_same(src_spec: str, dst_spec: str) -> None:
+def refuse_same_disk(src_spec: str, dst_spec: str) -> None:
     """Copying a disk onto itself would first empty it (the destination starts as one hole)."""
-    if _is_null(dst_spec):
+    if is_null_spec(dst_spec):
         return
-    if _is_nbd(src_spec) and _is_nbd(dst_spec):
+    if is_nbd_spec(src_spec) and is_nbd_spec(dst_spec):
         a, b = parse_uri(src_spec), parse_uri(dst_spec)
         same = (a.host, a.port, a.socket, a.export) == (b.host, b.port, b.socket, b.export)
-    elif not _is_nbd(src_spec) and not _is_nbd(dst_spec):
+    elif not is_nbd_spec(src_spec) and not is_nbd_spec(dst_spec):
         try:
             same = os.path.samefile(src_spec, dst_spec)   # same inode: hard links and symlinks too
         except OSError:
@@ -132,18 +134,18 @@ def _refuse_same(src_spec: str, dst_spec: str) -> None:
 
 
 def open_source(spec: str, **client_options):
-    if _is_nbd(spec):
-        return _NbdEnd(NbdClient(spec, **client_options))
-    if _is_null(spec):
+    if is_nbd_spec(spec):
+        return NbdEnd(NbdClient(spec, **client_options))
+    if is_null_spec(spec):
         raise UsageError("null: cannot be a copy source")
-    return _LocalEnd(FileDevice(spec, read_only=True))
+    return LocalEnd(FileDevice(spec, read_only=True))
 
 
 def open_destination(spec: str, size: int, **client_options):
-    if _is_null(spec):
-        return _LocalEnd(_Null())
-    if _is_nbd(spec):
-        end = _NbdEnd(NbdClient(spec, **client_options))
+    if is_null_spec(spec):
+        return LocalEnd(NullDevice())
+    if is_nbd_spec(spec):
+        end = NbdEnd(NbdClient(spec, **client_options))
         if end.c.read_only:
             end.c.close()
             raise UsageError(f"destination {spec} is read-only")
@@ -167,14 +169,14 @@ def open_destination(spec: str, size: int, **client_options):
             except OSError as e:
                 raise LocalIOError(f"cannot truncate {spec}: {e.strerror}") from None
         dev = FileDevice(spec, create_size=size)
-        end = _LocalEnd(dev)
+        end = LocalEnd(dev)
         end.fresh = True
         return end
     dev = FileDevice(spec)
     if dev.size < size:
         dev.close()
         raise UsageError(f"destination is smaller ({dev.size} bytes) than the source ({size} bytes)")
-    return _LocalEnd(dev)
+    return LocalEnd(dev)
 
 
 class Copier:
@@ -182,9 +184,9 @@ class Copier:
                  sparse: int = 65536, extents: bool = True, flush: bool = False, progress=None):
         self.src, self.dst = src, dst
         rs = request_size
-        if isinstance(src, _NbdEnd):
+        if isinstance(src, NbdEnd):
             rs = min(max(rs, src.c.block_sizes.preferred), src.c.max_payload)
-        if isinstance(dst, _NbdEnd):
+        if isinstance(dst, NbdEnd):
             rs = min(max(rs, dst.c.block_sizes.preferred), dst.c.max_payload)
         self.request_size = rs
         self.requests = max(1, requests)
@@ -206,7 +208,7 @@ class Copier:
         size = self.src.size
         pos = 0
         while pos < size:
-            window = min(_PLAN_WINDOW, size - pos)
+            window = min(PLAN_WINDOW, size - pos)
             exts = self.src.extents(pos, window) if self.use_extents else [(pos, window, False)]
             for off, n, zero in exts:
                 yield off, n, zero
@@ -221,7 +223,7 @@ class Copier:
         self.done_bytes += length
         if self.dst.fresh:
             return
-        if isinstance(self.dst, _NbdEnd):
+        if isinstance(self.dst, NbdEnd):
             c = self.dst.c
             if c.can_zero:
                 pos, end = offset, offset + length
@@ -245,7 +247,7 @@ class Copier:
         pos = offset
         while pos < offset + length:
             n = min(len(_ZEROS), offset + length - pos)
-            if isinstance(self.dst, _NbdEnd):
+            if isinstance(self.dst, NbdEnd):
                 self.dst.c.pwrite(memoryview(_ZEROS)[:n], pos)
             else:
                 self.dst.dev.pwrite(memoryview(_ZEROS)[:n], pos)
@@ -289,7 +291,7 @@ class Copier:
         """A block of source data is in `view` (part of pool buffer `buf`)."""
         key = id(buf)
         self._users[key] = 1  # held until every write below is done
-        nbd_dst = isinstance(self.dst, _NbdEnd)
+        nbd_dst = isinstance(self.dst, NbdEnd)
         for start, end, zero in self._runs(view):
             if zero:
                 self._zero(offset + start, end - start)
@@ -308,7 +310,7 @@ class Copier:
     # -- source ---------------------------------------------------------------------------------
     def _buffer(self) -> memoryview:
         while not self._free:
-            src_c = self.src.c if isinstance(self.src, _NbdEnd) else None
+            src_c = self.src.c if isinstance(self.src, NbdEnd) else None
             if src_c is not None and src_c.in_flight:
                 self._retire_read(src_c.next_completed())
             else:
@@ -328,7 +330,7 @@ class Copier:
     def run(self) -> CopyResult:
         t0 = time.monotonic()
         rs = self.request_size
-        nbd_src = isinstance(self.src, _NbdEnd)
+        nbd_src = isinstance(self.src, NbdEnd)
         for off, n, zero in self._plan():
             if zero and self.sparse:
                 self._zero(off, n)
@@ -350,7 +352,7 @@ class Copier:
         if nbd_src:
             while self.src.c.in_flight:
                 self._retire_read(self.src.c.next_completed())
-        if isinstance(self.dst, _NbdEnd):
+        if isinstance(self.dst, NbdEnd):
             while self.dst.c.in_flight:
                 self._retire_write(self.dst.c.next_completed())
             if self.want_flush and self.dst.c.can_flush:
@@ -361,7 +363,7 @@ class Copier:
 
 
 def close_end(end) -> None:
-    if isinstance(end, _NbdEnd):
+    if isinstance(end, NbdEnd):
         end.c.close()
     else:
         end.dev.close()
@@ -369,7 +371,7 @@ def close_end(end) -> None:
 
 def copy(src_spec: str, dst_spec: str, *, progress=None, client_options=None, **kw) -> CopyResult:
     opts = dict(client_options or {})
-    _refuse_same(src_spec, dst_spec)
+    refuse_same_disk(src_spec, dst_spec)
     src = open_source(src_spec, **opts)
     try:
         dst = open_destination(dst_spec, src.size, **opts)
