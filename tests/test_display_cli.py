@@ -93,6 +93,19 @@ def test_bad_display_options_are_one_line_errors(tmp_path):
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
 
 
+def test_a_serial_socket_server_never_removes_what_is_not_a_stale_socket(tmp_path):
+    # QEMU-style `unix:PATH,server=on` must not unlink a user's file (or /dev/null) to bind there.
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(1440 * 1024))
+    precious = tmp_path / "notes.txt"
+    precious.write_text("keep me")
+    proc = nbdboot("--image", str(disk), "--drive", "0x00", "--timeout", "1", "--headless",
+                   "--serial", f"unix:{precious},server=on,wait=off")
+    assert proc.returncode == EXIT_IO, proc.stderr
+    assert "not a socket" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert precious.read_text() == "keep me"
+
+
 def test_vnc_port_in_use_is_an_error(tmp_path):
     disk = tmp_path / "disk.img"
     disk.write_bytes(bytes(1440 * 1024))

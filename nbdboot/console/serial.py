@@ -19,6 +19,7 @@ import threading
 import time
 
 from nbdboot.errors import LocalIOError, UsageError
+from nbdboot.unixsock import remove_stale_socket
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 ACCEPT_WAIT = 60.0  # seconds a `server=on,wait=on` socket waits for its client
@@ -89,8 +90,8 @@ class SerialBackend:
                 try:
                     if self.kind == "tcp":
                         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    elif os.path.exists(self.address):
-                        os.unlink(self.address)
+                    else:
+                        remove_stale_socket(self.address)
                     listener.bind(self.address)
                     listener.listen(1)
                 except OSError as e:

@@ -36,6 +36,7 @@ from nbdboot.nbd.errors import (
     EINVAL, EIO, ENOSPC, ENOTSUP, EOVERFLOW, EPERM, NbdError, NbdProtocolError, known_errno,
 )
 from nbdboot.nbd.uri import NbdUri
+from nbdboot.unixsock import remove_stale_socket
 
 if TYPE_CHECKING:   # what it serves; the disk package builds on this one, not the other way round
     from nbdboot.disk.base import BlockDevice
@@ -376,31 +377,6 @@ def _file_id(path: str):
     return (st.st_dev, st.st_ino)
 
 
-def _remove_stale_socket(path: str) -> None:
-    """A socket file left by a server that died may go; one a live server listens on, or anything that
-    is not a socket, may not (OSError with EADDRINUSE / EEXIST)."""
-    import errno
-    import stat
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        os.unlink(path)   # nobody listens: left behind
-        return
-    except OSError:
-        return
-    finally:
-        probe.close()
-    raise OSError(errno.EADDRINUSE, "a server is listening on it")
-
-
 class NbdServer:
     def __init__(self, exports: BlockDevice | dict[str, BlockDevice], *, host: str = "127.0.0.1",
                  port: int = 0, unix: str | None = None, read_only: bool = False, structured: bool = True,
@@ -443,7 +419,7 @@ class NbdServer:
 
     def start(self):
         if self.unix:
-            _remove_stale_socket(self.unix)
+            remove_stale_socket(self.unix)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.bind(self.unix)
