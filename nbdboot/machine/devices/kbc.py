@@ -263,6 +263,10 @@ class Keyboard8042:
         self._fill()
         return self.last
 
+    def holds(self, aux: bool) -> bool:
+        """The output buffer is full with a byte from the mouse (aux) or from the keyboard/controller."""
+        return self.obf is not None and self.obf[1] == aux
+
     def take_key_word(self) -> int | None:
         """For the BIOS IRQ1 path: read the byte as its `in al, 60h` would, and the key word it carries."""
         self.read_data()

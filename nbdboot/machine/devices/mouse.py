@@ -28,6 +28,7 @@ class Ps2Mouse:
         self.remote = False
         self.dx = self.dy = 0
         self.buttons = 0
+        self.held = 0  # the buttons as the last move() left them (the packets may not have caught up)
 
     def defaults(self) -> None:
         self.reporting = False
@@ -38,9 +39,25 @@ class Ps2Mouse:
     # -- any thread --------------------------------------------------------------------
     def move(self, dx: int, dy: int, buttons: int = 0) -> None:
         """The mouse moved by (dx, dy) (dy > 0 is up) with `buttons` (bit 0 left, 1 right, 2 middle) down."""
-        self._moves.append((int(dx), int(dy), int(buttons) & 7))
+        self.held = int(buttons) & 7
+        self._moves.append((int(dx), int(dy), self.held))
 
     # -- the CPU thread ------------------------------------------------------------------
+    @property
+    def listening(self) -> bool:
+        """The guest takes motion: data reporting on in stream mode, or remote mode (it polls)."""
+        return self.reporting or self.remote
+
+    def idle(self) -> bool:
+        """No move waiting and no mouse byte on its way to the guest: a new move makes a packet of its own."""
+        kbc = self.kbc
+        return not self._moves and not kbc.aux_queue and not (kbc.obf is not None and kbc.obf[1])
+
+    def scripted(self, dx: int, dy: int, press: int, release: int) -> None:
+        """A --keys pointer item: move by (dx, dy) (dy > 0 down, as on the screen), press and release buttons."""
+        self.move(dx, -dy, (self.held | press) & ~release)
+        self.service()
+
     def service(self) -> None:
         while self._moves:
             dx, dy, buttons = self._moves.popleft()
