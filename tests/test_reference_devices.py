@@ -1,6 +1,6 @@
 """The chipset as POST leaves it, under QEMU+SeaBIOS and under nbdboot: the 8042 command byte, the PCI
-BIOS installation check and the ISA bridge's address, the APM installation check, RTC registers A/B and
-port 92h. (APM's CX differs on purpose: SeaBIOS offers the 16/32-bit protected-mode interfaces, nbdboot
+BIOS installation check and the ISA bridge's address, the APM installation check, RTC registers A/B,
+port 92h and the PIC's masks. (APM's CX differs on purpose: SeaBIOS offers the 16/32-bit protected-mode interfaces, nbdboot
 the real-mode one only.)"""
 
 from __future__ import annotations
@@ -61,6 +61,11 @@ BODY = r"""
         PUTC ' '
         in al, 92h
         xor ah, ah
+        HEX16 ax
+        PUTC ' '
+        in al, 21h                  ; the PIC masks: lines without a BIOS user stay masked
+        mov ah, al
+        in al, 0A1h
         HEX16 ax
         PRINT " DONE"
         sti
