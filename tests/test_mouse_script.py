@@ -163,3 +163,13 @@ def test_int15_c205_forgets_the_handler_as_seabios(tmp_path):
     _, ours = run_sector(tmp_path, INIT_ORDER)
     assert ours == reference.debug.strip()
     assert ours.startswith("05"), ours    # C200h: AH 05h (no handler), CF set
+
+
+def test_help_names_every_pointer_item():
+    from nbdboot.console.keys import keys_help, parse_keys
+    text = keys_help()
+    for item in ("{mouse-move:DX,DY}", "{mouse-down:B}", "{mouse-up:B}", "{mouse-click:B}"):
+        assert item in text
+    assert parse_keys("{mouse-move:300,-5}{mouse-click:right}") == [
+        ("mouse", (127, -5, 0, 0)), ("mouse", (127, 0, 0, 0)), ("mouse", (46, 0, 0, 0)),
+        ("mouse", (0, 0, 2, 0)), ("mouse", (0, 0, 0, 2))]
