@@ -360,3 +360,14 @@ def test_uart_character_timeout_after_four_character_times(m):
     assert uart.char_time == pytest.approx(10 / 9600)
     uart.write(0x3FB, 0x07)                          # 8 data bits, 2 stop bits: 11
     assert uart.char_time == pytest.approx(11 / 9600)
+
+
+def test_mouse_splits_long_moves_into_packets_as_qemu(m):
+    outb(m, 0x64, 0xA8)
+    outb(m, 0x64, 0x60)
+    outb(m, 0x60, 0x47)
+    aux(m, 0xF4)
+    assert drain(m) == [(0xFA, True)]
+    m.mouse.move(-300, 130, 0)
+    m.kbc.service()
+    assert [b for b, _ in drain(m)] == [0x18, 0x81, 0x7F, 0x18, 0x81, 0x03, 0x18, 0xD2, 0x00]

@@ -4,7 +4,8 @@ Commands (through the 8042's D4h): reset (FFh -> FAh AAh 00h), defaults, enable
 and disable data reporting, sample rate, resolution, scaling, status request,
 read data, stream/remote/wrap modes, identify (a plain 3-byte mouse: ID 00h).
 Movement reaches the guest as 3-byte packets: buttons and signs, X, Y (up is
-positive) when reporting is enabled in stream mode.
+positive) when reporting is enabled in stream mode; as in QEMU, a packet carries
+at most +-127 on each axis and a longer move follows in further packets.
 
 `move(dx, dy, buttons)` may be called from any thread (a VNC server's): moves
 are queued and become packets between slices.
@@ -68,17 +69,18 @@ class Ps2Mouse:
             self.dx += dx
             self.dy += dy
             if self.reporting and not self.remote and (changed or self.dx or self.dy):
-                if len(self.kbc.aux_queue) >= MAX_QUEUED_BYTES:
-                    continue  # the guest is not reading: keep the motion for a later packet
-                self.send_packet()
+                # as QEMU's ps2.c: a move beyond +-127 goes out as several packets while the queue has room
+                while len(self.kbc.aux_queue) < MAX_QUEUED_BYTES:
+                    self.send_packet()
+                    if not (self.dx or self.dy):
+                        break
+                # else the guest is not reading: the motion left waits for a later packet
 
     def _packet(self) -> list[int]:
-        dx, dy = self.dx, self.dy
-        over_x, over_y = not -256 <= dx <= 255, not -256 <= dy <= 255
-        dx, dy = max(-256, min(255, dx)), max(-256, min(255, dy))
-        self.dx = self.dy = 0
+        dx, dy = max(-127, min(127, self.dx)), max(-127, min(127, self.dy))
+        self.dx -= dx
+        self.dy -= dy
         first = 0x08 | self.buttons | (0x10 if dx < 0 else 0) | (0x20 if dy < 0 else 0)
-        first |= (0x40 if over_x else 0) | (0x80 if over_y else 0)
         return [first, dx & 0xFF, dy & 0xFF]
 
     def send_packet(self) -> None:
