@@ -495,7 +495,8 @@ class Boot:
 
     # -- driving it ----------------------------------------------------------------------
     def type(self, keys: str, now: bool = False) -> None:
-        """Queue keystrokes in the --keys language (text, \\n, {enter}, {f1}, {ctrl-c}, {pause:S}...).
+        """Queue keystrokes in the --keys language (text, \\n, {enter}, {f1}, {ctrl-c}, {pause:S}...) and
+        PS/2 mouse items ({mouse-move:DX,DY}, {mouse-down:left}, {mouse-up:left}, {mouse-click:right}...).
         They flow once the guest has waited for a key (earlier keys would be eaten by boot-time hotkey
         checks), or at once with `now` (a prompt that polls the keyboard for a moment, as iPXE's Ctrl-B),
         and while a thread drives the guest. Safe from any thread."""

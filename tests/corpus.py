@@ -36,6 +36,7 @@ class Case:
     qemu_xfail: str | None = None   # why QEMU+SeaBIOS cannot either (the texts then come from the sibling cases)
     gives_up: bool = False          # the guest ends by handing back to the BIOS (int 18h): SeaBIOS tries its
                                     # next device, nbdboot ends the run with exit 5; the texts must be there
+    serial: list[str] = field(default_factory=list)  # texts the guest sends to COM1 by the time `expect` shows
 
     def keys_after_text(self) -> list[tuple[str, str]]:
         """(screen text, keys in the --keys language) pairs: type the keys once the text shows."""
@@ -67,7 +68,14 @@ CASES: dict[str, Case] = {
     # GRUB 2: a menu with a countdown whose default is our Multiboot kernel; Linux through both protocols.
     "grub-menu-multiboot": Case("corpus-grub-menu.iso", ["NBDBOOT-MB multiboot ok"]),
     "grub-linux16": Case("corpus-grub-linux16.iso", [PANIC], qemu_timeout=120, nbdboot_timeout=300, slow=True),
-    "grub-linux": Case("corpus-grub-linux.iso", [PANIC], qemu_timeout=120, nbdboot_timeout=300, slow=True),
+    # The same through the 32-bit protocol with console=ttyS0 console=tty0: the messages on COM1 too.
+    "grub-linux": Case("corpus-grub-linux.iso", [PANIC], qemu_timeout=120, nbdboot_timeout=300, slow=True,
+                       serial=["Linux version ",
+                               "Kernel command line: BOOT_IMAGE=/boot/linux vga=normal no-scroll console=ttyS0 "
+                               "console=tty0",
+                               "printk: console [ttyS0] enabled",
+                               "ttyS0 at I/O 0x3f8 (irq = 4, base_baud = 115200) is a 16550A",
+                               PANIC]),
     # iPXE from Debian's ipxe package, no NIC: its banner and autoboot's failure, or its shell after Ctrl-B.
     "ipxe-syslinux": Case("corpus-sl-ipxe.img", [IPXE_BANNER, "No more network devices"], gives_up=True,
                           nbdboot_timeout=60),

@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 SCREEN_BASE = 0xB8000
 SCREEN_COLS, SCREEN_ROWS = 80, 25
@@ -134,13 +135,16 @@ def boot(
     screendump: str | None = None,  # once matched, QEMU's `screendump` of the display to this PPM file
     screen_until=None,  # also wait until screen_until(read_ppm(screendump)) is true (polls screendumps)
     serial: str = "none",  # QEMU's -serial for COM1 (e.g. "null": a port that is there)
+    debug_actions: list[tuple[str | Callable[[str], bool], list[tuple[str, dict]]]] = (),
 ) -> BootResult:
     """Boot `uri` (an nbd:// URI or an image path) as `media` and wait until each string in `expect` has been on
     the screen, in order, and `expect_debug` (if given) is in the E9h output. Returns what was seen; never raises on a timeout
     (check `matched`), only when QEMU itself fails.
     `keys_after` = (text, qcodes): press those keys (QMP send-key) once `text` shows up in the E9h output.
     `keys`: (screen text, chord) pairs typed in order, each once its text is on the screen; a chord is QEMU key
-    names pressed together (QMP send-key qcodes: ["ret"], ["ctrl", "b"])."""
+    names pressed together (QMP send-key qcodes: ["ret"], ["ctrl", "b"]).
+    `debug_actions`: (E9h text or a test of the E9h output, QMP commands as (name, arguments)) pairs, each run in
+    order once its text is in the E9h output or its test passes (e.g. input-send-event for mouse moves)."""
     qemu = shutil.which("qemu-system-i386")
     if not qemu:
         raise QemuError("qemu-system-i386 is not installed: run scripts/install-deps")
@@ -168,6 +172,7 @@ def boot(
         qmp = None
         screen, debug, matched, polls = "", "", False, 0
         pending_keys = list(keys)
+        pending_actions = list(debug_actions)
         try:
             _wait_for_socket(qmp_path, proc, 10.0)
             qmp = Qmp(qmp_path)
@@ -181,6 +186,10 @@ def boot(
                 if keys_after is not None and keys_after[0] in debug:
                     qmp.execute("send-key", keys=[{"type": "qcode", "data": k} for k in keys_after[1]])
                     keys_after = None
+                while pending_actions and (pending_actions[0][0](debug) if callable(pending_actions[0][0])
+                                           else pending_actions[0][0] in debug):
+                    for name, arguments in pending_actions.pop(0)[1]:
+                        qmp.execute(name, **arguments)
                 while pending_keys and pending_keys[0][0] in screen:
                     chord = pending_keys.pop(0)[1]
                     qmp.execute("send-key", keys=[{"type": "qcode", "data": k} for k in chord])

@@ -68,6 +68,8 @@ CALLS = [
     ("C201 reset", dict(ax=0xC201), {}, dict(ah=0x00, bx=0x00AA, cf=0)),
     ("C202 bad rate", dict(ax=0xC202, bx=0x0700), {}, dict(ah=0x02, cf=1)),
     ("C204 device ID", dict(ax=0xC204, bx=0x5500), {}, dict(ah=0x00, bh=0x00, cf=0)),
+    ("C205 initialize, 3-byte packets", dict(ax=0xC205, bx=0x0300), {}, dict(ah=0x00, cf=0)),
+    ("C205 other packet sizes", dict(ax=0xC205, bx=0x0400), {}, dict(ah=0x03, cf=1)),
     ("C206 status", dict(ax=0xC206, bx=0), {}, dict(ah=0x00, bl=0x00, cl=2, dl=100, cf=0)),
     ("C299 is not a function", dict(ax=0xC299), {}, dict(ah=0x01, cf=1)),
     ("FF is not a function", dict(ax=0xFF00), {}, dict(ax=0x8600, cf=1)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,9 +28,11 @@ def _param(name):
     return pytest.param(name, marks=marks, id=name)
 
 
-def boot(case, uri: str) -> subprocess.CompletedProcess:
+def boot(case, uri: str, serial: Path | None = None) -> subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "nbdboot", "run", uri, *MEDIA_ARGS[case.media], "--headless",
             "--memory", str(case.memory_mb - 1), "--timeout", str(case.nbdboot_timeout)]
+    if serial is not None:   # COM1 to a file; the texts waited for are the screen's
+        argv += ["--serial", f"file:{serial}", "--expect-on", "screen"]
     for text, keys in case.keys_after_text():   # as a person types: once the prompt shows
         argv += ["--expect", text, "--keys", keys]
     argv += ["--expect", case.expect[-1]]
@@ -37,10 +40,11 @@ def boot(case, uri: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("name", [_param(n) for n in CASES])
-def test_case_under_nbdboot(name, nbdkit):
+def test_case_under_nbdboot(name, nbdkit, tmp_path):
     case = CASES[name]
     server = nbdkit("-r", "file", str(image(case.image)))
-    result = boot(case, server.uri)
+    serial = tmp_path / "com1.log" if case.serial else None
+    result = boot(case, server.uri, serial)
     screen = result.stdout.rsplit("---- screen ----", 1)[-1]
     # A guest that gives up hands back to the BIOS, which ends the run (exit 5): maybe before the session read
     # the screen for the text, which must be there all the same.
@@ -49,3 +53,7 @@ def test_case_under_nbdboot(name, nbdkit):
                                     f"{result.stderr[-3000:]}\n{screen}")
     for text in case.expect:
         assert text in screen, f"{name}: {text!r} not on the final screen:\n{screen}"
+    if serial is not None:
+        output = serial.read_bytes().decode("latin-1")
+        for text in case.serial:
+            assert text in output, f"{name}: {text!r} not sent to COM1:\n{output[-3000:]}"

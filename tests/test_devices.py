@@ -324,3 +324,50 @@ next:   in al, 64h
     machine, out = run_sector(tmp_path, body, keys=parse_keys("a"))
     assert out == "001C00F0001C DONE", out
     assert machine.irq_count[1] == 0
+
+
+def test_uart_character_timeout_after_four_character_times(m):
+    """With the FIFO on and fewer bytes than the trigger level, IIR says 0Ch (and IRQ4 rises) exactly four
+    character times after the last byte came in or was read with more left: 10 bits at 9600 baud, 8N1."""
+    uart, clock = m.serial[0], m.clock
+    m.pic.master.imr = 0
+    for reg, value in ((3, 0x80), (0, 12), (1, 0), (3, 0x03), (2, 0x87), (1, 0x01), (4, 0x08)):
+        uart.write(0x3F8 + reg, value)
+    assert uart.char_time == pytest.approx(10 / 9600)
+    four = 4 * uart.char_time
+    start = clock.now
+    uart.incoming.extend(b"abc")
+    uart.poll()
+    assert uart.read(0x3FA) == 0xC1 and m.pic.pending() is None
+    assert uart.timeout_at == pytest.approx(start + four) and m.next_event() <= uart.timeout_at
+    clock.skip_to(start + four * 0.99)
+    uart.poll()
+    assert uart.read(0x3FA) == 0xC1
+    clock.skip_to(start + four)
+    uart.poll()
+    assert m.pic.pending() == 4
+    assert uart.read(0x3FA) == 0xCC
+    assert uart.read(0x3F8) == ord("a")              # reading clears it and starts four more characters
+    assert uart.read(0x3FA) == 0xC1
+    clock.skip_to(start + 2 * four)
+    uart.poll()
+    assert uart.read(0x3FA) == 0xCC
+    uart.read(0x3F8), uart.read(0x3F8)
+    clock.skip_to(start + 4 * four)
+    uart.poll()
+    assert uart.read(0x3FA) == 0xC1                  # empty: no timeout
+    uart.write(0x3FB, 0x0A)                          # 7 data bits, parity, 1 stop bit: 10 bits again
+    assert uart.char_time == pytest.approx(10 / 9600)
+    uart.write(0x3FB, 0x07)                          # 8 data bits, 2 stop bits: 11
+    assert uart.char_time == pytest.approx(11 / 9600)
+
+
+def test_mouse_splits_long_moves_into_packets_as_qemu(m):
+    outb(m, 0x64, 0xA8)
+    outb(m, 0x64, 0x60)
+    outb(m, 0x60, 0x47)
+    aux(m, 0xF4)
+    assert drain(m) == [(0xFA, True)]
+    m.mouse.move(-300, 130, 0)
+    m.kbc.service()
+    assert [b for b, _ in drain(m)] == [0x18, 0x81, 0x7F, 0x18, 0x81, 0x03, 0x18, 0xD2, 0x00]

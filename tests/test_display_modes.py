@@ -553,6 +553,82 @@ gdt:    dq 0
 gdtr:   dw 15
         dd gdt
 """,
+    "vbe-banked": r"""
+stage2: mov ax, 4F01h           ; 640x480x8 without the LFB: drawn through the window at A0000h, banks switched
+        mov cx, 0101h           ; with 4F05h and through the mode's WinFuncPtr
+        mov di, 8200h
+        int 10h
+        mov ax, 4F02h
+        mov bx, 0101h
+        int 10h
+        HEX16 ax
+        mov dx, 3C8h            ; a palette through the DAC's ports
+        xor al, al
+        out dx, al
+        inc dx
+        xor cx, cx
+.dac:   mov al, cl
+        shr al, 2
+        out dx, al
+        mov al, cl
+        not al
+        shr al, 2
+        out dx, al
+        mov al, cl
+        shr al, 3
+        out dx, al
+        inc cx
+        cmp cx, 256
+        jb .dac
+        push 0A000h
+        pop es
+        xor bp, bp              ; bank 0 is drawn before any switch
+.bank:  test bp, bp
+        jz .draw
+        mov dx, bp
+        xor bx, bx
+        test bp, 1
+        jz .int
+        cmp dword [8200h + 0Ch], 0
+        je .int
+        call far [8200h + 0Ch]  ; odd banks through WinFuncPtr (BL window A, DX bank)
+        jmp .draw
+.int:   mov ax, 4F05h
+        int 10h
+.draw:  xor di, di
+.px:    mov ax, di
+        add al, ah
+        mov cx, bp
+        imul cx, cx, 50
+        add al, cl
+        stosb
+        test di, di
+        jnz .px                 ; 64 KiB: DI wrapped
+        inc bp
+        cmp bp, 5
+        jb .bank
+        mov ax, 4F05h           ; back to bank 2: it reads what was drawn there
+        xor bx, bx
+        mov dx, 2
+        int 10h
+        HEX16 ax
+        mov ax, 4F05h
+        mov bx, 0100h
+        int 10h
+        HEX16 ax
+        HEX16 dx
+        mov al, [es:1234h]
+        xor ah, ah
+        HEX16 ax
+        mov ax, 4F05h           ; window B is not there
+        mov bx, 0001h
+        xor dx, dx
+        int 10h
+        HEX16 ax
+        xor ax, ax
+        mov es, ax
+        jmp finish
+""",
 }
 
 

@@ -19,10 +19,16 @@ def _param(name):
 
 
 @pytest.mark.parametrize("name", [_param(n) for n in CASES])
-def test_case_under_seabios(name, nbdkit):
+def test_case_under_seabios(name, nbdkit, tmp_path):
     case = CASES[name]
     server = nbdkit("-r", "file", str(image(case.image)))
+    serial = tmp_path / "com1.log"
     result = qemuref.boot(server.uri, case.expect, media=case.media, readonly=True, timeout=case.qemu_timeout,
-                          memory_mb=case.memory_mb, keys=case.qemu_keys())
+                          memory_mb=case.memory_mb, keys=case.qemu_keys(),
+                          serial=f"file:{serial}" if case.serial else "none")
     assert result.matched, (f"{name}: {case.expect} not all on the screen after {result.elapsed:.1f}s:\n"
                             f"{result.text()}")
+    if case.serial:
+        output = serial.read_bytes().decode("latin-1")
+        for text in case.serial:
+            assert text in output, f"{name}: {text!r} not sent to COM1:\n{output[-3000:]}"

@@ -61,6 +61,9 @@ class Boot:
         for vector in range(0x60, 0x68):
             point(vector, 0, 0)  # user vectors: free for programs
         cpu.write(0, ivt)
+        # The lines without a BIOS user stay masked, as SeaBIOS leaves them (B8h/8Eh): timer, keyboard,
+        # cascade, floppy, RTC, mouse, FPU and the disks on. A program that hooks IRQ3/IRQ4 unmasks them.
+        self.m.pic.master.imr, self.m.pic.slave.imr = 0xB8, 0x8E
 
         now = time.localtime(self.m.clock.wall_epoch)
         midnight = now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec

@@ -38,7 +38,7 @@ class Keyboard:
     def __init__(self, machine):
         self.m = machine
         self.bda = Bda(machine.cpu)
-        self.queue: collections.deque = collections.deque()  # ("key", word) | ("pause", s)
+        self.queue: collections.deque = collections.deque()  # ("key", word) | ("pause", s) | ("mouse", move)
         self.active = False       # scripted keys flow once the guest has waited for one
         self.next_time = 0.0
         self.polls = 0
@@ -50,13 +50,15 @@ class Keyboard:
 
     # -- input side ------------------------------------------------------------------
     def type_keys(self, items, start_now: bool = False) -> None:
-        """Queue ("key", scan<<8|ascii) and ("pause", seconds) items."""
+        """Queue ("key", scan<<8|ascii), ("pause", seconds) and ("mouse", (dx, dy, press, release)) items."""
         self.queue.extend(items)
         if start_now:
             self.active = True
 
     def next_key_time(self) -> float:
         if self.active and self.queue:
+            if self.queue[0][0] == "mouse" and not (self.m.mouse.listening and self.m.mouse.idle()):
+                return float("inf")  # it waits for the guest, which must run to turn the mouse on or read it
             return max(self.next_time, self.m.clock.now)
         return float("inf")
 
@@ -69,16 +71,28 @@ class Keyboard:
         clock = self.m.clock
         if not self.active and self.m.idle_since is not None and clock.now - self.m.idle_since >= POLLING_READS_AFTER:
             self.active = True
+        mouse = self.m.mouse
+        if not self.active and self.queue and mouse.listening:
+            self.active = True  # a guest that turns its mouse on takes input
         if not self.active or self.m.kbc.holding_key():
             return
         while self.queue and self.queue[0][0] == "pause":
             if clock.now < self.next_time:
                 return
             self.next_time = clock.now + self.queue.popleft()[1]
-        if not self.queue or clock.now < self.next_time or self._ring_full():
+        if not self.queue or clock.now < self.next_time:
             return
-        _, word = self.queue.popleft()
-        self.m.kbc.send_key(word)
+        kind, value = self.queue[0]
+        if kind == "mouse":
+            # one packet per item, once the guest listens and has taken the previous packet
+            if mouse.listening and mouse.idle():
+                self.queue.popleft()
+                mouse.scripted(*value)
+            return
+        if self._ring_full():
+            return
+        self.queue.popleft()
+        self.m.kbc.send_key(value)
 
     # -- BDA ring ------------------------------------------------------------------------
     def _ring(self):
@@ -109,7 +123,11 @@ class Keyboard:
 
     # -- IRQ1 path -----------------------------------------------------------------------
     def irq1(self) -> None:
-        """The ROM's int 09h: read the byte from port 60h; a key's make code brings its word to the ring."""
+        """The ROM's int 09h: read the byte from port 60h; a key's make code brings its word to the ring.
+        As SeaBIOS's handle_09, a byte only when the status says the buffer holds one from the keyboard: an IRQ1
+        left pending while the guest polled the 8042 itself must not take a mouse byte."""
+        if not self.m.kbc.holds(aux=False):
+            return
         word = self.m.kbc.take_key_word()
         if word == CTRL_BREAK:
             self._ctrl_break()

@@ -243,9 +243,10 @@ class System:
         """INT 15,C2 - Pointing device, as SeaBIOS's mouse.c, on the mouse behind the 8042's aux port.
         Entry: AL function, BH its argument: 00h enable (BH 1; needs a handler) / disable (BH 0); 01h reset
         (return BX 00AAh: ID 00h, self-test passed); 02h sample rate index (BH 0-6); 03h resolution (BH 0-3);
-        04h get ID (return BH 00h); 05h initialize (BH packet size 1-8); 06h BH 00h status (return BL status,
+        04h get ID (return BH 00h); 05h initialize (BH packet size: 3; the handler must be set again after); 06h BH 00h status (return BL status,
         CL resolution, DL rate), BH 01h/02h scaling 1:1/2:1; 07h ES:BX the far-call packet handler.
-        Return: status 00h, or in AH with CF set 01h bad function, 02h bad input, 05h no handler."""
+        Return: status 00h, or in AH with CF set 01h bad function, 02h bad input, 03h interface error,
+        05h no handler."""
         cpu = self.m.cpu
         al, bh = cpu.get("al"), cpu.get("bh")
         kbc, mouse = self.m.kbc, self.m.mouse
@@ -259,8 +260,10 @@ class System:
             kbc.command_byte = (kbc.command_byte & ~0x20) | 0x02 if bh else kbc.command_byte
             return OK
         if al in (0x01, 0x05):  # reset / initialize
-            if al == 0x05 and not 1 <= bh <= 8:
-                return 0x02
+            if al == 0x05:
+                if bh != 3:
+                    return 0x03  # SeaBIOS: 3-byte packets only (interface error)
+                self.mouse_handler = 0  # as SeaBIOS: initializing forgets the handler; C207h comes after
             mouse.defaults()
             self.mouse_enabled = False
             self.mouse_bytes = []
@@ -300,8 +303,10 @@ class System:
     def irq12(self) -> None:
         """The ROM's IRQ12 path: take the mouse byte; a complete packet goes to the C207h handler."""
         cpu = self.m.cpu
-        byte = self.m.kbc.read_data()
         cpu.set("cx", 0)
+        if not self.m.kbc.holds(aux=True):
+            return  # as SeaBIOS's handle_74: no mouse byte in the buffer, nothing to take
+        byte = self.m.kbc.read_data()
         if not self.mouse_bytes and not byte & 0x08:
             return  # not the first byte of a packet: resynchronise
         self.mouse_bytes.append(byte)

@@ -3,9 +3,14 @@
 Modes are the Bochs/QEMU VBE numbers (so a guest picks the same mode on both):
 640x480, 800x600 and 1024x768 at 8, 15, 16, 24 and 32 bits per pixel, plus
 640x400x8. The framebuffer is plain RAM at LFB_BASE (mapped on the first VBE
-mode set), so drawing costs the guest nothing; the window at A0000h is not
-banked (every mode has a linear framebuffer, which is what vesamenu.c32, GRUB
-and KolibriOS use). Strings and the mode list live in the ROM at VBE_DATA.
+mode set), so drawing costs the guest nothing (vesamenu.c32, GRUB and KolibriOS
+use it). Programs without LFB support draw through the 64 KiB window at A0000h,
+also plain RAM: window A (64 KiB granularity) shows one bank of the framebuffer,
+chosen with 4F05h or the mode's WinFuncPtr. The window is a copy: a bank switch
+writes it back to its bank and loads the next, and a render writes it back
+first, once the guest has switched banks since the mode set (a guest that only
+uses the LFB never has its framebuffer overwritten from A0000h). Strings, the
+mode list and the WinFuncPtr routine live in the ROM at VBE_DATA.
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ VENDOR = b"nbdboot\0"
 PRODUCT = b"emulated VGA\0"
 REVISION = b"1.0\0"
 OK, FAILED = 0x004F, 0x014F
+WINDOW = 0xA0000
+WINDOW_SIZE = 0x10000
+BANKS = LFB_SIZE // WINDOW_SIZE
+# The WinFuncPtr routine, called far with BL window, DX bank: mov ax, 4F05h; int 10h; retf. As the VBE
+# specification allows, AX (and DX on a get) come back changed.
+WINDOW_FUNCTION = bytes((0xB8, 0x05, 0x4F, 0xCD, 0x10, 0xCB))
 
 
 class Vbe:
@@ -37,6 +48,8 @@ class Vbe:
         self.video = video
         self.mode: VbeMode | None = None
         self.lfb_flag = 0
+        self.bank = 0          # the framebuffer bank window A shows
+        self.banked = False    # the guest switched banks since the mode set: the window holds its drawing
         self._data_at = {}
 
     def post(self) -> None:
@@ -46,6 +59,8 @@ class Vbe:
             blob += data
         self._data_at["modes"] = VBE_DATA + len(blob)
         blob += b"".join(struct.pack("<H", n) for n in MODES) + b"\xff\xff"
+        self._data_at["window"] = VBE_DATA + len(blob)
+        blob += WINDOW_FUNCTION
         self.m.cpu.write(rom.ROM_BASE + VBE_DATA, bytes(blob))
 
     def _far(self, name: str) -> int:
@@ -89,7 +104,7 @@ class Vbe:
         bpp = mode.bpp
         pitch = mode.pitch
         pages = max(0, LFB_SIZE // (pitch * mode.height) - 1)
-        struct.pack_into("<HBBHHHHIH", info, 0, 0x009B, 0x07, 0x00, 64, 64, 0xA000, 0, 0, pitch)
+        struct.pack_into("<HBBHHHHIH", info, 0, 0x009B, 0x07, 0x00, 64, 64, 0xA000, 0, self._far("window"), pitch)
         struct.pack_into("<HHBBBBBBBBB", info, 0x12, mode.width, mode.height, 8, 16, 1, bpp, 1,
                          4 if bpp == 8 else 6, 0, min(pages, 255), 1)
         masks = {8: (0, 0, 0, 0, 0, 0, 0, 0), 15: (5, 10, 5, 5, 5, 0, 1, 15), 16: (5, 11, 6, 5, 5, 0, 0, 0),
@@ -128,6 +143,8 @@ class Vbe:
             vga.dac[:len(VGA256)] = VGA256
         if not bx & 0x8000:
             cpu.write(LFB_BASE, bytes(mode.pitch * mode.height))
+        self.bank, self.banked = 0, False
+        cpu.write(WINDOW, cpu.read(LFB_BASE, WINDOW_SIZE))  # window A shows bank 0
         cpu.write8(0x449, 0x13 if mode.bpp == 8 else 0x12)  # what a VGA BIOS reports in a VBE mode (QEMU: as set)
         return OK
 
@@ -140,10 +157,29 @@ class Vbe:
         return OK
 
     def window(self) -> int:
+        """4F05h: BH 00h set window BL (A only) to bank DX (64 KiB units), 01h get it in DX."""
         cpu = self.m.cpu
-        if cpu.get("bh") == 1:
-            cpu.set("dx", 0)
+        bh, bl = cpu.get("bh"), cpu.get("bl")
+        if bh > 1 or bl != 0:
+            return FAILED
+        if bh == 1:
+            cpu.set("dx", self.bank)
+            return OK
+        bank = cpu.get("dx")
+        if bank >= BANKS:
+            return FAILED
+        if self.m.vga.vbe is not None:
+            self.banked = True  # what the guest drew before its first switch was bank 0's
+            self.sync_window()
+            cpu.write(WINDOW, cpu.read(LFB_BASE + bank * WINDOW_SIZE, WINDOW_SIZE))
+        self.bank = bank
         return OK
+
+    def sync_window(self) -> None:
+        """Write window A back to its bank (before a switch or a render), once the guest banks."""
+        if self.banked and self.m.vga.vbe is not None:
+            cpu = self.m.cpu
+            cpu.write(LFB_BASE + self.bank * WINDOW_SIZE, cpu.read(WINDOW, WINDOW_SIZE))
 
     def scan_line(self) -> int:
         cpu, vga = self.m.cpu, self.m.vga

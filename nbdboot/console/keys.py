@@ -5,6 +5,11 @@ text is typed as is; \\n \\r \\t \\e \\\\ are Enter, Enter, Tab, Esc, backslash;
 {enter} {esc} {tab} {bksp} {space} {up} {down} {left} {right} {home} {end}
 {pgup} {pgdn} {ins} {del} {f1}..{f12} {ctrl-X} name keys; {pause:SECONDS}
 waits; {{ and }} are literal braces.
+
+Pointer items drive the PS/2 mouse: {mouse-move:DX,DY} (DY > 0 is down, as on the
+screen and in QEMU's `mouse_move`), {mouse-down:BUTTON}, {mouse-up:BUTTON},
+{mouse-click:BUTTON} (down, then up) with BUTTON left, right or middle. They
+become ("mouse", (dx, dy, press, release)) items: one PS/2 packet each.
 """
 
 from __future__ import annotations
@@ -44,6 +49,11 @@ for _c in "abcdefghijklmnopqrstuvwxyz":
 CTRL_BREAK = 0x0000
 NAMED_KEYS["ctrl-break"] = CTRL_BREAK
 
+MOUSE_BUTTONS = {"left": 1, "right": 2, "middle": 4}  # PS/2 packet bits
+# A packet carries at most +-127 per axis as QEMU's ps2.c sends it (a longer move becomes several packets).
+MOUSE_STEP = 127
+MAX_MOUSE_MOVE = 10000
+
 _ESCAPES = {"n": "\r", "r": "\r", "t": "\t", "e": "\x1b", "\\": "\\", "b": "\b"}
 
 
@@ -76,6 +86,8 @@ def parse_keys(text: str) -> list[tuple[str, float | int]]:
                 if not 0 <= seconds <= 3600:
                     raise UsageError(f"--keys: pause out of range {{{name}}}")
                 items.append(("pause", seconds))
+            elif name.startswith("mouse-"):
+                items.extend(_mouse_items(name))
             elif name in NAMED_KEYS:
                 items.append(("key", NAMED_KEYS[name]))
             else:
@@ -92,6 +104,35 @@ def parse_keys(text: str) -> list[tuple[str, float | int]]:
         items.append(("key", word))
         i += 1
     return items
+
+
+def _mouse_items(name: str) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """{mouse-move:DX,DY}, {mouse-down:B}, {mouse-up:B}, {mouse-click:B} as mouse items
+    (dx, dy with dy > 0 down, buttons pressed, buttons released)."""
+    action, _, argument = name.partition(":")
+    if action == "mouse-move":
+        parts = argument.split(",")
+        try:
+            dx, dy = (int(part) for part in parts)
+        except ValueError:
+            raise UsageError(f"--keys: {{{name}}}: give the move as {{mouse-move:DX,DY}} in pixels") from None
+        if not (abs(dx) <= MAX_MOUSE_MOVE and abs(dy) <= MAX_MOUSE_MOVE):
+            raise UsageError(f"--keys: {{{name}}}: a move is at most {MAX_MOUSE_MOVE} pixels on each axis")
+        items = []
+        while True:
+            step_x = max(-MOUSE_STEP, min(MOUSE_STEP, dx))
+            step_y = max(-MOUSE_STEP, min(MOUSE_STEP, dy))
+            items.append(("mouse", (step_x, step_y, 0, 0)))
+            dx, dy = dx - step_x, dy - step_y
+            if not (dx or dy):
+                return items
+    if action in ("mouse-down", "mouse-up", "mouse-click"):
+        button = MOUSE_BUTTONS.get(argument.strip())
+        if button is None:
+            raise UsageError(f"--keys: {{{name}}}: the button is left, right or middle")
+        down, up = ("mouse", (0, 0, button, 0)), ("mouse", (0, 0, 0, button))
+        return {"mouse-down": [down], "mouse-up": [up], "mouse-click": [down, up]}[action]
+    raise UsageError(f"--keys: unknown pointer item {{{name}}} (mouse-move, mouse-down, mouse-up, mouse-click)")
 
 
 _TERMINAL_SEQUENCES = {
@@ -141,4 +182,5 @@ def keys_help() -> str:
     return (f"text as typed on a US keyboard; escapes {escapes}; keys "
             + " ".join("{" + n + "}" for n in plain)
             + f" {{f{fkeys[0]}}}..{{f{fkeys[-1]}}} {{ctrl-{ctrl[0]}}}..{{ctrl-{ctrl[-1]}}}"
-            + "; {pause:SECONDS} waits; {{ and }} are braces")
+            + "; {pause:SECONDS} waits; {{ and }} are braces; the PS/2 mouse: {mouse-move:DX,DY} (pixels, DY > 0 down), "
+            "{mouse-down:B} {mouse-up:B} {mouse-click:B} (B: left, right, middle), once the guest has enabled it")

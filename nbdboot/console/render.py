@@ -225,6 +225,7 @@ def _render_planar(machine) -> tuple[int, int, bytes]:
 
 def _render_vbe(machine) -> tuple[int, int, bytes]:
     vga, cpu = machine.vga, machine.cpu
+    machine.bios.video.vbe.sync_window()  # what a banked guest drew in the window at A0000h
     mode = vga.vbe
     width, height, bpp = mode.width, mode.height, mode.bpp
     bytes_pp = (bpp + 7) // 8

@@ -166,6 +166,7 @@ class Machine:
         self.ports = PortBus()
         for uart in self.serial:
             uart.pic = self.pic
+            uart.clock = self.clock
         for device in (self.pic, self.pit, self.cmos, self.kbc, self.vga, self.debugcon, self.pci, *self.serial,
                        SystemControlA(self), SystemControlB(self.clock, self.pit), PowerPorts(self)):
             device.attach(self.ports)
@@ -541,7 +542,8 @@ class Machine:
             uart.poll()
 
     def next_event(self) -> float:
-        return min(self.next_irq0, self.cmos.next_irq8, self.bios.keyboard.next_key_time(), self.wake_time)
+        return min(self.next_irq0, self.cmos.next_irq8, self.bios.keyboard.next_key_time(), self.wake_time,
+                   self.serial[0].timeout_at, self.serial[1].timeout_at)
 
     def wake_at(self, when: float) -> None:
         """A BIOS service waiting with wait_in_bios() wants to run again at virtual time `when`."""

@@ -4,7 +4,10 @@ keyboard on its first port and the PS/2 mouse on its auxiliary port.
 As the 8042 and QEMU's pckbd.c/ps2.c behave: one output buffer, filled from the
 keyboard's and the mouse's queues when it is empty; reading port 60h empties it
 (status bit 0 clears; bit 5 says the byte came from the mouse) and the next queued
-byte moves in, raising IRQ1 or IRQ12 if the command byte enables them. Reading 60h
+byte moves in, raising IRQ1 or IRQ12 if the command byte enables them. The
+interface disable bits hold back the devices' bytes only: the controller's own
+output (command replies, D2h/D3h bytes) comes first and always, as Linux's AUX
+port probe (D3h loopback with the port disabled) expects. Reading 60h
 with nothing new returns the last byte again. The command byte (20h/60h),
 self-test (AAh -> 55h), interface tests (ABh, A9h -> 00h), keyboard and aux
 enable/disable (ADh/AEh, A7h/A8h), output port (D0h/D1h: bit 1 gates A20, bit 0
@@ -166,7 +169,11 @@ class Keyboard8042:
         self.m = machine
         self.kbd_queue: collections.deque = collections.deque()  # (byte, BIOS word or None)
         self.aux_queue: collections.deque = collections.deque()
+        # The controller's own output (command replies, D2h/D3h bytes) as (byte, as from aux): it reaches the
+        # buffer whatever the interface disable bits say, which only stop the devices' clocks.
+        self.ctrl_queue: collections.deque = collections.deque()
         self.obf: tuple[int, bool, int | None] | None = None  # (byte, from aux, BIOS word)
+        self.obf_from_controller = False
         self.last = 0
         self.last_word: int | None = None
         self.command: int | None = None   # controller command waiting for its data byte
@@ -193,10 +200,10 @@ class Keyboard8042:
 
     def _reply(self, byte: int) -> None:
         """A controller reply: it goes ahead of the devices' bytes."""
-        self.kbd_queue.appendleft((byte & 0xFF, None))
-        if self.obf is not None and not self.obf[1]:
+        self.ctrl_queue.append((byte & 0xFF, False))
+        if self.obf is not None and not self.obf[1] and not self.obf_from_controller:
             # the buffer holds a keyboard byte: the reply takes its place, the byte waits
-            self.kbd_queue.insert(1, (self.obf[0], self.obf[2]))
+            self.kbd_queue.appendleft((self.obf[0], self.obf[2]))
             self.obf = None
         self._fill()
 
@@ -204,6 +211,16 @@ class Keyboard8042:
         if self.obf is not None:
             return
         cb = self.command_byte
+        if self.ctrl_queue:
+            byte, aux = self.ctrl_queue.popleft()
+            self.obf, self.obf_from_controller = (byte, aux, None), True
+            if self.m is not None:
+                if aux and cb & CB_AUX_IRQ:
+                    self.m.pic.raise_irq(12)
+                elif not aux and cb & CB_KBD_IRQ and not cb & CB_KBD_OFF:
+                    self.m.pic.raise_irq(1)
+            return
+        self.obf_from_controller = False
         if self.kbd_queue and not cb & CB_KBD_OFF:
             byte, word = self.kbd_queue.popleft()
             self.obf = (byte, False, word)
@@ -263,6 +280,10 @@ class Keyboard8042:
         self._fill()
         return self.last
 
+    def holds(self, aux: bool) -> bool:
+        """The output buffer is full with a byte from the mouse (aux) or from the keyboard/controller."""
+        return self.obf is not None and self.obf[1] == aux
+
     def take_key_word(self) -> int | None:
         """For the BIOS IRQ1 path: read the byte as its `in al, 60h` would, and the key word it carries."""
         self.read_data()
@@ -318,10 +339,9 @@ class Keyboard8042:
             pass  # controller RAM nobody reads back
         elif command == 0xD1:
             self._write_output_port(value)
-        elif command == 0xD2:
-            self.queue_kbd(value, None)
-        elif command == 0xD3:
-            self.queue_aux(value)
+        elif command in (0xD2, 0xD3):  # write the output buffer as if the keyboard / the mouse sent it
+            self.ctrl_queue.append((value & 0xFF, command == 0xD3))
+            self._fill()
         elif command == 0xD4:
             self.mouse.write(value)
 

@@ -4,7 +4,8 @@ Commands (through the 8042's D4h): reset (FFh -> FAh AAh 00h), defaults, enable
 and disable data reporting, sample rate, resolution, scaling, status request,
 read data, stream/remote/wrap modes, identify (a plain 3-byte mouse: ID 00h).
 Movement reaches the guest as 3-byte packets: buttons and signs, X, Y (up is
-positive) when reporting is enabled in stream mode.
+positive) when reporting is enabled in stream mode; as in QEMU, a packet carries
+at most +-127 on each axis and a longer move follows in further packets.
 
 `move(dx, dy, buttons)` may be called from any thread (a VNC server's): moves
 are queued and become packets between slices.
@@ -28,6 +29,7 @@ class Ps2Mouse:
         self.remote = False
         self.dx = self.dy = 0
         self.buttons = 0
+        self.held = 0  # the buttons as the last move() left them (the packets may not have caught up)
 
     def defaults(self) -> None:
         self.reporting = False
@@ -38,9 +40,25 @@ class Ps2Mouse:
     # -- any thread --------------------------------------------------------------------
     def move(self, dx: int, dy: int, buttons: int = 0) -> None:
         """The mouse moved by (dx, dy) (dy > 0 is up) with `buttons` (bit 0 left, 1 right, 2 middle) down."""
-        self._moves.append((int(dx), int(dy), int(buttons) & 7))
+        self.held = int(buttons) & 7
+        self._moves.append((int(dx), int(dy), self.held))
 
     # -- the CPU thread ------------------------------------------------------------------
+    @property
+    def listening(self) -> bool:
+        """The guest takes motion: data reporting on in stream mode, or remote mode (it polls)."""
+        return self.reporting or self.remote
+
+    def idle(self) -> bool:
+        """No move waiting and no mouse byte on its way to the guest: a new move makes a packet of its own."""
+        kbc = self.kbc
+        return not self._moves and not kbc.aux_queue and not (kbc.obf is not None and kbc.obf[1])
+
+    def scripted(self, dx: int, dy: int, press: int, release: int) -> None:
+        """A --keys pointer item: move by (dx, dy) (dy > 0 down, as on the screen), press and release buttons."""
+        self.move(dx, -dy, (self.held | press) & ~release)
+        self.service()
+
     def service(self) -> None:
         while self._moves:
             dx, dy, buttons = self._moves.popleft()
@@ -51,17 +69,18 @@ class Ps2Mouse:
             self.dx += dx
             self.dy += dy
             if self.reporting and not self.remote and (changed or self.dx or self.dy):
-                if len(self.kbc.aux_queue) >= MAX_QUEUED_BYTES:
-                    continue  # the guest is not reading: keep the motion for a later packet
-                self.send_packet()
+                # as QEMU's ps2.c: a move beyond +-127 goes out as several packets while the queue has room
+                while len(self.kbc.aux_queue) < MAX_QUEUED_BYTES:
+                    self.send_packet()
+                    if not (self.dx or self.dy):
+                        break
+                # else the guest is not reading: the motion left waits for a later packet
 
     def _packet(self) -> list[int]:
-        dx, dy = self.dx, self.dy
-        over_x, over_y = not -256 <= dx <= 255, not -256 <= dy <= 255
-        dx, dy = max(-256, min(255, dx)), max(-256, min(255, dy))
-        self.dx = self.dy = 0
+        dx, dy = max(-127, min(127, self.dx)), max(-127, min(127, self.dy))
+        self.dx -= dx
+        self.dy -= dy
         first = 0x08 | self.buttons | (0x10 if dx < 0 else 0) | (0x20 if dy < 0 else 0)
-        first |= (0x40 if over_x else 0) | (0x80 if over_y else 0)
         return [first, dx & 0xFF, dy & 0xFF]
 
     def send_packet(self) -> None:

@@ -5,7 +5,10 @@ THR and the shift register always read empty (LSR 60h) and a guest polling
 THRE never waits. Received bytes queue in the 16-byte FIFO (1 byte with FIFO
 off); an overrun sets LSR bit 1. Interrupts follow the 16550's priorities
 (line status, received data or character timeout, THR empty, modem status)
-and reach the PIC only when MCR OUT2 is set, as on every PC. Loopback (MCR
+and reach the PIC only when MCR OUT2 is set, as on every PC. With the FIFO on,
+four character times (at the programmed baud rate and frame, on the virtual
+clock) after a byte arrived or was read with more left, data still in the FIFO
+raise the character timeout (IIR 0Ch) until RBR is read, as in QEMU. Loopback (MCR
 bit 4) feeds THR back to RBR and the modem outputs to the modem inputs.
 Tests compare every register read-back with QEMU's 16550A (tests/test_serial_uart.py).
 
@@ -17,6 +20,7 @@ the IRQ, so the CPU thread alone touches the registers.
 from __future__ import annotations
 
 import collections
+import math
 
 FIFO_SIZE = 16
 COM_PORTS = ((0x3F8, 4), (0x2F8, 3))  # (base, IRQ) of COM1 and COM2
@@ -29,10 +33,11 @@ UART_CLOCK = 115200  # divisor 1 is 115200 baud
 
 
 class Uart16550:
-    def __init__(self, base: int, irq: int, pic, name: str = "COM1"):
+    def __init__(self, base: int, irq: int, pic, name: str = "COM1", clock=None):
         self.base = base
         self.irq = irq
         self.pic = pic
+        self.clock = clock  # the machine's VirtualClock: times the character timeout
         self.name = name
         self.out = None  # callable(bytes) of the backend, or None: output is only collected
         self.output = bytearray()  # every byte the guest sent (for --expect)
@@ -49,6 +54,7 @@ class Uart16550:
         self.fcr = 0
         self.thr_pending = False  # a THR-empty interrupt is due (cleared by reading IIR or writing THR)
         self.timeout_pending = False
+        self.timeout_at = math.inf  # virtual time the character timeout fires, if data is still there
         self._line = False  # the interrupt line's level last seen, to raise on its rising edge
 
     def attach(self, bus) -> None:
@@ -61,19 +67,22 @@ class Uart16550:
             if self.lcr & 0x80:
                 return self.divisor & 0xFF
             value = self.rx.popleft() if self.rx else 0
+            self.timeout_pending = False
             if not self.rx:
                 self.lsr &= ~LSR_DR
-                self.timeout_pending = False
             self._fill()
+            if self.rx:
+                self._arm_timeout()
             self._update()
             return value
         if reg == 1:
             return (self.divisor >> 8) if self.lcr & 0x80 else self.ier
         if reg == 2:
+            self._check_timeout()
             iir = self._iir()
             if iir == IIR_THRI:
                 self.thr_pending = False
-                self._update()
+            self._update()
             return iir | (0xC0 if self.fcr & 1 else 0)
         if reg == 3:
             return self.lcr
@@ -122,6 +131,7 @@ class Uart16550:
                 self.rx.clear()
                 self.lsr &= ~LSR_DR
                 self.timeout_pending = False
+                self.timeout_at = math.inf
             self.fcr = value & 0xC9
             self._fill()
             self._update()
@@ -150,20 +160,41 @@ class Uart16550:
     def _capacity(self) -> int:
         return FIFO_SIZE if self.fcr & 1 else 1
 
+    @property
+    def char_time(self) -> float:
+        """Seconds one character takes on the line: start bit, data, parity, stop bits at the baud rate."""
+        lcr = self.lcr
+        bits = 1 + 5 + (lcr & 3) + (1 if lcr & 0x08 else 0) + (2 if lcr & 0x04 else 1)
+        return bits / self.baud if self.baud else math.inf
+
+    def _arm_timeout(self) -> None:
+        if self.fcr & 1 and self.clock is not None:
+            self.timeout_at = self.clock.live() + 4 * self.char_time
+
+    def _check_timeout(self) -> None:
+        if self.timeout_at != math.inf and self.clock is not None and self.clock.live() >= self.timeout_at:
+            self.timeout_at = math.inf
+            if self.rx:
+                self.timeout_pending = True
+
     def _receive(self, byte: int) -> None:
         if len(self.rx) >= self._capacity():
             self.lsr |= LSR_OE
             return
         self.rx.append(byte)
         self.lsr |= LSR_DR
+        self._arm_timeout()
 
     def _fill(self) -> None:
         incoming = self.incoming
         if self.mcr & MCR_LOOP:
             return
+        if not incoming or len(self.rx) >= self._capacity():
+            return
         while incoming and len(self.rx) < self._capacity():
             self.rx.append(incoming.popleft())
-            self.lsr |= LSR_DR
+        self.lsr |= LSR_DR
+        self._arm_timeout()
 
     def _trigger(self) -> int:
         return (1, 4, 8, 14)[self.fcr >> 6] if self.fcr & 1 else 1
@@ -172,10 +203,10 @@ class Uart16550:
         ier = self.ier
         if ier & IER_RLSI and self.lsr & LSR_OE:
             return IIR_RLSI
-        if ier & IER_RDI and self.rx:
-            # The character timeout (four character times without traffic) is not timed: below the
-            # trigger level it is reported at once, at or above it the data interrupt is.
-            return IIR_RDI if len(self.rx) >= self._trigger() else IIR_CTI
+        if ier & IER_RDI and self.timeout_pending:
+            return IIR_CTI  # ahead of the data interrupt, and masked with it, as QEMU (and real 16550s)
+        if ier & IER_RDI and self.rx and len(self.rx) >= self._trigger():
+            return IIR_RDI
         if ier & IER_THRI and self.thr_pending:
             return IIR_THRI
         if ier & IER_MSI and self.msr_delta:
@@ -192,6 +223,7 @@ class Uart16550:
         """Between slices: take what the backend received and interrupt if the guest asked."""
         if self.incoming:
             self._fill()
+        self._check_timeout()
         self._update()
 
     def pending_input(self) -> bool:
