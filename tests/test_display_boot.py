@@ -121,22 +121,37 @@ def test_grub_gfxterm_menu_screenshot_matches_qemu(nbdkit, tmp_path):
     same_as_qemu(nbdkit, path, shot, "cd")
 
 
+def _kolibri_desktop(shot) -> str | None:
+    """What is missing from KolibriOS's desktop in the PNG at `shot` (None: it is all there)."""
+    width, height, rgb = read_png(shot.read_bytes())
+    if (width, height) != (800, 600):
+        return f"screen is {width}x{height}, not the 800x600 picked in its menu"
+    bar = rgb[3 * width * (height - 10):3 * width * (height - 9)]
+    if bar.count(b"\xdf\xdb\xdf") <= width // 2:
+        return "no taskbar"
+    top = rgb[:3 * width * 300]
+    if len({top[i:i + 3] for i in range(0, len(top), 3 * 7)}) <= 200:
+        return "no desktop"
+    return None
+
+
 def test_kolibrios_reaches_its_vesa_desktop(nbdkit, tmp_path):
     # KolibriOS's boot menu picks 800x600x24 from our VBE mode list; its kernel (paging, LFB) draws the
-    # desktop: a gradient with icons above the light grey taskbar.
+    # desktop: a gradient with icons above the light grey taskbar. Looked at once a second, up to a
+    # deadline, as a person watching would (a loaded machine draws it later, not differently).
+    import nbdboot
     from conftest import SHARED
     image_path = SHARED / "images" / "kolibri.img"
     work = tmp_path / "kolibri.img"
     work.write_bytes(image_path.read_bytes())
     server = nbdkit("file", str(work))
     shot = tmp_path / "kolibri.png"
-    proc = nbdboot("--server", server.hostport, "--drive", "0x00", "--keys", "{enter}", "--timeout", "12",
-                   "--headless", "--screenshot", str(shot))
-    assert proc.returncode == 0, proc.stderr
-    assert "Version of VESA: 3.0" in proc.stdout
-    width, height, rgb = read_png(shot.read_bytes())
-    assert (width, height) == (800, 600)
-    bar = rgb[3 * width * (height - 10):3 * width * (height - 9)]
-    assert bar.count(b"\xdf\xdb\xdf") > width // 2, "no taskbar"
-    top = rgb[:3 * width * 300]
-    assert len({top[i:i + 3] for i in range(0, len(top), 3 * 7)}) > 200, "no desktop"
+    missing = "nothing drawn yet"
+    with nbdboot.boot(server=server.hostport, drive=0x00, keys="{enter}") as pc:
+        deadline = time.monotonic() + 90
+        while missing and time.monotonic() < deadline:
+            pc.run(1.0)
+            pc.screenshot(shot)
+            missing = _kolibri_desktop(shot)
+        assert "Version of VESA: 3.0" in pc.transcript
+    assert missing is None, missing
