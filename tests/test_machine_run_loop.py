@@ -59,16 +59,19 @@ def test_cpu_bound_boot_gives_the_same_checksum_every_time(variant, qemu_answers
     assert expected["BYTES"] == 1 << 20
     total_stops = 0
     sums = []
+    ticks = []
     for _ in range(BOOTS):
         result, stops = boot_in_nbdboot(image(f"cpuwork-{variant}"))
         total_stops += stops
         sums.append(result["SUM"])
+        ticks.append(result["TICKS"])
         assert result["BYTES"] == expected["BYTES"]
-        if variant == "on":
-            assert result["TICKS"] > 0, "no timer interrupt reached the guest while it computed"
-        else:
-            assert result["TICKS"] == 0
     assert sums == [expected["SUM"]] * BOOTS
+    if variant == "on":
+        # Not every boot: with a faster Unicorn (docs/perf.md) a boot can finish within one 55 ms tick.
+        assert sum(ticks) > 0, "no timer interrupt reached the guest while it computed"
+    else:
+        assert ticks == [0] * BOOTS
     assert total_stops >= 10 * BOOTS   # the stops did land inside the computation
 
 
