@@ -15,12 +15,16 @@ Guest MIPS for the cpuwork cases: their instruction count is measured once per b
 variant (a block hook counting each executed block's instructions with Capstone; `rep` iterations count
 one each), scaled by the output size (the work per output byte is the same), divided by the run time.
 
-    python3 -m bench cpu [-- --repeat N --case NAME ...]
+    python3 -m bench cpu [-- --repeat N --case NAME ... --libunicorn DIR ...]
+
+--libunicorn DIR adds nbdboot runs with another build of Unicorn (the binding loads DIR/libunicorn.so.2
+when LIBUNICORN_PATH names DIR), alternating with the installed one and QEMU: see docs/perf.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -62,16 +66,24 @@ CASES = [
 ]
 
 
-def nbdboot_seconds(hostport: str, case: Case) -> float | None:
+def nbdboot_seconds(hostport: str, case: Case, libunicorn: str | None = None) -> float | None:
+    """`libunicorn`: a directory holding another libunicorn.so.2 (the binding's LIBUNICORN_PATH)."""
     cmd = [sys.executable, "-m", "nbdboot", "run", "--server", hostport, "--media", case.media,
            "--expect", case.expect, "--timeout", str(case.deadline), "--headless"]
+    env = {k: v for k, v in os.environ.items() if k != "LIBUNICORN_PATH"}
+    if libunicorn:
+        env["LIBUNICORN_PATH"] = libunicorn
     start = time.perf_counter()
-    result = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    result = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     elapsed = time.perf_counter() - start
     if result.returncode == 1 and "timeout" in result.stderr:
         return None
     if result.returncode != 0:
-        raise RuntimeError(f"nbdboot run ({case.name}) failed ({result.returncode}): {result.stderr.strip()}")
+        # counted as a missed deadline; the rest of the bench still runs
+        lines = result.stderr.strip().splitlines()
+        print(f"bench cpu: nbdboot run ({case.name}{', ' + libunicorn if libunicorn else ''}) failed "
+              f"(exit {result.returncode}): {lines[-1] if lines else ''}", file=sys.stderr, flush=True)
+        return None
     return elapsed
 
 
@@ -122,7 +134,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--case", action="append", choices=[c.name for c in CASES],
                         help="run only this case (repeatable)")
+    parser.add_argument("--libunicorn", action="append", default=[], metavar="DIR",
+                        help="also time nbdboot with the libunicorn.so.2 in DIR (e.g. `make unicorn-fast`'s), "
+                             "alternating with the installed one (repeatable)")
     args = parser.parse_args(argv)
+    for lib in args.libunicorn:
+        if not (Path(lib) / "libunicorn.so.2").is_file():
+            print(f"bench cpu: no libunicorn.so.2 in {lib}", file=sys.stderr)
+            return 2
     cases = [c for c in CASES if not args.case or c.name in args.case]
     proc = subprocess.run(["make", "-s", "cpubench-images"], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -132,12 +151,15 @@ def main(argv: list[str]) -> int:
     instructions = cpuwork_instructions() if any(c.name.startswith("cpuwork") for c in cases) else 0
     rows = []
     for case in cases:
-        times: dict[str, list[float | None]] = {"nbdboot": [], "qemu": []}
+        ours_names = ["nbdboot"] + [f"nbdboot [{lib}]" for lib in args.libunicorn]
+        times: dict[str, list[float | None]] = {name: [] for name in ours_names + ["qemu"]}
         with nbdkit("-r", "file", str(BUILD / case.image)) as uri:
             hostport = uri[len("nbd://"):]
             for r in range(args.repeat):
-                runners = [("nbdboot", lambda: nbdboot_seconds(hostport, case)),
-                           ("qemu", lambda: qemu_seconds(uri, case))]
+                runners = [("nbdboot", lambda: nbdboot_seconds(hostport, case))]
+                runners += [(name, lambda lib=lib: nbdboot_seconds(hostport, case, lib))
+                            for name, lib in zip(ours_names[1:], args.libunicorn)]
+                runners.append(("qemu", lambda: qemu_seconds(uri, case)))
                 for name, run in (runners if r % 2 == 0 else runners[::-1]):
                     times[name].append(run())
         medians = {}
@@ -145,16 +167,20 @@ def main(argv: list[str]) -> int:
             done = sorted(v for v in values if v is not None)
             # a missed deadline counts as the slowest run
             medians[name] = statistics.median(done + [float("inf")] * (len(values) - len(done)))
-        ours, anchor = medians["nbdboot"], medians["qemu"]
-        ratio = "-" if anchor == float("inf") else (f">{case.deadline / anchor:.1f}x" if ours == float("inf")
-                                                    else f"{ours / anchor:.2f}x")
-        mips = ""
-        if case.name.startswith("cpuwork") and ours != float("inf"):
-            mips = f"{instructions / ours / 1e6:.0f} / {instructions / anchor / 1e6:.0f}"
-        rows.append([case.name, fmt(None if ours == float("inf") else ours, case.deadline),
-                     fmt(None if anchor == float("inf") else anchor, case.deadline), ratio, mips,
-                     " ".join(fmt(v, case.deadline) for v in times["nbdboot"]),
-                     " ".join(fmt(v, case.deadline) for v in times["qemu"])])
+        anchor = medians["qemu"]
+        for name in ours_names:
+            ours = medians[name]
+            ratio = "-" if anchor == float("inf") else (f">{case.deadline / anchor:.1f}x" if ours == float("inf")
+                                                        else f"{ours / anchor:.2f}x")
+            mips = ""
+            if case.name.startswith("cpuwork") and ours != float("inf"):
+                mips = f"{instructions / ours / 1e6:.0f} / {instructions / anchor / 1e6:.0f}"
+            label = case.name + name[len("nbdboot"):]
+            rows.append([label, fmt(None if ours == float("inf") else ours, case.deadline),
+                         fmt(None if anchor == float("inf") else anchor, case.deadline), ratio, mips,
+                         " ".join(fmt(v, case.deadline) for v in times[name]),
+                         " ".join(fmt(v, case.deadline) for v in times["qemu"])])
+            print(f"bench cpu: {'  '.join(rows[-1])}", file=sys.stderr, flush=True)  # progress
     print(f"guest CPU work, wall s to the expected text ({env_note()}), median of {args.repeat}:")
     print_table(["case", "nbdboot", "qemu", "ratio", "MIPS nbdboot / qemu", "nbdboot runs", "qemu runs"], rows)
     if instructions:
