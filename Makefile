@@ -3,7 +3,7 @@ PYTHON ?= python3
 NASM ?= nasm
 PYTEST_ARGS ?=
 
-.PHONY: all deps install demo test test-corpus bench firmware clean
+.PHONY: all deps install demo test test-corpus bench firmware clean unicorn-fast
 
 all: install
 
@@ -21,6 +21,11 @@ test-corpus: deps
 
 bench: deps
 	$(PYTHON) -m bench $(BENCH_ARGS)
+
+# Opt-in, not used by `make test` or CI: Unicorn 2.1.4 built from its PyPI source with the store fast
+# path restored (docs/perf.md). Takes about a minute per core; use with LIBUNICORN_PATH=build/unicorn-fast.
+unicorn-fast:
+	PYTHON=$(PYTHON) scripts/build-unicorn-fast build/unicorn-fast
 
 clean:
 	rm -rf build .pytest_cache .hypothesis *.egg-info
