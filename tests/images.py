@@ -37,6 +37,8 @@ IMAGES = {
     "rmvectors": "rmvectors.img",
     "pmkernel": "pmkernel.img",
     "v86mon": "v86mon.img",
+    "rtcrate": "rtcrate.img",
+    "kbdhook": "kbdhook.img",
     "syslinux-serial": "syslinux-serial.img",
     "syslinux-vesamenu": "syslinux-vesamenu.img",
     "grub-display": "grub-display.iso",
