@@ -39,6 +39,7 @@ IMAGES = {
     "v86mon": "v86mon.img",
     "rtcrate": "rtcrate.img",
     "kbdhook": "kbdhook.img",
+    "ledblink": "ledblink.img",
     "syslinux-serial": "syslinux-serial.img",
     "syslinux-vesamenu": "syslinux-vesamenu.img",
     "grub-display": "grub-display.iso",

@@ -23,6 +23,7 @@ from nbdboot.nbd.uri import parse_uri
 PROGRAMS = {
     "rmvectors": ("END rmvectors", None),
     "pmkernel": ("END pmkernel", "WAITKEY"),
+    "ledblink": ("END ledblink", None),   # Linux's panic loop blinking the LEDs: ACKs, no reset
 }
 KEY_A = 0x1E61  # scan code 1Eh, 'a'
 
@@ -78,6 +79,8 @@ def test_the_log_records_the_cpu_s_choices(both_logs):
     if name == "rmvectors":
         assert "vector 6 return IP 7C36" in ours  # int 6 is an instruction, not #UD: IP after it
         assert "100/2 after #DE = 0032" in ours  # the fault restarted the div
+    elif name == "ledblink":
+        assert "ACKs 0028" in ours and ours.count("BEGIN") == 1  # 40 bytes, 40 ACKs, never rebooted
     else:
         assert "error code 00000007" in ours and "CR2 00300000" in ours  # user write, read-only page
         assert "error code 00000412" in ours  # int 82h through a DPL-0 gate: IDT bit, vector 82h

@@ -674,8 +674,8 @@ class Machine:
             self._deadline_moved.set()
 
     def _end_slice_soon(self) -> None:
-        """A request became deliverable inside the slice (the handler's EOI let the next one through): end
-        the slice at the next block, where the IRQ is delivered, instead of at SLICE_SECONDS."""
+        """IRQ8 became deliverable inside the slice (the handler's EOI let the next one through): end the
+        slice at the next block, where the IRQ is delivered, instead of at SLICE_SECONDS."""
         self._end_slice_by(self.clock.now)
 
     def _start_watchdog(self) -> None:
