@@ -183,7 +183,7 @@ $(BI_BUILD)/cpu-ipxe.img: $(BI_SRC)/cpubench/ipxe/syslinux.cfg /usr/lib/ipxe/ipx
 
 # Interrupt-delivery programs (bootimages/interrupts/): each a 1.44 MB floppy whose first sectors hold the
 # program, booted under nbdboot and QEMU+SeaBIOS by tests/test_interrupts_reference.py.
-BI_INTERRUPTS := $(BI_BUILD)/rmvectors.img $(BI_BUILD)/pmkernel.img $(BI_BUILD)/v86mon.img
+BI_INTERRUPTS := $(BI_BUILD)/rmvectors.img $(BI_BUILD)/pmkernel.img $(BI_BUILD)/v86mon.img $(BI_BUILD)/rtcrate.img $(BI_BUILD)/kbdhook.img $(BI_BUILD)/ledblink.img
 interrupt-images: $(BI_INTERRUPTS)
 $(BI_BUILD)/%.img: $(BI_SRC)/interrupts/%.asm | $(BI_BUILD)
 	$(NASM) -f bin -o $@.tmp $<

@@ -42,12 +42,7 @@ irq0_handler:                   ; ROM_IRQ0 = 0x0400, IVT[08h]
 
         times   0x410 - ($ - $$) db 0
 irq1_handler:                   ; ROM_IRQ1 = 0x0410, IVT[09h]
-        int     09h             ; trap: scancode from port 60h into the BDA ring
-        push    ax
-        mov     al, 20h
-        out     20h, al
-        pop     ax
-        iret
+        jmp     irq1_body
 
         times   0x420 - ($ - $$) db 0
 irq_master_default:             ; ROM_IRQ_MASTER = 0x0420, IRQ2-7
@@ -93,6 +88,24 @@ irq12_handler:                  ; ROM_IRQ12 = 0x0450, IVT[74h]: the PS/2 mouse
         pop     es
         pop     ds
         popa
+        iret
+
+        times   0x0480 - ($ - $$) db 0
+irq1_body:                      ; ROM_IRQ1_BODY = 0x0480: as SeaBIOS's handle_09
+        push    ax
+        in      al, 64h
+        test    al, 20h         ; a mouse byte is IRQ12's
+        jnz     .eoi
+        in      al, 60h
+        mov     ah, 4Fh         ; keyboard intercept: a hook may change AL, or clear CF to drop the key
+        stc
+        int     15h
+        jnc     .eoi
+        int     09h             ; ROM_IRQ1_TRAP = 0x0490, trap: the scan code in AL: shift flags at
+                                ; 40:17h/18h/96h, a key's word into the BDA ring
+.eoi:   mov     al, 20h
+        out     20h, al
+        pop     ax
         iret
 
         times   0x04F0 - ($ - $$) db 0

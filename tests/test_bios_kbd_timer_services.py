@@ -35,7 +35,10 @@ KEYBOARD = [
     ("00 turns E0 into 00", {}, dict(ax=0x0000), dict(ax=0x4800)),
     ("00 on an empty ring waits", {}, dict(ax=0x0000, eip=STUB_IP), dict(ax=0x0000, eip=STUB_IP - 2)),
     ("02 shift flags", {"kbd_flag0": 0x23, "kbd_flag1": 0x45}, dict(ax=0x0200), dict(ax=0x0223)),
-    ("12 extended shift flags", {"kbd_flag0": 0x23, "kbd_flag1": 0x45}, dict(ax=0x1200), dict(ax=0x4523)),
+    ("12 extended shift flags", {"kbd_flag0": 0x23, "kbd_flag1": 0x45, "kbd_flag2": 0x10}, dict(ax=0x1200),
+     dict(ax=0x4123)),
+    ("12 right ctrl and alt from 40:96", {"kbd_flag0": 0x0C, "kbd_flag1": 0x00, "kbd_flag2": 0x1C}, dict(ax=0x1200),
+     dict(ax=0x0C0C)),
     ("7F does nothing", {}, dict(ax=0x7F00, cx=0x1111), dict(ax=0x7F00, cx=0x1111)),
 ]
 
@@ -59,6 +62,68 @@ def test_int16_store_reports_a_full_ring(machine):
     results = [call(machine, keyboard.int16, dict(ax=0x0500, cx=0x1E61 + n))["al"] for n in range(16)]
     assert results == [0] * 15 + [1]  # 16 slots, one always free
     assert call(machine, keyboard.int16, dict(ax=0x0000))["ax"] == 0x1E61
+
+
+# The ROM's IRQ1 path after int 15h AH=4Fh: the trap takes the scan code in AL (SeaBIOS's __process_key).
+# (id, bytes in order, expected 40:17h/40:18h/40:96h after the last, the key it puts in the ring or None)
+IRQ1 = [
+    ("left shift down", [0x2A], (0x02, 0x00, 0x10), None),
+    ("a with shift", [0x1E, 0x9E], (0x02, 0x00, 0x10), 0x1E41),
+    ("left shift up", [0xAA], (0x00, 0x00, 0x10), None),
+    ("caps lock toggles on", [0x3A], (0x40, 0x40, 0x10), None),
+    ("caps lock up", [0xBA], (0x40, 0x00, 0x10), None),
+    ("a with caps lock", [0x1E, 0x9E], (0x40, 0x00, 0x10), 0x1E41),
+    ("shift undoes caps lock", [0x36, 0x1E, 0x9E, 0xB6], (0x40, 0x00, 0x10), 0x1E61),
+    ("caps lock toggles off", [0x3A, 0xBA], (0x00, 0x00, 0x10), None),
+    ("1 is not a letter", [0x3A, 0x02, 0x82, 0x3A, 0xBA], (0x00, 0x00, 0x10), 0x0231),
+    ("left ctrl down", [0x1D], (0x04, 0x01, 0x10), None),
+    ("ctrl-c", [0x2E, 0xAE], (0x04, 0x01, 0x10), 0x2E03),
+    ("left ctrl up", [0x9D], (0x00, 0x00, 0x10), None),
+    ("right ctrl down (E0 1D)", [0xE0, 0x1D], (0x04, 0x00, 0x14), None),
+    ("right ctrl up", [0xE0, 0x9D], (0x00, 0x00, 0x10), None),
+    ("alt-F1", [0x38, 0x3B, 0xBB, 0xB8], (0x00, 0x00, 0x10), 0x6800),
+    ("right alt down (E0 38)", [0xE0, 0x38], (0x08, 0x00, 0x18), None),
+    ("right alt up", [0xE0, 0xB8], (0x00, 0x00, 0x10), None),
+    ("grey up arrow", [0xE0, 0x48, 0xE0, 0xC8], (0x00, 0x00, 0x10), 0x48E0),
+    ("num lock on", [0x45, 0xC5], (0x20, 0x00, 0x10), None),
+    ("keypad 8 with num lock", [0x48, 0xC8], (0x20, 0x00, 0x10), 0x4838),
+    ("grey up ignores num lock", [0xE0, 0x48, 0xE0, 0xC8], (0x20, 0x00, 0x10), 0x48E0),
+    ("num lock off", [0x45, 0xC5], (0x00, 0x00, 0x10), None),
+    ("keypad 8 without", [0x48, 0xC8], (0x00, 0x00, 0x10), 0x4800),
+    ("scroll lock on, held", [0x46], (0x10, 0x10, 0x10), None),
+    ("scroll lock up", [0xC6], (0x10, 0x00, 0x10), None),
+    ("pause (E1 1D 45 E1 9D C5) changes nothing", [0xE1, 0x1D, 0x45, 0xE1, 0x9D, 0xC5], (0x10, 0x00, 0x10), None),
+    ("scroll lock off", [0x46, 0xC6], (0x00, 0x00, 0x10), None),
+    ("keypad Enter", [0xE0, 0x1C, 0xE0, 0x9C], (0x00, 0x00, 0x10), 0x1C0D),
+    ("a key with no word for ctrl", [0x1D, 0x02, 0x82, 0x9D], (0x00, 0x00, 0x10), None),
+]
+
+
+@pytest.fixture(scope="module")
+def irq1_machine():
+    return machine_at_rest()
+
+
+@pytest.mark.parametrize("codes, flags, key", [row[1:] for row in IRQ1], ids=[row[0] for row in IRQ1])
+def test_irq1_scan_code(irq1_machine, codes, flags, key):
+    keyboard = irq1_machine.bios.keyboard
+    for code in codes:
+        call(irq1_machine, keyboard.irq1, dict(al=code))
+    check(irq1_machine, {}, {"bda.kbd_flag0": flags[0], "bda.kbd_flag1": flags[1], "bda.kbd_flag2": flags[2]})
+    state = call(irq1_machine, keyboard.int16, dict(ax=0x1100))
+    if key is None:
+        check(irq1_machine, state, dict(zf=1))
+    else:
+        check(irq1_machine, state, dict(ax=key, zf=0))
+        assert call(irq1_machine, keyboard.int16, dict(ax=0x1000))["ax"] == key
+
+
+def test_ctrl_alt_del_resets_the_machine(irq1_machine):
+    keyboard = irq1_machine.bios.keyboard
+    for code in (0x1D, 0x38, 0x53):
+        call(irq1_machine, keyboard.irq1, dict(al=code))
+    assert irq1_machine.reset_request[0] == "Ctrl-Alt-Del"
+    check(irq1_machine, {}, {"bda.soft_reset_flag": 0x1234})
 
 
 TIMER = [

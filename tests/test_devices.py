@@ -261,6 +261,23 @@ def test_kbc_reset_pulse_and_port_92h_reset_the_machine(m):
     assert m.reset_request and "CF9h" in m.reset_request[0]
 
 
+def test_kbc_linux_panic_blink_sets_leds_and_nothing_else(m):
+    # Linux's i8042_panic_blink, every 200 ms after a panic (panic=0): wait for IBF clear, ED to 60h, wait, the
+    # LED byte (caps + scroll, then none) to 60h; the IRQ1 handler drops the two ACKs. Here once with the
+    # handler reading them and a while with nobody reading (interrupts off): the PC must neither reset nor
+    # touch A20, and the keyboard answers each byte with FAh.
+    for reading in (True, False):
+        for state in range(50):
+            for value in (0xED, 0x05 if state & 1 else 0x00):
+                assert not inb(m, 0x64) & 0x02   # IBF: the controller took the previous byte
+                outb(m, 0x60, value)
+                if reading:
+                    assert inb(m, 0x60) == 0xFA
+        assert m.reset_request is None
+        assert m.kbc.output_port == 0x03 and m.kbc.command is None
+    assert [inb(m, 0x60) for _ in range(4)] == [0xFA] * 4
+
+
 # -- PS/2 mouse ------------------------------------------------------------------------------
 def aux(m, value):
     outb(m, 0x64, 0xD4)

@@ -23,15 +23,18 @@ from nbdboot.nbd.uri import parse_uri
 PROGRAMS = {
     "rmvectors": ("END rmvectors", None),
     "pmkernel": ("END pmkernel", "WAITKEY"),
+    "ledblink": ("END ledblink", None),   # Linux's panic loop blinking the LEDs: ACKs, no reset
 }
 KEY_A = 0x1E61  # scan code 1Eh, 'a'
 
 
-def nbdboot_log(uri: str, end: str, key_after: str | None, timeout: float = 30.0) -> str:
+def nbdboot_log(uri: str, end: str, key_after: str | None, timeout: float = 30.0, keys: tuple[int, ...] = ()) -> str:
+    """The program's E9h log; `keys` (BIOS key words) are typed once it first waits for a key."""
     machine = Machine()
     with NbdDevice(parse_uri(uri)) as device:
         machine.bios.disk.add_drive(0x00, device)
         machine.power_on(0x00)
+        machine.bios.keyboard.type_keys([("key", word) for word in keys])
         deadline = time.monotonic() + timeout
         pressed = False
         while end.encode() not in machine.debugcon.output and time.monotonic() < deadline:
@@ -76,6 +79,8 @@ def test_the_log_records_the_cpu_s_choices(both_logs):
     if name == "rmvectors":
         assert "vector 6 return IP 7C36" in ours  # int 6 is an instruction, not #UD: IP after it
         assert "100/2 after #DE = 0032" in ours  # the fault restarted the div
+    elif name == "ledblink":
+        assert "ACKs 0028" in ours and ours.count("BEGIN") == 1  # 40 bytes, 40 ACKs, never rebooted
     else:
         assert "error code 00000007" in ours and "CR2 00300000" in ours  # user write, read-only page
         assert "error code 00000412" in ours  # int 82h through a DPL-0 gate: IDT bit, vector 82h
@@ -132,3 +137,42 @@ def test_freedos_reaches_its_prompt_in_v86_mode_under_both(v86_boots):
     assert mode == "virtual-8086 mode"  # DOS's prompt loop runs under the monitor
     assert "DOS is running in V86 mode" in log
     assert log == reference.debug
+
+
+# rtcrate.asm counts the RTC's 1024 Hz periodic interrupts over 18 PIT ticks: 18 x 65536 / 1193182 s x 1024 Hz.
+RTC_NOMINAL = 18 * 65536 / 1193182 * 1024
+
+
+def _irq8_counts(log: str) -> dict[str, int]:
+    return {line.rsplit(" ", 2)[-2].rstrip(":"): int(line.rsplit(" ", 1)[-1])
+            for line in log.splitlines() if line.startswith("IRQ8s in 18 ticks")}
+
+
+@pytest.fixture(scope="module")
+def rtc_logs():
+    with running_nbdkit("-r", "file", str(image("rtcrate"))) as server:
+        return nbdboot_log(server.uri, "END rtcrate", None), qemu_log(server.uri, "END rtcrate", None)
+
+
+def test_rtc_periodic_interrupts_come_at_their_rate(rtc_logs):
+    ours, reference = rtc_logs
+    qemu, nbdboot = _irq8_counts(reference), _irq8_counts(ours)
+    assert set(qemu) == set(nbdboot) == {"idle", "busy"}, (ours, reference)
+    # QEMU (TCG, host-clocked, on a loaded machine) drops some; it proves the program counts a second's worth.
+    assert all(count > RTC_NOMINAL / 2 for count in qemu.values()), reference
+    # nbdboot's RTC and PIT share the virtual clock: about 1012 either way, including a guest that computes
+    # between its interrupts (no hlt: each IRQ8 must end the slice it falls in, not wait for the next one).
+    for phase, count in nbdboot.items():
+        assert abs(count - RTC_NOMINAL) < RTC_NOMINAL * 0.1, (phase, ours, reference)
+
+
+def test_keyboard_intercept_under_both():
+    # kbdhook.asm hooks int 15h AH=4Fh: A's make becomes B's, S's is dropped; typed a, s, d, shift-a.
+    with running_nbdkit("-r", "file", str(image("kbdhook"))) as server:
+        ours = nbdboot_log(server.uri, "END kbdhook", None, keys=(0x1E61, 0x1F73, 0x2064, 0x1E41))
+        reference = qemuref.boot(server.uri, media="floppy", expect_debug="END kbdhook", timeout=30, readonly=True,
+                                 keys=[("KEYS?", ["a"]), ("KEYS?", ["s"]), ("KEYS?", ["d"]),
+                                       ("KEYS?", ["shift", "a"])])
+    assert reference.matched, reference.debug
+    assert "key 3062 flags 00\nkey 2064 flags 00\nkey 3042 flags 00\n" in ours
+    assert ours == reference.debug

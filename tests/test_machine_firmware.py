@@ -44,7 +44,9 @@ def test_rom_layout():
     for vector in (0x00, 0x10, 0x13, 0x16, 0x19, 0xFF):   # int n; iret; nop
         assert image[rom.stub(vector):rom.stub(vector) + 4] == bytes((0xCD, vector, 0xCF, 0x90))
     assert image[rom.IRQ0:rom.IRQ0 + 4] == b"\xcd\x08\xcd\x1c"     # trap, then int 1Ch through the IVT
-    assert image[rom.IRQ1:rom.IRQ1 + 2] == b"\xcd\x09"
+    assert image[rom.IRQ1] == 0xEB and rom.IRQ1 + 2 + image[rom.IRQ1 + 1] == rom.IRQ1_BODY   # jmp short
+    # push ax; in al,64h; test al,20h; jnz eoi; in al,60h; mov ah,4Fh; stc; int 15h; jnc eoi; int 09h (the trap)
+    assert image[rom.IRQ1_BODY:rom.IRQ1_TRAP + 2] == bytes.fromhex("50e464a820750be460b44ff9cd157302cd09")
     assert image[rom.IRQ12_TRAP:rom.IRQ12_TRAP + 2] == b"\xcd\x74"
     assert image[rom.POST_ENTRY:rom.POST_ENTRY + 2] == b"\xcd\xfe"          # trap: POST ran, else a reset
     assert image[rom.RESET_VECTOR] == 0xEA                          # jmp far F000:E05B

@@ -51,7 +51,7 @@ class Bios:
         for vector in range(256):
             machine.add_trap(rom.stub(vector), services.get(vector))
         machine.add_trap(rom.IRQ0, self.timer.irq0)
-        machine.add_trap(rom.IRQ1, self.keyboard.irq1)
+        machine.add_trap(rom.IRQ1_TRAP, self.keyboard.irq1)
         machine.add_trap(rom.IRQ12_TRAP, self.system.irq12)
         machine.add_trap(rom.POST_ENTRY, self.boot.post_entry)
 

@@ -2,9 +2,15 @@
 
 Keys enter the guest the way a real keyboard's do: the 8042 gets the key's make
 and break codes (machine/devices/kbc.py) and raises IRQ1 for each byte; the ROM's
-int 09h path (a trap) reads port 60h and moves the key into the BDA ring at 41Eh,
-and int 16h serves from that ring. A guest that hooks int 09h, peeks the ring or
-reads the controller itself sees ordinary behaviour.
+int 09h path reads port 60h, offers the byte to int 15h AH=4Fh (the keyboard
+intercept: a hook may change it, or drop it by clearing CF) and hands what is left
+to a trap that keeps the shift, ctrl, alt and lock flags at 40:17h/40:18h (and the
+E0/E1 prefix and right ctrl/alt at 40:96h) and moves a key into the BDA ring at
+41Eh, as SeaBIOS's handle_09 and __process_key do; int 16h serves from that ring.
+The word put in the ring is the one the 8042 carried with the key's make code
+(what was typed) when the byte is still that one, else SeaBIOS's US table for
+the scan code and the flags. A guest that hooks int 09h or int 15h, peeks the
+ring or reads the controller itself sees ordinary behaviour.
 
 Scripted keys are held until the guest first waits for a key (a blocking int
 16h read): typed earlier, they would be eaten by boot-time "press a key"
@@ -21,6 +27,7 @@ from __future__ import annotations
 import collections
 
 from nbdboot.bios.bda import Bda
+from nbdboot.bios.kbdmap import SCAN_TO_KEY
 from nbdboot.machine.cpu import FLAG_IF, FLAG_ZF
 from nbdboot.machine.devices.kbc import CTRL_BREAK
 from nbdboot.machine.memmap import BDA
@@ -32,6 +39,13 @@ POLLING_READS_AFTER = 2.5
 # Idle polls (int 16h 01h on an empty ring, interrupts on) within one timer tick
 # before the machine treats the guest as idle and skips to the next tick.
 IDLE_POLLS_PER_TICK = 8
+
+# 40:17h (SeaBIOS's kbd_flag0): shifts held, ctrl/alt held, locks on
+RSHIFT, LSHIFT, CTRL, ALT, SCROLL_ON, NUM_ON, CAPS_ON = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40
+# 40:18h (kbd_flag1): the left ctrl/alt and the lock keys held
+LCTRL_DOWN, LALT_DOWN, SCROLL_DOWN, NUM_DOWN, CAPS_DOWN = 0x01, 0x02, 0x10, 0x20, 0x40
+# 40:96h (kbd_flag2): a prefix byte seen, the right ctrl/alt held
+LAST_E1, LAST_E0, RCTRL_DOWN, RALT_DOWN = 0x01, 0x02, 0x04, 0x08
 
 
 class Keyboard:
@@ -123,16 +137,93 @@ class Keyboard:
 
     # -- IRQ1 path -----------------------------------------------------------------------
     def irq1(self) -> None:
-        """The ROM's int 09h: read the byte from port 60h; a key's make code brings its word to the ring.
-        As SeaBIOS's handle_09, a byte only when the status says the buffer holds one from the keyboard: an IRQ1
-        left pending while the guest polled the 8042 itself must not take a mouse byte."""
-        if not self.m.kbc.holds(aux=False):
+        """The ROM's int 09h, after the intercept: the scan code in AL (set 1, as the 8042 translates)."""
+        code = self.m.cpu.get("al")
+        kbc = self.m.kbc
+        word, kbc.last_word = kbc.last_word, None
+        if code != kbc.last:
+            word = None  # the intercept changed the byte: it is no longer the key that was typed
+        self.process_key(code, word)
+
+    def process_key(self, code: int, word: int | None = None) -> None:
+        """One set 1 byte, as SeaBIOS's __process_key: prefixes, modifiers and locks update 40:17h, 40:18h
+        and 40:96h; a key's make code puts `word` (or the table's word for it and the flags) in the ring.
+        Beyond SeaBIOS: Ctrl-Break (E0 46) empties the ring and calls int 1Bh, as PC BIOSes do, and a
+        key with no word for its modifiers puts nothing in the ring (SeaBIOS queues 0000h)."""
+        bda = self.bda
+        flags0, flags1, flags2 = bda.kbd_flag0, bda.kbd_flag1, bda.kbd_flag2
+        if flags2 & LAST_E1:  # Pause: E1 1D 45 (E1 9D C5)
+            if code & 0x7F != 0x1D:
+                bda.kbd_flag2 = flags2 & ~LAST_E1
             return
-        word = self.m.kbc.take_key_word()
-        if word == CTRL_BREAK:
+        e0 = bool(flags2 & LAST_E0)
+        if code == 0xE0:
+            bda.kbd_flag2 = flags2 | LAST_E0
+            return
+        if code == 0xE1:
+            flags2 |= LAST_E1
+        elif code == 0x3A:
+            flags0 ^= CAPS_ON
+            flags1 |= CAPS_DOWN
+        elif code == 0xBA:
+            flags1 &= ~CAPS_DOWN
+        elif code in (0x2A, 0xAA, 0x36, 0xB6):
+            bit = LSHIFT if code & 0x7F == 0x2A else RSHIFT
+            flags0 = flags0 & ~bit if code & 0x80 else flags0 | bit
+        elif code in (0x1D, 0x9D, 0x38, 0xB8):
+            active, left, right = (CTRL, LCTRL_DOWN, RCTRL_DOWN) if code & 0x7F == 0x1D else (ALT, LALT_DOWN, RALT_DOWN)
+            if code & 0x80:
+                flags0 &= ~active
+                if e0:
+                    flags2 &= ~right
+                else:
+                    flags1 &= ~left
+            else:
+                flags0 |= active
+                if e0:
+                    flags2 |= right
+                else:
+                    flags1 |= left
+        elif code == 0x45:
+            flags1 |= NUM_DOWN
+            flags0 ^= NUM_ON
+        elif code == 0xC5:
+            flags1 &= ~NUM_DOWN
+        elif code == 0x46 and e0:
+            bda.kbd_flag2 = flags2 & ~LAST_E0
             self._ctrl_break()
-        elif word is not None:
-            self.push(word)
+            return
+        elif code == 0x46:
+            flags1 |= SCROLL_DOWN
+            flags0 ^= SCROLL_ON
+        elif code == 0xC6:
+            flags1 &= ~SCROLL_DOWN
+        elif not code & 0x80:
+            if code == 0x53 and flags0 & (CTRL | ALT) == CTRL | ALT:
+                bda.soft_reset_flag = 0x1234  # Ctrl-Alt-Del: a warm boot
+                self.m.request_reset("Ctrl-Alt-Del")
+                return
+            if word is None:
+                word = self._table_word(code, flags0, e0)
+            if word:
+                self.push(word)
+        bda.kbd_flag0, bda.kbd_flag1, bda.kbd_flag2 = flags0, flags1, flags2 & ~LAST_E0
+
+    @staticmethod
+    def _table_word(code: int, flags0: int, e0: bool) -> int:
+        """SeaBIOS's word for a make code: alt, ctrl, a grey cursor key (E0 in the character byte), shift
+        with its lock swapping the two, in that order."""
+        if code >= len(SCAN_TO_KEY):
+            return 0
+        normal, shift, ctrl, alt, lock = SCAN_TO_KEY[code]
+        if flags0 & ALT:
+            return alt
+        if flags0 & CTRL:
+            return ctrl
+        if e0 and 0x47 <= code <= 0x53:
+            return (normal & 0xFF00) | 0xE0
+        shifted = bool(flags0 & (LSHIFT | RSHIFT)) != bool(flags0 & lock)
+        return shift if shifted else normal
 
     def _ctrl_break(self) -> None:
         """As a PC BIOS's int 09h does for Ctrl-Break: empty the ring, store 0000h, set the break flag
@@ -191,10 +282,12 @@ class Keyboard:
         self.m.cpu.set("al", self.bda.kbd_flag0)
 
     def shift_flags_extended(self) -> None:
-        """INT 16,12 - Extended shift flags. Return: AL = 40:17, AH = 40:18."""
+        """INT 16,12 - Extended shift flags. Return: AL = 40:17, AH = 40:18 with bits 2 and 3 the right
+        ctrl and alt held (from 40:96), as SeaBIOS's handle_1612."""
         cpu = self.m.cpu
+        right = RCTRL_DOWN | RALT_DOWN
         cpu.set("al", self.bda.kbd_flag0)
-        cpu.set("ah", self.bda.kbd_flag1)
+        cpu.set("ah", (self.bda.kbd_flag1 & ~right) | (self.bda.kbd_flag2 & right))
 
     def store(self) -> None:
         """INT 16,05 - Store a key. Entry: CX the key (CH scan code, CL character). Return: AL 00h, or 01h

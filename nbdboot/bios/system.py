@@ -184,7 +184,8 @@ class System:
         """INT 15,53 - APM 1.2, real-mode interface. Entry: AL function, BX device (0000h the BIOS,
         0001h/01FFh all devices). Return: 00h installation check AX 0102h, BX 'PM', CX 0 (no protected-mode
         interfaces); 01h/04h connect/disconnect; 05h idle until an interrupt; 07h with CX 0003h powers off;
-        0Ah power status BX 01FFh, CX 80FFh, DX FFFFh; 0Ch CX 0; 0Eh AX 0102h. Errors in AH with CF set:
+        0Ah power status BX 01FFh, CX 80FFh, DX FFFFh; 0Ch CX 0; 0Eh (CX the driver's version) AX the
+        connection's, 0100h/0101h for an older driver, else 0102h. Errors in AH with CF set:
         02h already connected, 03h not connected, 05h/07h no 16/32-bit interface, 09h bad device,
         80h no events; 86h for other AL."""
         cpu = self.m.cpu
@@ -203,10 +204,10 @@ class System:
                 return self.APM_CONNECTED
             self.apm_connected = True
             return OK
-        if al == 0x02:
-            return self.APM_NO_16BIT
-        if al == 0x03:
-            return self.APM_NO_32BIT
+        if al in (0x02, 0x03):  # protected-mode connect: this BIOS has no protected-mode entry points
+            if bx != 0:
+                return self.APM_BAD_DEVICE
+            return self.APM_NO_16BIT if al == 0x02 else self.APM_NO_32BIT
         if al == 0x04:  # disconnect
             if not self.apm_connected:
                 return self.APM_NOT_CONNECTED
@@ -229,8 +230,11 @@ class System:
         if al == 0x0C:
             cpu.set("cx", 0)
             return OK
-        if al == 0x0E:  # driver version: this BIOS speaks 1.2
-            cpu.set("ax", 0x0102)
+        if al == 0x0E:  # driver version: the connection speaks the older of the driver's (CX) and ours (1.2)
+            if bx != 0:
+                return self.APM_BAD_DEVICE
+            driver = cpu.get("cx")
+            cpu.set("ax", driver if 0x0100 <= driver < 0x0102 else 0x0102)
             return None
         if al in (0x06, 0x08, 0x0D, 0x0F):  # CPU busy, enable/disable/engage power management
             return OK

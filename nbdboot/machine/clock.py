@@ -20,9 +20,17 @@ class VirtualClock:
         self.wall_epoch = time.time()
         self._running_since: float | None = None
 
-    def running(self) -> None:
-        """A slice starts: until ran(), live() moves with the host clock."""
-        self._running_since = time.perf_counter()
+    def running(self, since: float | None = None) -> None:
+        """A slice starts (at host time `since`, a perf_counter() value): until ran(), live() moves with the
+        host clock."""
+        self._running_since = time.perf_counter() if since is None else since
+
+    def host_time_of(self, when: float) -> float:
+        """The perf_counter() value at which live() reaches virtual time `when` in the running slice
+        (inf when no slice runs or `when` is inf)."""
+        if self._running_since is None or when == float("inf"):
+            return float("inf")
+        return self._running_since + max(when - self.now, 0.0)
 
     def ran(self, seconds: float) -> None:
         self._running_since = None

@@ -95,8 +95,10 @@ def _watch(machine_ref) -> None:
         if machine is None:
             return
         wait = machine._watchdog_check()
+        moved = machine._deadline_moved
         del machine
-        time.sleep(wait)
+        moved.wait(wait)   # a slice whose deadline came closer (an RTC tick due) wakes it early
+        moved.clear()
 
 
 class Machine:
@@ -139,6 +141,7 @@ class Machine:
         self._watchdog: threading.Thread | None = None
         self._armed_at = 0.0        # when the watchdog armed the block stop
         self._arm_lock = threading.Lock()
+        self._deadline_moved = threading.Event()
         self.cpu.write(rom.ROM_BASE, rom.load_image())
         self.interrupts = ints.Interrupts(self.cpu)
         self.cpu.env = self.interrupts.env
@@ -165,6 +168,8 @@ class Machine:
         self.pit = Pit(self.clock)
         self.cmos = Cmos(self.clock, ext_kb=self.extended_bytes // 1024)
         self.cmos.raise_irq = self.pic.raise_irq
+        self.cmos.on_schedule = self._end_slice_by
+        self.pic.on_ready = self._end_slice_soon
         self.kbc = Keyboard8042(self)
         self.mouse = self.kbc.mouse
         self.pci = PciBus(self)
@@ -616,7 +621,8 @@ class Machine:
         self.shadowed = False
         self._running_slice = self.slices
         self._start_watchdog()
-        self.clock.running()
+        self.clock.running(start)
+        self._end_slice_by(self.cmos.next_irq8)
         try:
             cpu.uc.emu_start(cpu.get("eip"), 0xFFFFFFFF)
         except UcError as e:
@@ -664,6 +670,21 @@ class Machine:
             self.idle_since = None
         elif self.idle_since is None:
             self.idle_since = self.clock.now
+
+    def _end_slice_by(self, when: float) -> None:
+        """End the running slice by virtual time `when`, when the next IRQ8 is due: the RTC's periodic
+        interrupt runs at up to 8 kHz, and a guest that computes between its IRQ8s (no hlt, no BIOS call)
+        would otherwise see one per slice. The RTC asks only while IRQ8 is not pending (it waits for
+        register C to be read), so this never spins on an interrupt the guest cannot take."""
+        at = self.clock.host_time_of(when)
+        if self._running_slice and at < self._slice_deadline:
+            self._slice_deadline = at
+            self._deadline_moved.set()
+
+    def _end_slice_soon(self) -> None:
+        """IRQ8 became deliverable inside the slice (the handler's EOI let the next one through): end the
+        slice at the next block, where the IRQ is delivered, instead of at SLICE_SECONDS."""
+        self._end_slice_by(self.clock.now)
 
     def _start_watchdog(self) -> None:
         if self._watchdog is None:

@@ -12,7 +12,9 @@ from nbdboot.machine.memmap import ROM_BASE, ROM_SEGMENT, ROM_SIZE  # noqa: F401
 
 STUB_STRIDE = 4           # F000:4n holds `int n; iret; nop`
 IRQ0 = 0x0400             # timer: trap int 08h, int 1Ch, EOI
-IRQ1 = 0x0410             # keyboard: trap int 09h, EOI
+IRQ1 = 0x0410             # keyboard: jmp to its body
+IRQ1_BODY = 0x0480        # read port 60h, int 15h AH=4Fh (the intercept), then the trap, EOI
+IRQ1_TRAP = 0x0490        # its int 09h: the scan code in AL
 IRQ_MASTER_DEFAULT = 0x0420
 IRQ_SLAVE_DEFAULT = 0x0430
 BOOT_FAILED = 0x0440

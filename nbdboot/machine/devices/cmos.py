@@ -18,6 +18,7 @@ import time
 UIP_SECONDS = 244e-6
 TIME_REGISTERS = (0x00, 0x02, 0x04, 0x06, 0x07, 0x08, 0x09, 0x32)
 ALARM_REGISTERS = (0x01, 0x03, 0x05)
+MAX_OWED_SECONDS = 1.0  # periodic interrupts further behind are dropped, not delivered late (as the PIT's)
 
 
 def bcd(value: int) -> int:
@@ -34,6 +35,7 @@ class Cmos:
         self.index = 0
         self.offset = 0.0  # seconds the guest moved the clock by
         self.raise_irq = None  # callable(irq), set by the machine
+        self.on_schedule = None  # callable(virtual time of the next IRQ8): the machine ends its slice by then
         self.ram = bytearray(128)
         self.ram[0x0A] = 0x26  # 32.768 kHz divider, 1024 Hz periodic rate
         self.ram[0x0B] = 0x02  # 24-hour, BCD
@@ -49,6 +51,8 @@ class Cmos:
         self.ram[0x32] = 0x20  # century, BCD
         self.flags = 0          # register C
         self._seen = 0.0        # virtual time up to which periodic ticks and seconds were counted
+        self._tick_hz = 0.0     # the periodic interrupt's rate while PIE is on, else 0
+        self._tick_at = math.inf  # virtual time of the next periodic interrupt owed
         self.next_irq8 = math.inf
 
     def attach(self, bus) -> None:
@@ -96,16 +100,28 @@ class Cmos:
     def update(self, now: float) -> None:
         """Count the periodic ticks, seconds and alarms up to `now`; raise IRQ8 for an enabled one."""
         before, self._seen = self._seen, max(self._seen, now)
-        if now > before:
-            hz = self._periodic_hz()
-            if hz and math.floor(now * hz) > math.floor(before * hz):
+        hz = self._periodic_hz()
+        interrupting = hz if self.ram[0x0B] & 0x40 else 0.0
+        if interrupting != self._tick_hz:  # the rate changed or PIE went on/off: ticks from the next edge
+            self._tick_hz = interrupting
+            self._tick_at = (math.floor(now * hz) + 1) / hz if interrupting else math.inf
+        if interrupting:
+            # Each periodic interrupt is owed until signalled: one whose handler came late (a slice of
+            # emulation is coarser than 1/8192 s) is still delivered, so a second of virtual time brings
+            # `hz` interrupts, as the PIT's ticks do; the ones after the previous was acknowledged only.
+            if now >= self._tick_at and not self.flags & 0x80:
                 self.flags |= 0x40
-            if not self.ram[0x0B] & 0x80:
-                start = self.seconds(before)
-                if math.floor(self.seconds(now)) > math.floor(start):
-                    self.flags |= 0x10
-                    if self._alarm_matches():
-                        self.flags |= 0x20
+                self._tick_at += 1 / interrupting
+                if self._tick_at <= now - MAX_OWED_SECONDS:  # far behind (IRQ8 masked, IF=0): drop them
+                    self._tick_at = (math.floor(now * interrupting) + 1) / interrupting
+        elif now > before and hz and math.floor(now * hz) > math.floor(before * hz):
+            self.flags |= 0x40
+        if now > before and not self.ram[0x0B] & 0x80:
+            start = self.seconds(before)
+            if math.floor(self.seconds(now)) > math.floor(start):
+                self.flags |= 0x10
+                if self._alarm_matches():
+                    self.flags |= 0x20
         enabled = self.flags & self.ram[0x0B] & 0x70
         if enabled and not self.flags & 0x80:
             self.flags |= 0x80
@@ -131,13 +147,13 @@ class Cmos:
             self.next_irq8 = math.inf  # IRQ8 stays up until C is read
             return
         if b & 0x40:
-            hz = self._periodic_hz()
-            if hz:
-                when = (math.floor(now * hz) + 1) / hz
+            when = self._tick_at
         if b & 0x30 and not b & 0x80:
             wall = self.seconds(now)
             when = min(when, now + (math.floor(wall) + 1 - wall))
         self.next_irq8 = when
+        if self.on_schedule is not None and when != math.inf:
+            self.on_schedule(when)
 
     # -- ports -----------------------------------------------------------------------
     def read(self) -> int:
@@ -150,9 +166,10 @@ class Cmos:
             uip = 0x80 if wall - math.floor(wall) >= 1 - UIP_SECONDS else 0
             return (self.ram[0x0A] & 0x7F) | uip
         if i == 0x0C:
-            self.update(self.clock.live())
+            now = self.clock.live()
+            self.update(now)
             value, self.flags = self.flags, 0
-            self._schedule(self.clock.now)
+            self.update(now)  # a periodic interrupt still owed is signalled at once, else the next is scheduled
             return value
         return self.ram[i]
 

@@ -18,8 +18,9 @@ set 1 while command byte bit 6 is set (the PC default).
 
 Keys come from the BIOS keyboard module as BIOS key words; `send_key()` turns a
 word into make and break codes (with shift or ctrl around it when the character
-needs one) and remembers the word with its make code, so the ROM's IRQ1 path can
-put the word in the BDA ring after reading the byte, whoever else read it first.
+needs one) and remembers the word with its make code: reading that byte from
+port 60h leaves the word in `last_word`, so the ROM's IRQ1 path puts exactly the
+word typed in the BDA ring, whoever else read the byte first.
 """
 
 from __future__ import annotations
@@ -283,12 +284,6 @@ class Keyboard8042:
     def holds(self, aux: bool) -> bool:
         """The output buffer is full with a byte from the mouse (aux) or from the keyboard/controller."""
         return self.obf is not None and self.obf[1] == aux
-
-    def take_key_word(self) -> int | None:
-        """For the BIOS IRQ1 path: read the byte as its `in al, 60h` would, and the key word it carries."""
-        self.read_data()
-        word, self.last_word = self.last_word, None
-        return word
 
     def write_command(self, value: int) -> None:
         self.last_was_command = True
