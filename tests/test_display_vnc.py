@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from conftest import free_port
+from support.servers import free_port
 
 from nbdboot.debug.sectors import assemble
 

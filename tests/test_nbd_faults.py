@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import free_port, wait_for_port
+from support.servers import free_port, wait_for_port
 from nbdboot.disk.nbd import NbdDevice
 from nbdboot.disk.open import open_store
 from nbdboot.nbd import protocol as P

@@ -115,7 +115,7 @@ class BadServer:
             contexts = False
             while True:
                 opt, n = P.decode_option_header(self._recv(s, 16))
-                data = self._recv(s, n)
+                self._recv(s, n)  # the option data: no mode answers by it
                 if opt == P.OPT_LIST:
                     if self.mode == "list-flood":
                         reply = P.encode_option_reply(opt, P.REP_SERVER, P.encode_rep_server("x" * 64, "y" * 64))
