@@ -261,3 +261,14 @@ def test_block_status_and_write_replies():
     parser.send(P.Request(P.CMD_WRITE, 0, 512, cookie=2))
     events = parser.feed(P.encode_block_status(1, 4, [(4096, 0), (8192, 3)]) + P.encode_simple_reply(2))
     assert events == [P.BlockStatusEvent(1, 4, [(4096, 0), (8192, 3)]), P.Done(1, 0), P.Done(2, 0)]
+
+
+@given(pieces=st.lists(st.binary(max_size=40), max_size=6), sends=st.lists(st.integers(0, 60), max_size=8))
+def test_drop_sent_leaves_what_a_partial_send_did_not_take(pieces, sends):
+    views = [memoryview(p) for p in pieces if p]
+    left = b"".join(pieces)
+    for n in sends:
+        n = min(n, len(left))
+        P.drop_sent(views, n)
+        left = left[n:]
+        assert b"".join(bytes(v) for v in views) == left and all(len(v) for v in views)

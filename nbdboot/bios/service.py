@@ -26,7 +26,6 @@ from nbdboot.machine.cpu import FLAG_CF
 CARRY = -1  # CF set, AH as the function left it
 
 OK = 0x00
-INVALID = 0x01  # int 13h's "invalid function"; int 15h and 1Ah answer 86h for a function they lack
 UNSUPPORTED = 0x86  # int 15h/1Ah: function not supported (SeaBIOS's RET_EUNSUPPORTED)
 
 
