@@ -9,12 +9,11 @@ import subprocess
 import sys
 import time
 
+from nbdboot.console.render import read_png
+from nbdboot.errors import EXIT_EXPECT_FAILED
 from support import qemuref
 from support.images import image
 from support.servers import require_tool
-
-from nbdboot.console.render import read_png
-from nbdboot.errors import EXIT_EXPECT_FAILED
 
 
 def nbdboot(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

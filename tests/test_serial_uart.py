@@ -5,10 +5,9 @@ exactly what QEMU does."""
 
 from __future__ import annotations
 
+from nbdboot.debug.sectors import assemble, run_sector
 from support import qemuref
 from support.servers import require_tool
-
-from nbdboot.debug.sectors import assemble, run_sector
 
 LOADER = r"""
         xor ax, ax
