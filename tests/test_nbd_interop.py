@@ -14,10 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbdboot.disk.base import EXTENT_ZERO, DiskReadOnlyError
+from nbdboot.disk.base import EXTENT_ZERO
 from nbdboot.disk.file import FileDevice
 from nbdboot.disk.nbd import NbdDevice
 from nbdboot.nbd import protocol as P
+from nbdboot.errors import DiskReadOnlyError
 from nbdboot.nbd.client import list_exports, list_meta_contexts, NbdClient
 from nbdboot.nbd.errors import NbdConnectionError, NbdNegotiationError, NbdTLSError
 from nbdboot.nbd.server import NbdServer
