@@ -1,9 +1,9 @@
 """The compatibility corpus: time to each case's text under nbdboot and under QEMU+SeaBIOS.
 
-Every case of tests/corpus.py (images from `make corpus-images`), served read-only by nbdkit on loopback, booted
+Every case of tests/support/corpus.py (images from `make corpus-images`), served read-only by nbdkit on loopback, booted
 by `nbdboot run` and by QEMU+SeaBIOS with the same keys, alternating; wall time from process start to the case's
 last text. A run that does not reach the text within the case's budget is shown as its outcome (exit code or
-timeout) instead of a time, with the reason tests/corpus.py gives. Cases marked slow (Linux, the Debian
+timeout) instead of a time, with the reason tests/support/corpus.py gives. Cases marked slow (Linux, the Debian
 installer) need --long.
 
     python3 -m bench corpus [-- --runs N | --quick] [--long] [CASE...]
@@ -48,7 +48,7 @@ def nbdboot_once(case, uri: str) -> float | str:
 
 
 def qemu_once(case, uri: str) -> float | str:
-    import qemuref
+    from support import qemuref
 
     result = qemuref.boot(uri, case.expect, media=case.media, readonly=True, timeout=case.qemu_timeout,
                           memory_mb=case.memory_mb, keys=case.qemu_keys())
@@ -64,7 +64,7 @@ def summary(values: list) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from corpus import CASES
+    from support.corpus import CASES
 
     parser = argparse.ArgumentParser(prog="bench corpus", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

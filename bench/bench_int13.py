@@ -2,7 +2,7 @@
 
 Bench sectors (bootimages/bench/): ext127 reads 64 MiB through AH=42h in 127-sector calls (1033 calls), ext1 reads
 8 MiB one sector a call (16384 calls). The ladder: each rung L2-L7 to its expected text (the rungs, images and
-texts of tests/test_reference_ladder.py). Goal: nbdboot at least as fast as QEMU.
+texts of tests/support/ladder.py). Goal: nbdboot at least as fast as QEMU.
 
 Both sides are timed the same way: wall time from starting the emulator's process to its result on the screen
 (`bench NAME: done`, which the sector prints only after reading every sector, or the rung's last text). QEMU
@@ -24,7 +24,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +34,7 @@ except ImportError:  # standalone: python3 bench/bench_int13.py
     sys.path.insert(0, str(ROOT))
     from bench.common import alternate, env_note, nbdboot_run_seconds, nbdkit, print_table, require
 
-import qemuref  # noqa: E402  (tests/qemuref.py: the reference PC)
+from support import qemuref  # noqa: E402  (tests/support/qemuref.py: the reference PC)
 
 SECTOR = 512
 TICK_HZ = 1193182 / 65536
@@ -92,8 +91,8 @@ def bench_sectors(names: list[str], runs: int) -> None:
 
 
 def bench_ladder(runs: int) -> None:
-    from images import IMAGES
-    from test_reference_ladder import LADDER
+    from support.images import IMAGES
+    from support.ladder import LADDER
 
     rows = []
     for rung, (name, media, expect) in LADDER.items():

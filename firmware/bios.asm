@@ -12,8 +12,8 @@
 ;
 ; Build: nasm -f bin -o firmware/bios.bin firmware/bios.asm
 ; nbdboot/machine/rom.py repeats the offsets the `times` lines below place the
-; entry points at (named in the `; ROM_IRQ0 = 0x0400` comments, without the
-; ROM_ prefix there), so keep them in sync (a test checks the layout).
+; entry points at; a `; rom.IRQ0 = 0x0400` comment names its constant, and
+; tests/test_machine_firmware.py checks both against the built image.
 
         cpu     386
         bits    16
@@ -31,7 +31,7 @@ stubs:
 
 ; --- F000:0400 IRQ handlers ----------------------------------------------------
         times   0x400 - ($ - $$) db 0
-irq0_handler:                   ; ROM_IRQ0 = 0x0400, IVT[08h]
+irq0_handler:                   ; rom.IRQ0 = 0x0400, IVT[08h]
         int     08h             ; trap: BDA tick, midnight flag, motor timeout
         int     1Ch             ; user timer hook, through the IVT
         push    ax
@@ -41,11 +41,11 @@ irq0_handler:                   ; ROM_IRQ0 = 0x0400, IVT[08h]
         iret
 
         times   0x410 - ($ - $$) db 0
-irq1_handler:                   ; ROM_IRQ1 = 0x0410, IVT[09h]
+irq1_handler:                   ; rom.IRQ1 = 0x0410, IVT[09h]
         jmp     irq1_body
 
         times   0x420 - ($ - $$) db 0
-irq_master_default:             ; ROM_IRQ_MASTER = 0x0420, IRQ2-7
+irq_master_default:             ; rom.IRQ_MASTER_DEFAULT = 0x0420, IRQ2-7
         push    ax
         mov     al, 20h
         out     20h, al
@@ -53,7 +53,7 @@ irq_master_default:             ; ROM_IRQ_MASTER = 0x0420, IRQ2-7
         iret
 
         times   0x430 - ($ - $$) db 0
-irq_slave_default:              ; ROM_IRQ_SLAVE = 0x0430, IRQ8-15
+irq_slave_default:              ; rom.IRQ_SLAVE_DEFAULT = 0x0430, IRQ8-15
         push    ax
         mov     al, 20h
         out     0A0h, al
@@ -62,13 +62,13 @@ irq_slave_default:              ; ROM_IRQ_SLAVE = 0x0430, IRQ8-15
         iret
 
         times   0x440 - ($ - $$) db 0
-boot_failed:                    ; ROM_BOOT_FAILED = 0x0440, left for a stopped machine
+boot_failed:                    ; rom.BOOT_FAILED = 0x0440, left for a stopped machine
         cli
         hlt
         jmp     boot_failed
 
         times   0x0450 - ($ - $$) db 0
-irq12_handler:                  ; ROM_IRQ12 = 0x0450, IVT[74h]: the PS/2 mouse
+irq12_handler:                  ; rom.IRQ12 = 0x0450, IVT[74h]: the PS/2 mouse
         pusha
         push    ds
         push    es
@@ -91,7 +91,7 @@ irq12_handler:                  ; ROM_IRQ12 = 0x0450, IVT[74h]: the PS/2 mouse
         iret
 
         times   0x0480 - ($ - $$) db 0
-irq1_body:                      ; ROM_IRQ1_BODY = 0x0480: as SeaBIOS's handle_09
+irq1_body:                      ; rom.IRQ1_BODY = 0x0480: as SeaBIOS's handle_09
         push    ax
         in      al, 64h
         test    al, 20h         ; a mouse byte is IRQ12's
@@ -101,7 +101,7 @@ irq1_body:                      ; ROM_IRQ1_BODY = 0x0480: as SeaBIOS's handle_09
         stc
         int     15h
         jnc     .eoi
-        int     09h             ; ROM_IRQ1_TRAP = 0x0490, trap: the scan code in AL: shift flags at
+        int     09h             ; rom.IRQ1_TRAP = 0x0490, trap: the scan code in AL: shift flags at
                                 ; 40:17h/18h/96h, a key's word into the BDA ring
 .eoi:   mov     al, 20h
         out     20h, al
@@ -109,7 +109,7 @@ irq1_body:                      ; ROM_IRQ1_BODY = 0x0480: as SeaBIOS's handle_09
         iret
 
         times   0x04F0 - ($ - $$) db 0
-mouse_handler:                  ; ROM_MOUSE_HANDLER = 0x04F0: the far pointer int 15h C207h sets
+mouse_handler:                  ; rom.MOUSE_HANDLER = 0x04F0: the far pointer int 15h C207h sets
         dd      0
 
 ; --- F000:0500 video parameter area (int 1Dh) kept empty ----------------------
@@ -117,11 +117,11 @@ mouse_handler:                  ; ROM_MOUSE_HANDLER = 0x04F0: the far pointer in
 ; --- F000:B000-DE00 the VGA ROM fonts int 10h 1130h hands out (IBM glyphs, as
 ; SeaVGABIOS has them: firmware/vgafont*.bin, scripts/extract-vga-fonts) -------
         times   0xB800 - ($ - $$) db 0
-font8x8_full:                   ; ROM_FONT_8X8_FULL; int 1Fh points at its second half
+font8x8_full:                   ; rom.FONT_8X8_FULL; int 1Fh points at its second half
         incbin  "vgafont8.bin"
-font8x16:                       ; ROM_FONT_8X16 = 0xC000
+font8x16:                       ; rom.FONT_8X16 = 0xC000
         incbin  "vgafont16.bin"
-font8x14:                       ; ROM_FONT_8X14 = 0xD000
+font8x14:                       ; rom.FONT_8X14 = 0xD000
         incbin  "vgafont14.bin"
 
 ; --- F000:E05B POST entry: hand over to int 19h through the IVT ---------------

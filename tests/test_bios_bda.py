@@ -3,6 +3,8 @@ through guest memory, and the POST image a booted machine holds."""
 
 from __future__ import annotations
 
+import pytest
+
 from nbdboot.bios.bda import Bda
 from nbdboot.machine.machine import Machine
 from nbdboot.machine.memmap import BDA, CONVENTIONAL_TOP, EBDA_SEGMENT
@@ -17,20 +19,24 @@ KNOWN = [("ebda_seg", 0x0E, 2), ("equipment_list_flags", 0x10, 2), ("mem_size_kb
          ("kbd_buf_end_offset", 0x82, 2), ("video_rows", 0x84, 1), ("kbd_flag2", 0x96, 1)]
 
 
-def test_fields_sit_where_every_pc_bios_puts_them():
-    for name, offset, _size in KNOWN:
-        assert Bda.offset(name) == offset, name
-        assert Bda.address(name) == BDA + offset
+@pytest.mark.parametrize("name, offset, size", KNOWN, ids=[name for name, _, _ in KNOWN])
+def test_field_sits_where_every_pc_bios_puts_it(name, offset, size):
+    assert Bda.offset(name) == offset
+    assert Bda.address(name) == BDA + offset
 
 
-def test_fields_read_and_write_guest_memory_at_their_width():
-    machine = Machine(memory_mb=1)
-    bda = Bda(machine.cpu)
-    for name, offset, size in KNOWN:
-        value = 0xA5C3B2E1 & ((1 << (8 * size)) - 1)
-        setattr(bda, name, value)
-        assert machine.cpu.read(BDA + offset, size) == value.to_bytes(size, "little"), name
-        assert getattr(bda, name) == value
+@pytest.fixture(scope="module")
+def machine_1m():
+    return Machine(memory_mb=1)
+
+
+@pytest.mark.parametrize("name, offset, size", KNOWN, ids=[name for name, _, _ in KNOWN])
+def test_field_reads_and_writes_guest_memory_at_its_width(machine_1m, name, offset, size):
+    bda = Bda(machine_1m.cpu)
+    value = 0xA5C3B2E1 & ((1 << (8 * size)) - 1)
+    setattr(bda, name, value)
+    assert machine_1m.cpu.read(BDA + offset, size) == value.to_bytes(size, "little")
+    assert getattr(bda, name) == value
 
 
 def test_post_fills_the_bda_a_boot_sector_reads():

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bios_bench import call, check, machine_at_rest
 from nbdboot.disk.file import FileDevice
 from nbdboot.errors import BootFailed
+from support.bios_bench import call, check, machine_at_rest
 
 BOOT_SECTOR = b"\xfa\xf4".ljust(510, b"\x90") + b"\x55\xaa"
 

@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from bios_bench import call, check, machine_at_rest, opposite_flags
 from nbdboot.disk.file import FileDevice
+from support.bios_bench import call, check, machine_at_rest, opposite_flags
 
 HD_BYTES = 16 * 1024 * 1024   # 255 heads, 63 sectors: 2 cylinders
 HD_SECTORS = HD_BYTES // 512

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bios_bench import call, check, machine_at_rest, opposite_flags
+from support.bios_bench import call, check, machine_at_rest, opposite_flags
 
 # 2026-12-03 14:05:09 local time: the RTC's time at rest (the virtual clock starts at 0)
 RTC_EPOCH = time.mktime((2026, 12, 3, 14, 5, 9, 0, 0, -1))

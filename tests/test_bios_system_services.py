@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from bios_bench import call, check, machine_at_rest, opposite_flags
 from nbdboot.machine import rom
 from nbdboot.machine.memmap import CONVENTIONAL_TOP, EBDA_SEGMENT, EXTENDED_BASE
+from support.bios_bench import call, check, machine_at_rest, opposite_flags
 
 MEMORY_MB = 2
 SMAP = 0x534D4150

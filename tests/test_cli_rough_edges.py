@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from conftest import require_tool
 from nbdboot.cli import build_parser
 from nbdboot.console.keys import NAMED_KEYS, keys_help, parse_keys
 from nbdboot.units import seconds, size_bytes, size_mib
+from support.servers import require_tool
 
 MiB = 1 << 20
 
@@ -33,7 +33,7 @@ def nbdinfo(*args) -> bytes:
 @pytest.fixture
 def embedded(tmp_path):
     """`nbdboot serve` of one file (the default export "", with the file name as its description)."""
-    from conftest import free_port, wait_for_port
+    from support.servers import free_port, wait_for_port
     img = tmp_path / "disk.img"
     img.write_bytes(b"\x11" * MiB + bytes(MiB))
     port = free_port()

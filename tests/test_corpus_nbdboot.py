@@ -1,4 +1,4 @@
-"""The compatibility corpus under nbdboot: every case of tests/corpus.py served read-only by a real nbdkit and
+"""The compatibility corpus under nbdboot: every case of tests/support/corpus.py served read-only by a real nbdkit and
 booted by `nbdboot run`, held to the texts QEMU+SeaBIOS shows for the same image (tests/test_reference_corpus.py).
 
 A case nbdboot cannot pass yet is a strict xfail whose reason names the missing device or feature, with a short
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from corpus import CASES
-from images import image
+from support.corpus import CASES
+from support.images import image
 
 MEDIA_ARGS = {"hdd": [], "cd": ["--media", "cd"], "floppy": ["--drive", "0x00"]}
 

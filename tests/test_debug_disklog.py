@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tool
-from images import image
 from nbdboot.debug.fsmap import DiskMap
+from support.images import image
+from support.servers import require_tool
 
 LINE = re.compile(r"LBA (\d+)\+(\d+)\s.*?(?:ok|status \w+)\s+[\d.]+ ms  (.*)$")
 PIECE = re.compile(r"^(/\S(?:.*?\S)?) \[(\d+)\.\.(\d+)\)$")

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from conftest import require_tool
-from images import image
+from support.images import image
+from support.servers import require_tool
 
 L3_PROMPT = "NBDBOOT-L3 C:\\>"
 PROMPT = "A:\\>"

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from nbdboot.debug.sectors import assemble
 
 # Reads its second sector with int 13h 42h, says hello on port E9h and the screen, then does arithmetic the
@@ -117,14 +119,22 @@ def test_break_stops_with_a_report_and_exit_7(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_bad_debug_options(tmp_path):
+# id: (options, with {tmp} for the test's directory; what the one-line error says)
+BAD_DEBUG_OPTIONS = {
+    "break-address": (["--break", "zz:1"], "not an address"),
+    "trace-empty-range": (["--trace", "exec:7e00-7c00"], "empty range"),
+    "trace-unknown": (["--trace", "bogus"], "--trace takes"),
+    "log-unknown": (["--log", "disk"], "--log takes"),
+    "trace-out-alone": (["--trace-out", "{tmp}/t"], "--trace-out goes with --trace"),
+    "log-unwritable": (["--log", "int13,{tmp}/no/such/dir/log"], "cannot write"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DEBUG_OPTIONS))
+def test_bad_debug_options(case, tmp_path):
     disk, _ = make_disk(tmp_path)
-    for argv, message in ((["--break", "zz:1"], "not an address"),
-                          (["--trace", "exec:7e00-7c00"], "empty range"),
-                          (["--trace", "bogus"], "--trace takes"),
-                          (["--log", "disk"], "--log takes"),
-                          (["--trace-out", str(tmp_path / "t")], "--trace-out goes with --trace"),
-                          (["--log", f"int13,{tmp_path}/no/such/dir/log"], "cannot write")):
-        result = run("--image", str(disk), "--timeout", "5", "--headless", *argv)
-        assert result.returncode in (2, 6), (argv, result.stderr)
-        assert message in result.stderr and "Traceback" not in result.stderr, (argv, result.stderr)
+    options, message = BAD_DEBUG_OPTIONS[case]
+    argv = [arg.format(tmp=tmp_path) for arg in options]
+    result = run("--image", str(disk), "--timeout", "5", "--headless", *argv)
+    assert result.returncode in (2, 6), result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -20,20 +20,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support.disks import make_source
+
 SIZE = 24 * 1024 * 1024
 NWRITES = 400
 HERE = Path(__file__).resolve()
-
-
-def make_source(path: Path, seed: int = 1) -> bytes:
-    rnd = random.Random(seed)
-    with open(path, "wb") as f:
-        f.truncate(SIZE)
-        for mib in range(SIZE >> 20):
-            if rnd.random() < 0.7:
-                f.seek(mib << 20)
-                f.write(rnd.randbytes(1 << 20))
-    return path.read_bytes()
 
 
 def guest_writes(seed: int):
@@ -133,7 +124,7 @@ def check_prefix(tmp: Path, source: bytes, writes) -> int:
        sync=st.sampled_from(["each", "periodic"]))
 def test_kill9_mid_deploy_then_resume_keeps_a_prefix_of_guest_writes(tmp_path_factory, kills, sync):
     tmp = tmp_path_factory.mktemp("crash")
-    source = make_source(tmp / "src.img")
+    source = make_source(tmp / "src.img", SIZE)
     writes = guest_writes(5)
     (tmp / "acks").write_bytes(b"")
     for after, delay in sorted(kills):
@@ -147,7 +138,7 @@ def test_kill9_mid_deploy_then_resume_keeps_a_prefix_of_guest_writes(tmp_path_fa
 
 
 def test_kill9_during_cli_deploy_resumes_to_identical_target(tmp_path):
-    source = make_source(tmp_path / "src.img", seed=9)
+    source = make_source(tmp_path / "src.img", SIZE, seed=9)
     env = dict(os.environ, PYTHONPATH=str(HERE.parent.parent))
     cmd = [sys.executable, "-m", "nbdboot", "deploy", "-q", "--connections", "1",
            str(tmp_path / "src.img"), str(tmp_path / "t.img")]
@@ -188,7 +179,7 @@ def test_kill9_during_overlay_writes_keeps_a_prefix(tmp_path_factory, kills, syn
     from nbdboot.disk.overlay import open_overlay
 
     tmp = tmp_path_factory.mktemp("ovl")
-    source = make_source(tmp / "src.img")
+    source = make_source(tmp / "src.img", SIZE)
     writes = guest_writes(5)
     (tmp / "acks").write_bytes(b"")
     env = dict(os.environ, PYTHONPATH=str(HERE.parent.parent))

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tool, wait_for_path
 from nbdboot.disk.deploy import copy_to_target
 from nbdboot.disk.file import FileDevice
 from nbdboot.disk.copier import attach_copier
 from nbdboot.disk.open import open_store
+from support.servers import require_tool, wait_for_path
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -233,7 +233,7 @@ def test_bad_inputs_give_one_line_and_exit_code(tmp_path, nbdkit):
 
 
 def _dead_port() -> int:
-    from conftest import free_port
+    from support.servers import free_port
     return free_port()
 
 

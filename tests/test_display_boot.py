@@ -4,18 +4,16 @@ GRUB's menu on COM1 over a unix socket and keys sent back to it."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 import time
 
-import qemuref
-from conftest import require_tool
-from images import image
-
 from nbdboot.console.render import read_png
 from nbdboot.errors import EXIT_EXPECT_FAILED
+from support import qemuref
+from support.images import image
+from support.servers import require_tool
 
 
 def nbdboot(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -140,7 +138,7 @@ def test_kolibrios_reaches_its_vesa_desktop(nbdkit, tmp_path):
     # desktop: a gradient with icons above the light grey taskbar. Looked at once a second, up to a
     # deadline, as a person watching would (a loaded machine draws it later, not differently).
     import nbdboot
-    from conftest import SHARED
+    from support.images import SHARED
     image_path = SHARED / "images" / "kolibri.img"
     work = tmp_path / "kolibri.img"
     work.write_bytes(image_path.read_bytes())

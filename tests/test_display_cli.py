@@ -8,12 +8,11 @@ import subprocess
 import sys
 import threading
 
-from conftest import free_port
+import pytest
 
 from nbdboot.console.render import read_png
 from nbdboot.errors import EXIT_EXPECT_FAILED, EXIT_IO, EXIT_USAGE
-
-from images import image
+from support.images import image
 
 
 def nbdboot(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -76,21 +75,29 @@ def test_com1_to_a_tcp_listener(nbdkit, tmp_path):
     assert b"SYSLINUX 6.04" in received and b"boot:" in received
 
 
-def test_bad_display_options_are_one_line_errors(tmp_path):
+# id: (options, with {tmp} for the test's directory; exit code)
+BAD_DISPLAY_OPTIONS = {
+    "serial-tcp-not-loopback": (["--serial", "tcp:example.org:4444"], EXIT_USAGE),
+    "serial-tcp-bad-port": (["--serial", "tcp:127.0.0.1:port"], EXIT_USAGE),
+    "serial-unknown-option": (["--serial", "unix:/x,speed=9"], EXIT_USAGE),
+    "serial-stdio-twice": (["--serial", "stdio", "--serial", "stdio"], EXIT_USAGE),
+    "serial-three-ports": (["--serial", "null", "--serial", "null", "--serial", "null"], EXIT_USAGE),
+    "vnc-not-loopback": (["--vnc", "0.0.0.0:1"], EXIT_USAGE),
+    "vnc-bare-port": (["--vnc", "5900"], EXIT_USAGE),
+    "serial-unix-nobody-listens": (["--serial", "unix:{tmp}/nobody-listens"], EXIT_IO),
+    "serial-file-unwritable": (["--serial", "file:{tmp}/no/such/dir/log"], EXIT_IO),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DISPLAY_OPTIONS))
+def test_bad_display_options_are_one_line_errors(case, tmp_path):
     disk = tmp_path / "disk.img"
     disk.write_bytes(bytes(1440 * 1024))
-    for args, code in ((["--serial", "tcp:example.org:4444"], EXIT_USAGE),
-                       (["--serial", "tcp:127.0.0.1:port"], EXIT_USAGE),
-                       (["--serial", "unix:/x,speed=9"], EXIT_USAGE),
-                       (["--serial", "stdio", "--serial", "stdio"], EXIT_USAGE),
-                       (["--serial", "null", "--serial", "null", "--serial", "null"], EXIT_USAGE),
-                       (["--vnc", "0.0.0.0:1"], EXIT_USAGE),
-                       (["--vnc", "5900"], EXIT_USAGE),
-                       (["--serial", f"unix:{tmp_path}/nobody-listens"], EXIT_IO),
-                       (["--serial", f"file:{tmp_path}/no/such/dir/log"], EXIT_IO)):
-        proc = nbdboot("--image", str(disk), "--drive", "0x00", "--timeout", "1", "--headless", *args)
-        assert proc.returncode == code, (args, proc.stderr)
-        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    options, code = BAD_DISPLAY_OPTIONS[case]
+    args = [arg.format(tmp=tmp_path) for arg in options]
+    proc = nbdboot("--image", str(disk), "--drive", "0x00", "--timeout", "1", "--headless", *args)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_a_serial_socket_server_never_removes_what_is_not_a_stale_socket(tmp_path):

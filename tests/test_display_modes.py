@@ -8,17 +8,15 @@ register read-backs on port E9h (compared too), then writes DONE.
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from nbdboot.console.render import png, read_png, render
+from nbdboot.console.render import png, render
 from nbdboot.debug.sectors import assemble
 from nbdboot.disk.file import FileDevice
 from nbdboot.machine.machine import Machine
 
-import qemuref
-from conftest import require_tool
+from support import qemuref
+from support.servers import require_tool
 
 # Stage 1 loads 16 more sectors at 0:7E00 (the program), so programs are not held to 446 bytes.
 LOADER = r"""

@@ -10,9 +10,8 @@ import subprocess
 import sys
 import time
 
-from conftest import free_port
-
 from nbdboot.debug.sectors import assemble
+from support.servers import free_port
 
 PROGRAM = r"""
         mov ax, 0013h

@@ -16,7 +16,7 @@ import pytest
 from unicorn import UC_ARCH_X86, UC_MODE_32, Uc
 from unicorn import x86_const as X
 
-from conftest import require_tool
+from support.servers import require_tool
 
 ROUNDS = 5000
 CODE_PAGE = 0x5000  # the physical page the guest writes code into and runs

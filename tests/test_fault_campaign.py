@@ -22,11 +22,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import free_port, start_nbdkit
-from test_deploy_crash import make_source
 from nbdboot.nbd import protocol as P
 from nbdboot.nbd.client import NbdClient
 from nbdboot.nbd.errors import NbdError
+from support.disks import make_source
+from support.servers import free_port, start_nbdkit
 
 PROMPT = "A:\\>"
 ROUNDS = int(os.environ.get("FAULT_ROUNDS", "0"))
@@ -53,7 +53,7 @@ def reference_screen(freedos_img_module, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def freedos_img_module():
-    from conftest import FREEDOS_IMG
+    from support.images import FREEDOS_IMG
     if not FREEDOS_IMG.exists():
         pytest.fail(f"{FREEDOS_IMG} is missing")
     return FREEDOS_IMG
@@ -144,7 +144,7 @@ def test_kill9_during_deploy_or_restore_then_resume_gives_the_source(tmp_path_fa
     """kill -9 at random moments of a CLI deploy/restore from a slowed nbdkit; each kill leaves the lock
     free (the kernel drops it with the process) and the resumed copy ends byte-identical to the source."""
     tmp = tmp_path_factory.mktemp("k9")
-    source = make_source(tmp / "src.img", seed=len(kills))
+    source = make_source(tmp / "src.img", 24 << 20, seed=len(kills))
     srv = start_nbdkit(["--filter=delay", "file", str(tmp / "src.img"), "rdelay=20ms"],
                        stderr=subprocess.DEVNULL)
     cmd = [sys.executable, "-m", "nbdboot", command, "-q", srv.uri, str(tmp / "t.img")]

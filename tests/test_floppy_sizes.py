@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from conftest import FREEDOS_IMG
 from nbdboot.bios.int13 import FLOPPY_GEOMETRIES, floppy_geometry
 from nbdboot.disk.file import FileDevice
+from support.images import FREEDOS_IMG
 
 SIZES_KB = [160, 180, 320, 360, 640, 720, 1200, 1440, 2880]
 

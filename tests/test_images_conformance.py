@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-import int13_expect as ie
-from images import image
+from support import int13_expect as ie
+from support.images import image
 
 SECTOR = 512
 

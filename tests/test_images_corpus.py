@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from conftest import FREEDOS_IMG, require_tool
-from images import image
+from support.images import FREEDOS_IMG, image
+from support.servers import require_tool
 
 # size in KiB -> (cylinders, heads, sectors per track, media descriptor) of the PC floppy formats
 FLOPPIES = {160: (40, 1, 8, 0xFE), 180: (40, 1, 9, 0xFC), 320: (40, 2, 8, 0xFF), 360: (40, 2, 9, 0xFD),

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FREEDOS_IMG, ROOT, require_tool
-from images import BUILD, image
+from support.images import BUILD, FREEDOS_IMG, ROOT, image
+from support.servers import require_tool
 
 SECTOR = 512
 PART_OFFSET = 1048576

@@ -6,32 +6,12 @@ process and the results are read from its port E9h log.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-import int13_expect
-import qemuref
-from conftest import running_nbdkit
-from images import image
-from nbdboot.disk.nbd import NbdDevice
-from nbdboot.machine.machine import Machine
-from nbdboot.nbd.uri import parse_uri
-from test_reference_conformance import conformance_server_args
-
-
-def run_program(uri: str, drive: int, end: bytes, timeout: float = 30.0, media: str = "auto"):
-    """Boot `uri` as BIOS drive `drive` until the program logs `end`; returns its parsed results and the log."""
-    machine = Machine()
-    with NbdDevice(parse_uri(uri)) as device:
-        machine.bios.disk.add_drive(drive, device, media=media)
-        machine.power_on(drive)
-        deadline = time.monotonic() + timeout
-        while end not in machine.debugcon.output and time.monotonic() < deadline:
-            machine.run_slice()
-    log = machine.debugcon.output.decode(errors="replace")
-    assert end.decode() in log, f"the program did not finish:\n{log[-2000:]}"
-    return qemuref.parse_results(log), log
+from support import int13_expect, qemuref
+from support.conformance import conformance_server_args, run_program
+from support.images import image
+from support.servers import running_nbdkit
 
 
 @pytest.fixture(scope="module")

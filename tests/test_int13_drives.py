@@ -15,15 +15,14 @@ from pathlib import Path
 
 import pytest
 
-import int13_expect as ie
-import qemuref
-from conftest import require_tool
-from images import image
 from nbdboot.cli import main
 from nbdboot.commands import run
 from nbdboot.disk.nbd import NbdDevice
 from nbdboot.machine.machine import Machine
 from nbdboot.nbd.uri import parse_uri
+from support import int13_expect as ie, qemuref
+from support.images import image
+from support.servers import require_tool
 
 FLOPPY_BYTES = 1440 * 1024
 

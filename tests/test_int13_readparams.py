@@ -13,9 +13,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import int13_expect as ie
-from images import image
-from test_int13_conformance import run_program
+from support import int13_expect as ie
+from support.conformance import run_program
+from support.images import image
 
 
 def run(nbdkit, tmp_path, reads):

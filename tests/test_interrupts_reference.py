@@ -11,13 +11,13 @@ import time
 
 import pytest
 
-import qemuref
-from conftest import running_nbdkit
-from images import image
 from nbdboot.console.screen import screen_text
 from nbdboot.disk.nbd import NbdDevice
 from nbdboot.machine.machine import GuestCrash, Machine
 from nbdboot.nbd.uri import parse_uri
+from support import qemuref
+from support.images import image
+from support.servers import running_nbdkit
 
 # (image, end marker, key to press once this text is logged)
 PROGRAMS = {
@@ -94,7 +94,7 @@ def test_the_log_records_the_cpu_s_choices(both_logs):
 @pytest.fixture(scope="module")
 def v86_boots(tmp_path_factory):
     """v86mon.asm boots the FreeDOS floppy inside V86 mode, under nbdboot and under QEMU+SeaBIOS."""
-    from conftest import ROOT
+    from support.images import ROOT
 
     freedos = ROOT.parent / "shared" / "images" / "freedos722.img"
     if not freedos.exists():

@@ -19,7 +19,7 @@ import pytest
 import nbdboot.machine.machine as machine_module
 from nbdboot.disk.file import FileDevice
 from nbdboot.machine.machine import Machine
-from conftest import require_tool
+from support.servers import require_tool
 
 FILL_LOOP = """
         cpu 386

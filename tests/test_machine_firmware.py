@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,6 +27,29 @@ def test_committed_bios_matches_source(tmp_path):
                     str(ROOT / "firmware" / "bios.asm")], check=True)
     assert out.read_bytes() == (ROOT / "firmware" / "bios.bin").read_bytes(), \
         "firmware/bios.bin is stale: run `make firmware`"
+
+
+def test_rom_py_names_the_offsets_bios_asm_places_its_entry_points_at(tmp_path):
+    # bios.asm marks each entry point rom.py names with `label:  ; rom.NAME = 0xOFFSET`; the listing gives the
+    # offset the label really landed at (the next line that emits bytes).
+    listing = tmp_path / "bios.lst"
+    subprocess.run([nasm(), "-f", "bin", "-i", str(ROOT / "firmware") + "/", "-o", str(tmp_path / "bios.bin"),
+                    "-l", str(listing), str(ROOT / "firmware" / "bios.asm")], check=True)
+    placed, pending = {}, None
+    for line in listing.read_text().splitlines():
+        marked = re.match(r"\s*\d+\s+\w+:\s*; rom\.(\w+)(?: = (0x[0-9A-F]+))?", line)
+        if marked:
+            pending = marked.groups()
+            continue
+        emitted = re.match(r"\s*\d+ ([0-9A-F]{8}) ", line)
+        if pending and emitted:
+            name, stated = pending
+            placed[name] = (int(emitted.group(1), 16), int(stated, 16) if stated else None)
+            pending = None
+    assert len(placed) >= 10, placed
+    for name, (offset, stated) in placed.items():
+        assert getattr(rom, name) == offset, f"rom.{name} is {getattr(rom, name):#x}, bios.asm places it at {offset:#x}"
+        assert stated in (None, offset), f"bios.asm's comment says rom.{name} = {stated:#x}, it is at {offset:#x}"
 
 
 def test_committed_demo_image_matches_source(tmp_path):

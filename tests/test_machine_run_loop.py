@@ -17,11 +17,11 @@ import pytest
 
 import nbdboot.machine.machine as machine_module
 import nbdboot.machine.slicing as slicing
-import qemuref
-from images import image
 from nbdboot.disk.file import FileDevice
 from nbdboot.machine.machine import Machine
-from conftest import require_tool
+from support import qemuref
+from support.images import image
+from support.servers import require_tool
 
 BOOTS = 20
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import nbdboot
-import qemuref
-from conftest import require_tool
+from support import qemuref
+from support.servers import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 

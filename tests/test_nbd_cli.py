@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from conftest import free_port, require_tool, wait_for_path, wait_for_port
 from nbdboot.nbd.client import NbdClient
 from nbdboot.nbd.errors import NbdCommandError
+from support.servers import free_port, require_tool, wait_for_path, wait_for_port
 
 MiB = 1 << 20
 

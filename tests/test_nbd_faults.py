@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import free_port, wait_for_port
 from nbdboot.disk.nbd import NbdDevice
 from nbdboot.disk.open import open_store
 from nbdboot.nbd import protocol as P
@@ -28,6 +27,8 @@ from nbdboot.nbd.errors import (
     NbdProtocolError,
     NbdTimeoutError,
 )
+from support.badnbd import recv_exactly
+from support.servers import free_port, wait_for_port
 
 MiB = 1 << 20
 
@@ -254,15 +255,6 @@ class FakeServer:
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
-    def recv(self, s, n):
-        out = b""
-        while len(out) < n:
-            chunk = s.recv(n - len(out))
-            if not chunk:
-                raise EOFError
-            out += chunk
-        return out
-
     def run(self):
         try:
             s, _ = self.listener.accept()
@@ -270,10 +262,10 @@ class FakeServer:
             return
         try:
             s.sendall(P.encode_newstyle_greeting())
-            self.recv(s, 4)
+            recv_exactly(s, 4)
             while True:
-                opt, n = P.decode_option_header(self.recv(s, 16))
-                self.recv(s, n)
+                opt, n = P.decode_option_header(recv_exactly(s, 16))
+                recv_exactly(s, n)
                 if opt == P.OPT_STRUCTURED_REPLY and self.structured:
                     s.sendall(P.encode_option_reply(opt, P.REP_ACK))
                 elif opt == P.OPT_SET_META_CONTEXT and self.structured:
@@ -286,9 +278,9 @@ class FakeServer:
                 else:
                     s.sendall(P.encode_option_reply(opt, P.REP_ERR_UNSUP))
             while True:
-                req = P.decode_request(self.recv(s, 28))
+                req = P.decode_request(recv_exactly(s, 28))
                 if req[1] == P.CMD_WRITE:
-                    self.recv(s, req[4])
+                    recv_exactly(s, req[4])
                 if req[1] == P.CMD_DISC:
                     return
                 out = self.respond(*req)

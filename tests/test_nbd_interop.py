@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Server, free_port, require_tool, wait_for_path, wait_for_port
 from nbdboot.disk.base import EXTENT_ZERO
 from nbdboot.disk.file import FileDevice
 from nbdboot.disk.nbd import NbdDevice
 from nbdboot.nbd import protocol as P
-from nbdboot.nbd.client import NbdClient, list_exports, list_meta_contexts
+from nbdboot.errors import DiskReadOnlyError
+from nbdboot.nbd.client import list_exports, list_meta_contexts, NbdClient
 from nbdboot.nbd.errors import NbdConnectionError, NbdNegotiationError, NbdTLSError
 from nbdboot.nbd.server import NbdServer
+from support.servers import Server, free_port, require_tool, wait_for_path, wait_for_port
 
 MiB = 1 << 20
 
@@ -162,6 +165,73 @@ def test_nbdkit_structured_replies_off_and_oldstyle(nbdkit):
     with NbdClient(old.uri) as c:
         assert c.protocol == "oldstyle" and c.size == MiB
         assert c.pread(8, 4096) == (4096).to_bytes(8, "big")
+
+
+class OldstyleServer:
+    """An oldstyle NBD server on loopback: protocol.encode_oldstyle_greeting's bytes (cut after `greeting_bytes` if
+    given), then simple replies to READ and FLUSH until DISC. `commands` is what the client sent."""
+
+    def __init__(self, data: bytes, flags: int, greeting_bytes: int | None = None):
+        self.data, self.commands = data, []
+        self.greeting = P.encode_oldstyle_greeting(len(data), flags)[:greeting_bytes]
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.uri = f"nbd://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn, conn.makefile("rb") as rfile:
+            conn.sendall(self.greeting)
+            while len(self.greeting) == P.GREETING_SIZE + P.OLDSTYLE_REST_SIZE:
+                head = rfile.read(P.REQUEST.size)
+                if len(head) < P.REQUEST.size:
+                    return
+                _, cmd, cookie, offset, length = P.decode_request(head)
+                self.commands.append(cmd)
+                if cmd == P.CMD_DISC:
+                    return
+                reply = P.encode_simple_reply(cookie, 0 if cmd in (P.CMD_READ, P.CMD_FLUSH) else errno.EINVAL)
+                conn.sendall(reply + (self.data[offset:offset + length] if cmd == P.CMD_READ else b""))
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(5)
+
+
+def test_oldstyle_server_on_loopback_from_our_encoder():
+    data = os.urandom(2 * MiB)
+    server = OldstyleServer(data, P.TFLAG_HAS_FLAGS | P.TFLAG_READ_ONLY | P.TFLAG_SEND_FLUSH)
+    try:
+        with NbdClient(server.uri, reconnect=False) as c:
+            assert (c.protocol, c.size, c.read_only, c.structured) == ("oldstyle", 2 * MiB, True, False)
+            assert c.pread(65536, MiB - 512) == data[MiB - 512:MiB + 65024]
+            with pytest.raises(DiskReadOnlyError):
+                c.pwrite(b"x" * 512, 0)
+            c.flush()
+    finally:
+        server.close()
+    # the write was refused before it reached the wire; the flush went because the flags advertised it
+    assert server.commands == [P.CMD_READ, P.CMD_FLUSH, P.CMD_DISC]
+
+
+@pytest.mark.parametrize("cut", [8, P.GREETING_SIZE + 8, P.GREETING_SIZE + P.OLDSTYLE_REST_SIZE - 1])
+def test_oldstyle_greeting_cut_short_is_a_connection_error(cut):
+    server = OldstyleServer(bytes(MiB), P.TFLAG_HAS_FLAGS, greeting_bytes=cut)
+    try:
+        with pytest.raises(NbdConnectionError):
+            NbdClient(server.uri, reconnect=False, connect_timeout=5)
+    finally:
+        server.close()
+
+
+def test_oldstyle_server_when_tls_is_required():
+    server = OldstyleServer(bytes(MiB), P.TFLAG_HAS_FLAGS)
+    try:
+        with pytest.raises(NbdTLSError, match="oldstyle"):
+            NbdClient(server.uri.replace("nbd://", "nbds://"), reconnect=False)
+    finally:
+        server.close()
 
 
 def test_nbdkit_non_fixed_newstyle_falls_back_to_export_name(nbdkit):

@@ -197,42 +197,48 @@ def test_mutated_valid_stream_fails_cleanly(tail, where, value):
             assert 1000 <= ev.offset and ev.offset + len(ev.data) <= 1000 + len(tail)
 
 
-def _expect_error(wire, *requests, structured=True, contexts=None, match=None):
+# requests as Request() arguments: a Request records the reply progress, so each case gets a fresh one
+READ = dict(cmd=P.CMD_READ, offset=4096, length=512, cookie=1)
+BLOCK_STATUS = dict(cmd=P.CMD_BLOCK_STATUS, offset=0, length=4096, cookie=2)
+ALLOCATION = {1: "base:allocation"}
+
+# id: (wire, request, structured replies negotiated, meta contexts negotiated, what the error must say)
+MALFORMED = {
+    "bad-magic": (b"\x12\x34\x56\x78" + bytes(16), READ, True, None, "magic"),
+    "unknown-cookie": (P.encode_simple_reply(99), READ, False, None, "unknown cookie"),
+    "data-before-request": (P.encode_offset_data(1, 4096 - 1, 1, True) + b"x", READ, True, None, "outside"),
+    "data-after-request": (P.encode_offset_data(1, 4096 + 512, 1, True) + b"x", READ, True, None, "OFFSET_DATA"),
+    # 2^64-1 wrap: must not become a negative index
+    "offset-wraps": (P.encode_offset_data(1, (1 << 64) - 1, 8, True) + bytes(8), READ, True, None, "outside"),
+    "chunks-overlap": (P.encode_offset_data(1, 4096, 256, False) + bytes(256)
+                       + P.encode_offset_data(1, 4096 + 128, 256, True) + bytes(256), READ, True, None, "overlap"),
+    "short-read": (P.encode_offset_data(1, 4096, 256, True) + bytes(256), READ, True, None, "256 bytes"),
+    "empty-hole": (P.encode_offset_hole(1, 4096, 0, True), READ, True, None, "size 0"),
+    "huge-data-chunk": (P.encode_chunk_header(1, P.REPLY_TYPE_OFFSET_DATA, 1 << 30, True), READ, True, None,
+                        "OFFSET_DATA"),
+    "chunk-not-negotiated": (P.encode_offset_data(1, 4096, 512, True), READ, False, None, "structured"),
+    "simple-reply-to-structured-read": (P.encode_simple_reply(1), READ, True, None, "simple reply to READ"),
+    "error-value-zero": (P.encode_error_chunk(1, 0, "x"), READ, True, None, "error value 0"),
+    "unknown-chunk-type": (P.encode_chunk_header(1, 77, 0, True), READ, True, None, "unknown chunk type"),
+    "none-with-payload": (P.encode_chunk_header(1, P.REPLY_TYPE_NONE, 4, True) + bytes(4), READ, True, None, "NONE"),
+    "context-not-negotiated": (P.encode_block_status(2, 7, [(4096, 0)]), BLOCK_STATUS, True, ALLOCATION,
+                               "not negotiated"),
+    "zero-length-extent": (P.encode_block_status(2, 1, [(0, 0)]), BLOCK_STATUS, True, ALLOCATION, "zero-length"),
+    "req-one-answered-with-two": (P.encode_block_status(2, 1, [(512, 0), (512, 3)]),
+                                  dict(BLOCK_STATUS, flags=P.CMD_FLAG_REQ_ONE), True,
+                                  ALLOCATION, "REQ_ONE"),
+    "data-for-write": (P.encode_offset_data(1, 4096, 512, True) + bytes(512), dict(READ, cmd=P.CMD_WRITE), True, None,
+                       "OFFSET_DATA chunk for WRITE"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_reply_is_a_protocol_error(case):
+    wire, request, structured, contexts, match = MALFORMED[case]
     parser = _parser(structured, contexts)
-    for r in requests:
-        parser.send(r)
+    parser.send(P.Request(**request))
     with pytest.raises(NbdProtocolError, match=match):
         parser.feed(wire)
-
-
-def test_malformed_catalogue():
-    read = lambda: P.Request(P.CMD_READ, 4096, 512, cookie=1)  # noqa: E731
-    _expect_error(b"\x12\x34\x56\x78" + bytes(16), read(), match="magic")
-    _expect_error(P.encode_simple_reply(99), read(), structured=False, match="unknown cookie")
-    _expect_error(P.encode_offset_data(1, 4096 - 1, 1, True) + b"x", read(), match="outside")
-    _expect_error(P.encode_offset_data(1, 4096 + 512, 1, True) + b"x", read(), match="OFFSET_DATA")
-    # 2^64-1 wrap: must not become a negative index
-    _expect_error(P.encode_offset_data(1, (1 << 64) - 1, 8, True) + bytes(8), read(), match="outside")
-    _expect_error(P.encode_offset_data(1, 4096, 256, False) + bytes(256) +
-                  P.encode_offset_data(1, 4096 + 128, 256, True) + bytes(256), read(), match="overlap")
-    _expect_error(P.encode_offset_data(1, 4096, 256, True) + bytes(256), read(), match="256 bytes")
-    _expect_error(P.encode_offset_hole(1, 4096, 0, True), read(), match="size 0")
-    _expect_error(P.encode_chunk_header(1, P.REPLY_TYPE_OFFSET_DATA, 1 << 30, True), read(), match="OFFSET_DATA")
-    _expect_error(P.encode_offset_data(1, 4096, 512, True), read(), structured=False, match="structured")
-    _expect_error(P.encode_simple_reply(1), read(), match="simple reply to READ")
-    _expect_error(P.encode_error_chunk(1, 0, "x"), read(), match="error value 0")
-    _expect_error(P.encode_chunk_header(1, 77, 0, True), read(), match="unknown chunk type")
-    _expect_error(P.encode_chunk_header(1, P.REPLY_TYPE_NONE, 4, True) + bytes(4), read(), match="NONE")
-    bs = P.Request(P.CMD_BLOCK_STATUS, 0, 4096, cookie=2)
-    _expect_error(P.encode_block_status(2, 7, [(4096, 0)]), bs, contexts={1: "base:allocation"},
-                  match="not negotiated")
-    _expect_error(P.encode_block_status(2, 1, [(0, 0)]), P.Request(P.CMD_BLOCK_STATUS, 0, 4096, cookie=2),
-                  contexts={1: "base:allocation"}, match="zero-length")
-    _expect_error(P.encode_block_status(2, 1, [(512, 0), (512, 3)]),
-                  P.Request(P.CMD_BLOCK_STATUS, 0, 4096, P.CMD_FLAG_REQ_ONE, cookie=2),
-                  contexts={1: "base:allocation"}, match="REQ_ONE")
-    _expect_error(P.encode_offset_data(1, 4096, 512, True) + bytes(512), P.Request(P.CMD_WRITE, 4096, 512, cookie=1),
-                  match="OFFSET_DATA chunk for WRITE")
 
 
 def test_errors_are_per_request_and_connection_survives():
@@ -255,3 +261,14 @@ def test_block_status_and_write_replies():
     parser.send(P.Request(P.CMD_WRITE, 0, 512, cookie=2))
     events = parser.feed(P.encode_block_status(1, 4, [(4096, 0), (8192, 3)]) + P.encode_simple_reply(2))
     assert events == [P.BlockStatusEvent(1, 4, [(4096, 0), (8192, 3)]), P.Done(1, 0), P.Done(2, 0)]
+
+
+@given(pieces=st.lists(st.binary(max_size=40), max_size=6), sends=st.lists(st.integers(0, 60), max_size=8))
+def test_drop_sent_leaves_what_a_partial_send_did_not_take(pieces, sends):
+    views = [memoryview(p) for p in pieces if p]
+    left = b"".join(pieces)
+    for n in sends:
+        n = min(n, len(left))
+        P.drop_sent(views, n)
+        left = left[n:]
+        assert b"".join(bytes(v) for v in views) == left and all(len(v) for v in views)

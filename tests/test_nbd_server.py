@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import require_tool
 from nbdboot.disk.file import FileDevice
 from nbdboot.nbd import protocol as P
 from nbdboot.nbd.client import NbdClient
 from nbdboot.nbd.errors import EINVAL, ENOSPC, EPERM, NbdCommandError
 from nbdboot.nbd.server import NbdServer
+from support.servers import require_tool
 
 MiB = 1 << 20
 

@@ -6,8 +6,8 @@ by bootimages/bench/run_qemu.py. No timing is asserted.
 
 from __future__ import annotations
 
-import qemuref
-from images import image
+from support import qemuref
+from support.images import image
 
 
 def test_single_sector_bench_reads_every_sector(nbdkit):

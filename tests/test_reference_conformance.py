@@ -9,21 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-import int13_expect
-import qemuref
-from conftest import running_nbdkit
-from images import ROOT, image
-
-BAD_SECTORS_MAP = ROOT / "bootimages" / "conformance" / "badsectors.map"
-
-
-def conformance_server_args(img) -> list[str]:
-    """nbdkit arguments serving conformance.img as the program expects: writes to LBA 800-801 refused (protect
-    filter, outermost so the overlay cannot absorb them), copy-on-write so the other write cases leave the built
-    image alone, and LBA 700-703 failing with EIO (ddrescue filter), for the I/O error cases."""
-    protect = f"protect={800 * 512}-{802 * 512 - 1}"
-    return ["--filter=protect", "--filter=cow", "--filter=ddrescue", "file", str(img),
-            f"ddrescue-mapfile={BAD_SECTORS_MAP}", protect]
+from support import int13_expect, qemuref
+from support.conformance import conformance_server_args
+from support.images import image
+from support.servers import running_nbdkit
 
 
 @pytest.fixture(scope="module")

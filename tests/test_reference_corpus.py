@@ -1,13 +1,13 @@
-"""The compatibility corpus on the reference PC: every case of tests/corpus.py under QEMU+SeaBIOS from a real
+"""The compatibility corpus on the reference PC: every case of tests/support/corpus.py under QEMU+SeaBIOS from a real
 nbdkit, which proves the images and the expected texts that tests/test_corpus_nbdboot.py holds nbdboot to."""
 
 from __future__ import annotations
 
 import pytest
 
-import qemuref
-from corpus import CASES
-from images import image
+from support import qemuref
+from support.corpus import CASES
+from support.images import image
 
 
 def _param(name):

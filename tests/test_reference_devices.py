@@ -5,8 +5,8 @@ the real-mode one only.)"""
 
 from __future__ import annotations
 
-import qemuref
 from nbdboot.debug.sectors import assemble, run_sector
+from support import qemuref
 
 BODY = r"""
         cli

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import int13_expect as ie
-import qemuref
-from images import image
+from support import int13_expect as ie, qemuref
+from support.images import image
 
 
 def test_two_disks(nbdkit):

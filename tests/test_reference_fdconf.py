@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import int13_expect as ie
-import qemuref
-from conftest import running_nbdkit
-from images import image
+from support import int13_expect as ie, qemuref
+from support.images import image
+from support.servers import running_nbdkit
 
 
 @pytest.fixture(scope="module", params=["fdconf1440", "fdconf360"])

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-import int13_expect as ie
-import qemuref
-from images import image
+from support import int13_expect as ie, qemuref
+from support.images import image
 
 # name: (sectors, partitions as (start, count, heads, spt) written with that geometry's CHS)
 LAYOUTS = {

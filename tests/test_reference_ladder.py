@@ -8,18 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-import qemuref
-from images import image
-
-# rung: (image, media, texts that must all be on the screen)
-LADDER = {
-    "L2-syslinux-hdd": ("l2-syslinux", "hdd", ["NBDBOOT-L2 SYSLINUX from a hard disk", "boot:"]),
-    "L3-chain-freedos": ("l3-chain-freedos", "hdd", ["NBDBOOT-L3 C:\\>"]),
-    "L4-memdisk-floppy": ("l4-memdisk", "hdd", ["Welcome to FreeDOS", "A:\\>"]),
-    "L5-isolinux-cd": ("l5-isolinux", "cd", ["ISOLINUX", "NBDBOOT-L5 ISOLINUX from a CD", "boot:"]),
-    "L6-grub-hdd": ("l6-grub", "hdd", ["GNU GRUB", "grub>"]),
-    "L7-grub-cd": ("l7-grub", "cd", ["GNU GRUB", "grub>"]),
-}
+from support import qemuref
+from support.images import image
+from support.ladder import LADDER
 
 
 @pytest.mark.parametrize("rung", list(LADDER))

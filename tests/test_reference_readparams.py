@@ -13,9 +13,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import int13_expect as ie
-import qemuref
-from images import image
+from support import int13_expect as ie, qemuref
+from support.images import image
 
 
 def run(nbdkit, tmp_path, reads):

@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from conftest import free_port
-from support.badnbd import BadServer
 from nbdboot.nbd import client as client_module
 from nbdboot.nbd.client import NbdClient
 from nbdboot.nbd.errors import NbdConnectionError
+from support.badnbd import BadServer
+from support.servers import free_port
 
 
 def nbdboot(*argv, timeout=60, **kw):

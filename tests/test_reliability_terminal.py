@@ -3,43 +3,16 @@ terminal restored, and NBD news goes to a status line, not into the guest's scre
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
-import select
 import signal
-import struct
-import sys
-import termios
 import time
 
 import pytest
 
 from support.badnbd import BadServer
+from support.terminal import read_until, run_on_terminal
 
 RESTORE = b"\x1b[?1049l"
-
-
-def read_until(fd, needle: bytes, timeout: float, sofar: bytes = b"") -> bytes:
-    deadline = time.monotonic() + timeout
-    while needle not in sofar and time.monotonic() < deadline:
-        if select.select([fd], [], [], 0.1)[0]:
-            try:
-                sofar += os.read(fd, 65536)
-            except OSError:
-                break
-    return sofar
-
-
-def run_on_terminal(*argv, rows: int = 25):
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the CLI on a pseudo-terminal of 80 x rows
-        try:
-            fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 80, 0, 0))
-            os.execvp(sys.executable, [sys.executable, "-m", "nbdboot", "run", *argv])
-        finally:
-            os._exit(127)
-    return pid, fd
 
 
 def finish(pid, fd, out: bytes, timeout: float = 10) -> tuple[int, bytes]:

@@ -156,7 +156,7 @@ word_shutdown: db "Shutdown", 0
 
 
 def test_one_reset_power_table_in_readme_docs_and_help():
-    from conftest import ROOT
+    from support.images import ROOT
     from nbdboot.commands.run import RESET_POWER_TABLE, reset_power_help
     assert RESET_POWER_TABLE in (ROOT / "README.md").read_text()
     assert RESET_POWER_TABLE in (ROOT / "docs" / "machine.md").read_text()

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from nbdboot.cli import main
-from conftest import free_port
+from support.servers import free_port
 
 PROMPT = "A:\\>"
 
@@ -125,7 +125,7 @@ def test_guest_crash_exits_4_with_report(tmp_path):
 def test_server_lost_mid_boot_exits_3(nbdkit, freedos_img):
     # The server goes for good once the kernel runs. After the reconnect budget (one try here) the guest hears
     # 04h, as from iPXE, and prints its own error; the run then misses its prompt and ends with the NBD error.
-    from test_int13_errors import KERNEL_BANNER, boot_freedos, read_until
+    from support.freedos import KERNEL_BANNER, boot_freedos, read_until
     server = nbdkit("--filter=delay", "--filter=cow", "file", str(freedos_img), "rdelay=30ms")
     proc = boot_freedos(server.hostport, 10, "--retries", "1", "--retry-delay", "0")
     try:

@@ -3,35 +3,13 @@ ends it, a status line says so, a terminal smaller than 80x25 is told it is."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import pty
 import re
-import struct
-import termios
-import select
 import shutil
-import sys
 import time
 
-
-def read_until(fd, needle: bytes, timeout: float, sofar: bytes = b"") -> bytes:
-    deadline = time.monotonic() + timeout
-    while needle not in sofar and time.monotonic() < deadline:
-        if select.select([fd], [], [], 0.1)[0]:
-            try:
-                sofar += os.read(fd, 65536)
-            except OSError:
-                break
-    return sofar
-
-
-def start(image, cols: int = 80, rows: int = 25):
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the CLI on a pseudo-terminal of the given size
-        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        os.execvp(sys.executable, [sys.executable, "-m", "nbdboot", "run", "--image", str(image), "--timeout", "60"])
-    return pid, fd
+from support.terminal import read_until, run_on_terminal
 
 
 def finish(pid, fd) -> int:
@@ -47,7 +25,7 @@ def rows_drawn(out: bytes) -> list[bytes]:
 def test_live_terminal_keys_ctrl_c_to_the_guest_and_ctrl_a_x(freedos_img, tmp_path):
     image = tmp_path / "freedos.img"
     shutil.copyfile(freedos_img, image)
-    pid, fd = start(image, 80, 26)
+    pid, fd = run_on_terminal("--image", str(image), "--timeout", "60", rows=26)
     try:
         out = read_until(fd, b"A:\\>", 30)
         assert b"\x1b[H" in out                      # drawn in place, not streamed
@@ -75,7 +53,7 @@ def test_live_terminal_keys_ctrl_c_to_the_guest_and_ctrl_a_x(freedos_img, tmp_pa
 def test_small_terminal_is_told(freedos_img, tmp_path):
     image = tmp_path / "freedos.img"
     shutil.copyfile(freedos_img, image)
-    pid, fd = start(image, 60, 20)
+    pid, fd = run_on_terminal("--image", str(image), "--timeout", "60", cols=60, rows=20)
     try:
         out = read_until(fd, b"enlarge it", 30)
         assert b"terminal 60x20 < guest 80x25: enlarge it; Ctrl-A x quits" in out

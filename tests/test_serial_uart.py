@@ -5,12 +5,9 @@ exactly what QEMU does."""
 
 from __future__ import annotations
 
-import time
-
-import qemuref
-from conftest import require_tool
-
 from nbdboot.debug.sectors import assemble, run_sector
+from support import qemuref
+from support.servers import require_tool
 
 LOADER = r"""
         xor ax, ax

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import require_tool, wait_for_path
 from nbdboot.disk.nbd import NbdDevice
 from nbdboot.disk.open import open_guest_disk
+from support.servers import require_tool, wait_for_path
 
 MiB = 1 << 20
 

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from images import image
+from support.images import image
 
 PARTITION = 1048576  # bootimages/images.mk BI_PART_BYTES
 

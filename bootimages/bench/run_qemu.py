@@ -2,7 +2,7 @@
 
 usage: python3 bootimages/bench/run_qemu.py [--runs N] [--ladder] [ext127] [ext1]
 
---ladder instead times each ladder rung (tests/test_reference_ladder.py LADDER) from QEMU's start to its expected
+--ladder instead times each ladder rung (tests/support/ladder.py) from QEMU's start to its expected
 text, the anchor for nbdboot's ladder bench.
 
 The figures come from the guest's own BIOS tick count (18.2 Hz, started on a tick edge), so QEMU's start-up and
@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import qemuref  # noqa: E402
-from conftest import free_port, wait_for_port  # noqa: E402
+from support import qemuref  # noqa: E402
+from support.servers import free_port, wait_for_port  # noqa: E402
 
 TICK_HZ = 1193182 / 65536
 SECTOR = 512
@@ -79,8 +79,8 @@ def time_rung(image: Path, media: str, expect: list[str]) -> float:
 
 
 def ladder(runs: int) -> None:
-    from images import IMAGES  # the rungs, their images and texts live with their tests
-    from test_reference_ladder import LADDER
+    from support.images import IMAGES  # the rungs, their images and texts live with their tests
+    from support.ladder import LADDER
 
     for rung, (name, media, expect) in LADDER.items():
         file = IMAGES["l6-grub" if name == "l7-grub" else name]

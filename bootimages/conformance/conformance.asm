@@ -1,6 +1,6 @@
 ; int 13h conformance program: calls each function with its edge cases and reports the raw results on port E9h,
 ; one `T <id> KEY=HEX ...` line per case, ids numbered by function group (docs/int13.md's case column).
-; The same image runs under QEMU+SeaBIOS and under nbdboot; tests/int13_expect.py says what each BIOS returns.
+; The same image runs under QEMU+SeaBIOS and under nbdboot; tests/support/int13_expect.py says what each BIOS returns.
 ;
 ; Disk layout (bootimages/conformance/mkdata.py): this program from LBA 0, data sectors after it whose content is
 ; a function of their LBA. 20 x 16 x 63 = 20160 sectors, one partition whose end CHS states that geometry.

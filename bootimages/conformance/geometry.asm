@@ -1,5 +1,5 @@
 ; Geometry probe: reports what AH=08h, AH=15h and AH=48h say about the boot disk, for disks whose size and
-; partition table a test writes (tests/int13_expect.py geometry_disk()). The partition table area (1BEh-1FDh) is
+; partition table a test writes (tests/support/int13_expect.py geometry_disk()). The partition table area (1BEh-1FDh) is
 ; left empty here: the test fills it. Same report format as conformance.asm.
 
         cpu 386

@@ -5,7 +5,7 @@ usage: mkdata.py PROGRAM.bin OUT.img SECTORS [--zero]
 Data sectors (every LBA the program does not cover) hold 128 little-endian dwords: dword 0 is the LBA, dword i
 is (LBA * 9E3779B1h + i * 85EBCA77h) mod 2**32, so a sector read from the wrong place or into the wrong offset
 changes the checksum. --zero leaves the data area sparse (the bench sectors only count bytes).
-The guest and tests/qemuref.py share one checksum over dwords: a += d; b += a (mod 2**32); reported as b.
+The guest and tests/support/qemuref.py share one checksum over dwords: a += d; b += a (mod 2**32); reported as b.
 """
 
 from __future__ import annotations

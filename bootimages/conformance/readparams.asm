@@ -12,7 +12,7 @@
 ;   +10 u32 LBA for AH=42h
 ; The buffer (count sectors from segment:offset, linear) is filled with CCh first. Result lines:
 ;   T P.<n> CF=x AH=xx AL=xx COUNT=xxxx SUM=xxxxxxxx    (COUNT = the DAP count word after the call)
-; then `END readparams`. tests/int13_expect.py param_sector() writes the sector, read_expectation() predicts.
+; then `END readparams`. tests/support/int13_expect.py param_sector() writes the sector, read_expectation() predicts.
 
         cpu 386
         bits 16

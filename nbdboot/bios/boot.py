@@ -80,7 +80,6 @@ class Boot:
             kbd_flag2=0x10,  # enhanced keyboard
         )
         cpu.write(BDA, bda)
-        self.m.bios.timer.midnight_base = midnight
         ebda = bytearray(EBDA_SIZE)
         ebda[0] = 1
         cpu.write(EBDA_SEGMENT << 4, ebda)

@@ -28,7 +28,7 @@ import collections
 
 from nbdboot.bios.bda import Bda
 from nbdboot.bios.kbdmap import SCAN_TO_KEY
-from nbdboot.machine.cpu import FLAG_IF, FLAG_ZF
+from nbdboot.machine.cpu import FLAG_ZF
 from nbdboot.machine.devices.kbc import CTRL_BREAK
 from nbdboot.machine.memmap import BDA
 

@@ -16,7 +16,8 @@ Each function's docstring is its register contract, as in iPXE's int13.c: what
 the registers mean on entry and what they hold on return. The dispatcher alone
 writes CF (in the caller's FLAGS, which sit in the interrupt frame while the
 stub runs: machine/cpu.py) and the BDA status, so a function can be run alone
-against a machine's registers and memory and its exit checked (tests/test_bios_services.py).
+against a machine's registers and memory and its exit checked (tests/support/bios_bench.py, used by
+tests/test_bios_*_services.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from nbdboot.machine.cpu import FLAG_CF
 CARRY = -1  # CF set, AH as the function left it
 
 OK = 0x00
-INVALID = 0x01  # int 13h's "invalid function"; int 15h and 1Ah answer 86h for a function they lack
 UNSUPPORTED = 0x86  # int 15h/1Ah: function not supported (SeaBIOS's RET_EUNSUPPORTED)
 
 

@@ -21,7 +21,6 @@ class Timer:
         self.m = machine
         self.bda = Bda(machine.cpu)
         self.ticks = 0
-        self.midnight_base = 0
         self.functions = {
             0x00: self.get_ticks, 0x01: self.set_ticks, 0x02: self.get_rtc_time, 0x04: self.get_rtc_date,
             0x03: self.set_rtc, 0x05: self.set_rtc, 0x06: self.set_rtc, 0x07: self.set_rtc,

@@ -17,7 +17,7 @@ import sys
 import time
 
 from nbdboot import api, interrupt
-from nbdboot.api import CONNECT_OPTIONS, DiskSpec, attach_local_disks, number_disks, open_local_disk  # noqa: F401
+from nbdboot.api import CONNECT_OPTIONS, DiskSpec, attach_local_disks, number_disks  # noqa: F401 (tests use them here)
 from nbdboot.console.display import Display, add_display_options
 from nbdboot.console.keys import keys_help
 from nbdboot.console.output import HeadlessConsole, TerminalConsole

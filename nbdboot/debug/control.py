@@ -226,7 +226,6 @@ class Debugger:
         # The guest moves on: a BIOS wait the slice ended in is over (a service still waiting says so again),
         # or the run loop would deliver an IRQ "inside the BIOS" wherever the CPU now is.
         machine.waiting_in_bios = False
-        machine.halt_site = None
         started = time.perf_counter()
         machine.clock.running()
         try:

@@ -111,7 +111,7 @@ class GdbStub:
         self.client: socket.socket | None = None
         self.inbuf = bytearray()
         self.awaiting_stop = False    # gdb sent c/s and waits for a stop reply
-        self.last_stop = "S05"
+        self.last_stop = f"S{SIGTRAP:02x}"
         self.breakpoints: set[int] = set()
         self.watchpoints: set[tuple[str, int, int]] = set()
         self.pending_failure = None   # a crash met while gdb holds the guest; the run ends with it on continue
@@ -402,7 +402,7 @@ class GdbStub:
         elif event is not None:
             self.last_stop = self._stop_reply(event)
         else:
-            self.last_stop = "T05thread:1;"
+            self.last_stop = f"T{SIGTRAP:02x}thread:1;"
         return self.last_stop
 
     def _breakpoint(self, packet: str) -> str:

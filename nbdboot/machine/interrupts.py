@@ -157,7 +157,7 @@ class EnvLayout:
         assert struct.unpack_from("<I", base, layout.hflags)[0] & 0x80  # HF_PE
         # error_code, exception_is_int, exception_next_eip are consecutive
         for off in range(env, len(base) - 12, 4):
-            ec_s, int_s, next_s = struct.unpack_from("<iiI", soft, off)
+            _, int_s, next_s = struct.unpack_from("<iiI", soft, off)
             ec_f, int_f, next_f = struct.unpack_from("<iiI", fault, off)
             if int_s == 1 and next_s == 0x1002 and int_f == 0 and ec_f == 0x30 and next_f == 0x1002:
                 layout.error_code, layout.is_int, layout.next_eip = off, off + 4, off + 8

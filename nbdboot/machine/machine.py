@@ -39,11 +39,11 @@ from nbdboot.machine.cpu import FLAG_IF, Cpu
 from nbdboot.machine.devices import (Cmos, DebugConsole, Keyboard8042, PciBus, Pic, Pit, PowerPorts,
                                      SystemControlA, SystemControlB, Vga)
 from nbdboot.machine.devices.uart import COM_PORTS, Uart16550
+from nbdboot.machine.memmap import EXTENDED_BASE
 from nbdboot.machine.ports import PortBus
 from nbdboot.machine.slicing import SliceStop
 from nbdboot.machine.tsc import TimeStampCounter
 
-from nbdboot.machine.memmap import CONVENTIONAL_TOP, EBDA_SEGMENT, EXTENDED_BASE, VIDEO_TEXT  # noqa: F401,E402
 DEFAULT_MEMORY_MB = 64
 SLICE_SECONDS = 0.02  # wall time per slice; then the slice ends at the next safe point
 SHADOW_SLICE_SECONDS = 0.001  # a slice that only has to get past an interrupt shadow
@@ -122,7 +122,6 @@ class Machine:
         self.stop_reason: str | None = None
         self.waiting_in_bios = False   # a BIOS call is waiting with interrupts on
         self.bios_window = False       # a BIOS service opened an sti window: the next IRQ goes in whatever IF
-        self.halt_site = None
         self.halted = False            # hlt with IF=1: the CPU waits for an interrupt
         self.short_ivt: int | None = None  # a real-mode IDT limit below 3FFh, as of the last slice
         self.wake_time = float("inf")  # a timed BIOS wait (int 15h 86h) ends then
@@ -233,7 +232,6 @@ class Machine:
         self.zeros_seen = 0
         self.waiting_in_bios = self.bios_window = self.halted = False
         self.short_ivt = None
-        self.halt_site = None
         self.wake_time = float("inf")
         self.cpu.write(rom.ROM_BASE, rom.load_image())
         self.bios.reset()
@@ -585,7 +583,6 @@ class Machine:
             return True
         self.waiting_in_bios = False
         self.halted = False
-        self.halt_site = None
         return True
 
     # -- running -------------------------------------------------------------------
@@ -718,14 +715,12 @@ class Machine:
         try:
             pc = cpu.pc()
             if cpu.read_linear(pc - 1, 1) != b"\xf4":  # a paging guest's hlt is at a linear address
-                self.halt_site = None
                 self.triple_fault(f"the CPU shut down at {cpu.get('cs'):04x}:{cpu.get('eip'):04x}")
                 return False
         except (UcError, ints.Fault):
             return False
         if cpu.get("eflags") & FLAG_IF:
             # Halted until an interrupt: the next slice starts only once one is delivered.
-            self.halt_site = None
             self.halted = True
             return True
         raise GuestCrash("halted with interrupts off and nothing to wake it", self.crash_report(pc - 1))

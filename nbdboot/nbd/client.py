@@ -63,7 +63,7 @@ from nbdboot.nbd.errors import (
     NbdTimeoutError,
     NbdTLSError,
 )
-from nbdboot.nbd.handshake import MAX_EXPORTS, MAX_META_CONTEXTS, Export  # noqa: F401 (API)
+from nbdboot.nbd.handshake import Export
 from nbdboot.nbd.uri import NbdUri, parse_uri
 
 _RX_SIZE = 256 * 1024
@@ -207,13 +207,7 @@ class _Link:
                         else self.sock.send(views[0], socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     n = 0
-                while n and views:
-                    if n >= len(views[0]):
-                        n -= len(views[0])
-                        views.pop(0)
-                    else:
-                        views[0] = views[0][n:]
-                        n = 0
+                P.drop_sent(views, n)
                 if not views:
                     return
                 r, w, _ = select.select([self.sock] if on_readable else [], [self.sock], [], interrupt.TICK)

@@ -101,12 +101,6 @@ TFLAG_SEND_RESIZE = 1 << 9
 TFLAG_SEND_CACHE = 1 << 10
 TFLAG_SEND_FAST_ZERO = 1 << 11
 
-TFLAG_NAMES = [
-    (TFLAG_READ_ONLY, "read_only"), (TFLAG_SEND_FLUSH, "flush"), (TFLAG_SEND_FUA, "fua"),
-    (TFLAG_ROTATIONAL, "rotational"), (TFLAG_SEND_TRIM, "trim"), (TFLAG_SEND_WRITE_ZEROES, "zero"),
-    (TFLAG_SEND_DF, "df"), (TFLAG_CAN_MULTI_CONN, "multi_conn"), (TFLAG_SEND_RESIZE, "resize"),
-    (TFLAG_SEND_CACHE, "cache"), (TFLAG_SEND_FAST_ZERO, "fast_zero"),
-]
 
 # -- commands ------------------------------------------------------------------------
 CMD_READ = 0
@@ -190,10 +184,6 @@ def _encode_string(text: str, what: str) -> bytes:
     if len(data) > MAX_STRING:
         raise ValueError(f"{what} is longer than {MAX_STRING} bytes")
     return data
-
-
-def describe_flags(flags: int) -> list[str]:
-    return [name for bit, name in TFLAG_NAMES if flags & bit]
 
 
 # =============================================================================
@@ -489,6 +479,17 @@ def encode_error_chunk(cookie: int, error: int, message: str = "", done: bool = 
 
 def encode_none_chunk(cookie: int) -> bytes:
     return encode_chunk_header(cookie, REPLY_TYPE_NONE, 0, True)
+
+
+def drop_sent(views: list[memoryview], n: int) -> None:
+    """Take the first `n` bytes off `views`, the pieces of a message: what is left after a partial send."""
+    while n and views:
+        if n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        else:
+            views[0] = views[0][n:]
+            n = 0
 
 
 # =============================================================================

@@ -81,14 +81,7 @@ class _Conn:
     def send(self, *parts) -> None:
         views = [memoryview(p).cast("B") for p in parts if len(p)]
         while views:
-            n = self.sock.sendmsg(views)
-            while n and views:
-                if n >= len(views[0]):
-                    n -= len(views[0])
-                    views.pop(0)
-                else:
-                    views[0] = views[0][n:]
-                    n = 0
+            P.drop_sent(views, self.sock.sendmsg(views))
 
     # -- handshake -------------------------------------------------------------------------------
     def handshake(self) -> None:

@@ -41,6 +41,17 @@ READER = bytes.fromhex("b40eb02acd10" "b80102" "b90200" "ba8000" "31db" "8ec3" "
 BOOT_SECTOR = READER.ljust(510, b"\0") + b"\x55\xaa"
 
 
+
+def recv_exactly(s: socket.socket, n: int) -> bytes:
+    """`n` bytes from `s`; EOFError if the peer closes first."""
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise EOFError
+        out += chunk
+    return out
+
 class BadServer:
     def __init__(self, mode: str, size: int | None = None, port: int = 0):
         if mode not in MODES:
@@ -98,24 +109,14 @@ class BadServer:
             self._socks.append(s)
             threading.Thread(target=self._serve, args=(s,), daemon=True).start()
 
-    @staticmethod
-    def _recv(s, n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            chunk = s.recv(n - len(out))
-            if not chunk:
-                raise EOFError
-            out += chunk
-        return out
-
     def _serve(self, s) -> None:
         try:
             s.sendall(P.encode_newstyle_greeting())
-            self._recv(s, 4)
+            recv_exactly(s, 4)
             contexts = False
             while True:
-                opt, n = P.decode_option_header(self._recv(s, 16))
-                data = self._recv(s, n)
+                opt, n = P.decode_option_header(recv_exactly(s, 16))
+                recv_exactly(s, n)  # the option data: no mode answers by it
                 if opt == P.OPT_LIST:
                     if self.mode == "list-flood":
                         reply = P.encode_option_reply(opt, P.REP_SERVER, P.encode_rep_server("x" * 64, "y" * 64))
@@ -156,7 +157,7 @@ class BadServer:
 
     def _transmission(self, s, contexts: bool) -> None:
         while True:
-            _flags, cmd, cookie, offset, length = P.decode_request(self._recv(s, 28))
+            _flags, cmd, cookie, offset, length = P.decode_request(recv_exactly(s, 28))
             if cmd == P.CMD_DISC:
                 return
             after_boot = self.mode.endswith("-after-boot")

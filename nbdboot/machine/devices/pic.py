@@ -159,12 +159,6 @@ class Pic:
         else:
             self.slave.irr |= 1 << (irq - 8)
 
-    def lower_irq(self, irq: int) -> None:
-        if irq < 8:
-            self.master.irr &= ~(1 << irq)
-        else:
-            self.slave.irr &= ~(1 << (irq - 8))
-
     def pending(self) -> int | None:
         """The IRQ line the CPU would take now, or None."""
         if not (self.master.irr or self.slave.irr):

@@ -200,10 +200,6 @@ class Pit:
         bus.register((0x43,), None, lambda port, v: self.write_control(v), "8254")
 
     # compatibility with the machine and port 61h
-    @property
-    def gate2(self) -> bool:
-        return self.counters[2].gate
-
     def set_gate2(self, gate: bool) -> None:
         self.counters[2].set_gate(gate)
 

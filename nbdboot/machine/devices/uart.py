@@ -225,6 +225,3 @@ class Uart16550:
             self._fill()
         self._check_timeout()
         self._update()
-
-    def pending_input(self) -> bool:
-        return bool(self.rx or self.incoming)

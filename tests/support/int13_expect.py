@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from qemuref import checksum
+from .qemuref import checksum
 
 SECTOR = 512
 FILLER = 0xCC

@@ -1,4 +1,4 @@
-"""Boot images built by bootimages/images.mk, by name, once per test session."""
+"""Boot images: those bootimages/images.mk builds, by name, once per test session, and the shared FreeDOS floppy."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from corpus import CASES
+from .corpus import CASES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "bootimages" / "build"
+SHARED = ROOT.parent / "shared"
+FREEDOS_IMG = SHARED / "images" / "freedos722.img"
 
 IMAGES = {
     "l2-syslinux": "l2-syslinux.img",
@@ -44,7 +46,7 @@ IMAGES = {
     "syslinux-vesamenu": "syslinux-vesamenu.img",
     "grub-display": "grub-display.iso",
 }
-# The compatibility corpus (tests/corpus.py): its images go by their file names.
+# The compatibility corpus (corpus.py): its images go by their file names.
 IMAGES.update({case.image: case.image for case in CASES.values()})
 
 
