@@ -97,9 +97,9 @@ def cpuwork_instructions() -> int:
     from unicorn import UC_HOOK_BLOCK
     import capstone
     from nbdboot.disk.file import FileDevice
-    from nbdboot.machine.machine import Machine
+    from nbdboot.pc import PC
 
-    machine = Machine()
+    machine = PC()
     machine.bios.disk.add_drive(0x80, FileDevice(str(BUILD / "cpuwork-off.img"), read_only=True))
     machine.power_on(0x80)
     modes = {False: capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16),

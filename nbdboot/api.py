@@ -34,7 +34,8 @@ from nbdboot.console.keys import parse_keys
 from nbdboot.console.screen import screen_lines
 from nbdboot.errors import EXIT_EXPECT_FAILED, EXIT_INTERRUPTED, LocalIOError, NbdbootError, UsageError
 from nbdboot.machine.machine import DEFAULT_MEMORY_MB, Machine
-from nbdboot.machine.session import SCREEN_CHECK_INTERVAL, Session
+from nbdboot.pc import PC
+from nbdboot.session import SCREEN_CHECK_INTERVAL, Session
 from nbdboot.nbd.uri import looks_like_uri
 
 __all__ = ["boot", "Boot", "BootOptions", "WaitTimeout", "BootStopped", "DiskSpec", "parse_disk", "number_disks"]
@@ -396,7 +397,7 @@ class Boot:
         display = Display(options)  # checks --serial/--vnc before anything is opened
         factory, self.uri, self._server, self._local = _source(options)
         try:
-            self.machine: Machine = Machine(memory_mb=options.memory, **(machine_options or {}))
+            self.machine: Machine = PC(memory_mb=options.memory, **(machine_options or {}))
             machine = self.machine
             machine.no_reboot = options.no_reboot
             self.display = display

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from nbdboot.bios.bda import Bda
-from nbdboot.machine.machine import Machine
+from nbdboot.pc import PC
 from nbdboot.machine.memmap import BDA, CONVENTIONAL_TOP, EBDA_SEGMENT
 
 # (field, offset from 0040:0000, size), from RBIL's MEMORY.LST, not from bda.py
@@ -27,7 +27,7 @@ def test_field_sits_where_every_pc_bios_puts_it(name, offset, size):
 
 @pytest.fixture(scope="module")
 def machine_1m():
-    return Machine(memory_mb=1)
+    return PC(memory_mb=1)
 
 
 @pytest.mark.parametrize("name, offset, size", KNOWN, ids=[name for name, _, _ in KNOWN])
@@ -40,7 +40,7 @@ def test_field_reads_and_writes_guest_memory_at_its_width(machine_1m, name, offs
 
 
 def test_post_fills_the_bda_a_boot_sector_reads():
-    machine = Machine(memory_mb=1)
+    machine = PC(memory_mb=1)
     machine.power_on(0x80)
     bda = Bda(machine.cpu)
     assert bda.mem_size_kb == CONVENTIONAL_TOP // 1024 and bda.ebda_seg == EBDA_SEGMENT

@@ -7,7 +7,7 @@ import time
 
 from nbdboot.debug.sectors import assemble, run_sector
 from nbdboot.disk.file import FileDevice
-from nbdboot.machine.machine import Machine
+from nbdboot.pc import PC
 
 
 def test_pci_bios_installation_find_and_config_access(tmp_path):
@@ -182,7 +182,7 @@ xy:     dw 0
     image = assemble(tmp_path, body)
     disk = tmp_path / "disk.img"
     disk.write_bytes(image + bytes(1440 * 1024 - len(image)))
-    machine = Machine(memory_mb=16)
+    machine = PC(memory_mb=16)
     machine.bios.disk.add_drive(0, FileDevice(disk))
     machine.power_on(0)
     deadline = time.monotonic() + 10

@@ -9,7 +9,7 @@ import pytest
 
 from nbdboot.console.screen import screen_text
 from nbdboot.disk.file import FileDevice
-from nbdboot.machine.machine import Machine
+from nbdboot.pc import PC
 
 
 def boot_until(machine, text, timeout=60.0):
@@ -29,7 +29,7 @@ def freedos_copy(freedos_img, tmp_path):
 
 
 def test_freedos_boots_to_prompt_from_file_device(freedos_copy):
-    machine = Machine()
+    machine = PC()
     streamed = []
     machine.bios.video.on_output = lambda ch: streamed.append(chr(ch))
     with FileDevice(freedos_copy) as device:

@@ -6,12 +6,12 @@ import pytest
 
 from nbdboot.machine.devices.kbc import SET1_TO_SET2, key_codes
 from nbdboot.machine.devices.pit import PIT_HZ
-from nbdboot.machine.machine import Machine
+from nbdboot.pc import PC
 
 
 @pytest.fixture
 def m():
-    return Machine(memory_mb=1)
+    return PC(memory_mb=1)
 
 
 def inb(m, port):

@@ -14,6 +14,7 @@ from nbdboot.console.render import png, render
 from nbdboot.debug.sectors import assemble
 from nbdboot.disk.file import FileDevice
 from nbdboot.machine.machine import Machine
+from nbdboot.pc import PC
 
 from support import qemuref
 from support.servers import require_tool
@@ -638,7 +639,7 @@ def build(tmp_path, name: str) -> bytes:
 def nbdboot_screen(tmp_path, disk: bytes) -> tuple[tuple[int, int, bytes], str, Machine]:
     path = tmp_path / "disk.img"
     path.write_bytes(disk)
-    machine = Machine(memory_mb=16)
+    machine = PC(memory_mb=16)
     machine.bios.disk.add_drive(0x00, FileDevice(path))
     machine.power_on(0x00)
     import time

@@ -18,7 +18,7 @@ import pytest
 from nbdboot.cli import main
 from nbdboot.commands import run
 from nbdboot.disk.nbd import NbdDevice
-from nbdboot.machine.machine import Machine
+from nbdboot.pc import PC
 from nbdboot.nbd.uri import parse_uri
 from support import int13_expect as ie, qemuref
 from support.images import image
@@ -44,7 +44,7 @@ def disks(tmp_path_factory) -> dict[str, Path]:
 
 def run_drives(san_uri: str, san_drive: int, local: list[str], timeout: float = 30.0) -> dict[str, dict]:
     """Boot drives.asm from the export at `san_drive`, with `local` as --disk arguments; its parsed report."""
-    machine = Machine()
+    machine = PC()
     opened: list = []
     try:
         run.attach_local_disks(machine, run.number_disks([run.parse_disk(d) for d in local]), opened)

@@ -13,7 +13,8 @@ import pytest
 
 from nbdboot.console.screen import screen_text
 from nbdboot.disk.nbd import NbdDevice
-from nbdboot.machine.machine import GuestCrash, Machine
+from nbdboot.machine.machine import GuestCrash
+from nbdboot.pc import PC
 from nbdboot.nbd.uri import parse_uri
 from support import qemuref
 from support.images import image
@@ -30,7 +31,7 @@ KEY_A = 0x1E61  # scan code 1Eh, 'a'
 
 def nbdboot_log(uri: str, end: str, key_after: str | None, timeout: float = 30.0, keys: tuple[int, ...] = ()) -> str:
     """The program's E9h log; `keys` (BIOS key words) are typed once it first waits for a key."""
-    machine = Machine()
+    machine = PC()
     with NbdDevice(parse_uri(uri)) as device:
         machine.bios.disk.add_drive(0x00, device)
         machine.power_on(0x00)
@@ -107,7 +108,7 @@ def v86_boots(tmp_path_factory):
         copies.append(copy)
     with running_nbdkit("-r", "file", str(image("v86mon"))) as monitor, \
             running_nbdkit("file", str(copies[0])) as floppy_a, running_nbdkit("file", str(copies[1])) as floppy_b:
-        machine = Machine()
+        machine = PC()
         with NbdDevice(parse_uri(monitor.uri)) as disk, NbdDevice(parse_uri(floppy_a.uri)) as floppy:
             machine.bios.disk.add_drive(0x80, disk)
             machine.bios.disk.add_drive(0x00, floppy)

@@ -14,7 +14,7 @@ import pytest
 
 from nbdboot.console.screen import screen_text
 from nbdboot.disk.nbd import NbdDevice
-from nbdboot.machine.machine import Machine
+from nbdboot.pc import PC
 from nbdboot.nbd.uri import parse_uri
 from support.images import ROOT, image
 from support.ladder import LADDER
@@ -50,7 +50,7 @@ def test_l7_grub_hybrid_boots_as_a_cd(nbdkit):
     # The L6 image again, presented as a CD (El Torito no-emulation), booted in process so that the drive's CD
     # geometry can be checked too (the CLI's --media cd is the next test).
     server = nbdkit("-r", "file", str(image("l6-grub")))
-    machine = Machine()
+    machine = PC()
     with NbdDevice(parse_uri(server.uri)) as device:
         drive = machine.bios.disk.add_drive(0x80, device, media="cd")
         assert drive.is_cdrom and drive.capacity == device.size // 2048

@@ -18,7 +18,7 @@ import pytest
 
 import nbdboot.machine.machine as machine_module
 from nbdboot.disk.file import FileDevice
-from nbdboot.machine.machine import Machine
+from nbdboot.pc import PC
 from support.servers import require_tool
 
 FILL_LOOP = """
@@ -81,7 +81,7 @@ def test_watchdog_stops_resume_where_the_cpu_was(fill_loop_disk, monkeypatch):
     monkeypatch.setattr(machine_module, "SLICE_SECONDS", 0.001)   # a watchdog stop every millisecond
     stops = 0
     for _ in range(8):
-        machine = Machine()
+        machine = PC()
         machine.bios.disk.add_drive(0x80, FileDevice(str(fill_loop_disk), read_only=True))
         machine.power_on(0x80)
         deadline = time.monotonic() + 0.3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nbdboot.machine.machine import Machine
+from nbdboot.pc import PC
 from nbdboot.machine.ports import PortBus
 
 
@@ -50,11 +50,11 @@ def test_two_devices_cannot_decode_one_port():
     (0x3D4, "vga"), (0x3DA, "vga"), (0xE9, "debugcon"),
 ])
 def test_each_device_of_the_pc_registers_its_own_ports(port, owner):
-    assert Machine(memory_mb=1).ports.owner(port) == owner
+    assert PC(memory_mb=1).ports.owner(port) == owner
 
 
 def test_the_cmos_index_port_selects_the_register_the_data_port_reads():
-    m = Machine(memory_mb=1)
+    m = PC(memory_mb=1)
     m.ports.write(0x70, 1, 0x15)
     assert m.ports.read(0x71, 1) == 0x80  # base memory low byte: 640 KiB
     m.ports.write(0x70, 1, 0x80 | 0x16)   # bit 7 masks NMI, the index is the low 7 bits

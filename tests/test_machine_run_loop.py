@@ -18,7 +18,7 @@ import pytest
 import nbdboot.machine.machine as machine_module
 import nbdboot.machine.slicing as slicing
 from nbdboot.disk.file import FileDevice
-from nbdboot.machine.machine import Machine
+from nbdboot.pc import PC
 from support import qemuref
 from support.images import image
 from support.servers import require_tool
@@ -27,7 +27,7 @@ BOOTS = 20
 
 
 def boot_in_nbdboot(path) -> tuple[dict, int]:
-    machine = Machine()
+    machine = PC()
     machine.bios.disk.add_drive(0x80, FileDevice(str(path), read_only=True))
     machine.power_on(0x80)
     stops = 0

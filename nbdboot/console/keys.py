@@ -15,6 +15,7 @@ become ("mouse", (dx, dy, press, release)) items: one PS/2 packet each.
 from __future__ import annotations
 
 from nbdboot.errors import UsageError
+from nbdboot.machine.devices.kbc import CTRL_BREAK
 
 _ROWS = [
     (0x02, "1234567890-=", "!@#$%^&*()_+"),
@@ -46,7 +47,6 @@ for _c in "abcdefghijklmnopqrstuvwxyz":
     NAMED_KEYS[f"ctrl-{_c}"] = (ASCII_KEYS[_c] & 0xFF00) | (ord(_c) - 0x60)
 # Ctrl-Break has no key word of its own: the BIOS stores 0000h for it (and calls int 1Bh), so that word
 # stands for the key in the queue (machine/devices/kbc.py types its scan codes).
-CTRL_BREAK = 0x0000
 NAMED_KEYS["ctrl-break"] = CTRL_BREAK
 
 MOUSE_BUTTONS = {"left": 1, "right": 2, "middle": 4}  # PS/2 packet bits

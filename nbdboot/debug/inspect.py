@@ -4,7 +4,7 @@ the stack, the screen; shared by gdb's `monitor` commands and --break's report."
 from __future__ import annotations
 
 from nbdboot.console.screen import screen_lines
-from nbdboot.debug.crash import disassemble
+from nbdboot.machine.crash import disassemble
 from nbdboot.machine import rom
 
 SEGMENTS = ("cs", "ds", "es", "ss", "fs", "gs")

@@ -6,7 +6,8 @@ import subprocess
 import time
 
 from nbdboot.disk.file import FileDevice
-from nbdboot.machine.machine import GuestCrash, Machine
+from nbdboot.machine.machine import GuestCrash
+from nbdboot.pc import PC
 
 # Macros every test sector may use: PUTC/PRINT to port E9h, HEX16 of a register.
 PRELUDE = r"""
@@ -84,7 +85,7 @@ def run_sector(tmp_path, body: str, *, extra: str = "", disk_size: int = 1440 * 
     image = assemble(tmp_path, body, extra)
     disk = tmp_path / "disk.img"
     disk.write_bytes(image + bytes(disk_size - len(image)))
-    machine = Machine(memory_mb=memory_mb)
+    machine = PC(memory_mb=memory_mb)
     machine.no_reboot = no_reboot
     device = FileDevice(disk)
     machine.bios.disk.add_drive(drive, device)

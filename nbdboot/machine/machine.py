@@ -102,7 +102,7 @@ def _watch(machine_ref) -> None:
 
 
 class Machine:
-    def __init__(self, memory_mb: int = DEFAULT_MEMORY_MB, debug_out=None):
+    def __init__(self, firmware, memory_mb: int = DEFAULT_MEMORY_MB, debug_out=None):
         if not 1 <= memory_mb <= 3072:
             raise ValueError("memory must be between 1 and 3072 MiB")
         self.memory_mb = memory_mb
@@ -145,8 +145,8 @@ class Machine:
         self.interrupts = ints.Interrupts(self.cpu)
         self.cpu.env = self.interrupts.env
 
-        from nbdboot.bios import Bios  # the BIOS needs a built machine
-        self.bios = Bios(self)
+        # The firmware (nbdboot.bios.Bios; nbdboot.pc.PC passes it) is built on the machine it serves.
+        self.bios = firmware(self)
 
         uc = self.cpu.uc
         self._slice_stop = SliceStop(uc)
@@ -764,5 +764,5 @@ class Machine:
                              f"(its handler returns to the faulting instruction)", self.crash_report())
 
     def crash_report(self, at: int | None = None) -> str:
-        from nbdboot.debug.crash import crash_report
+        from nbdboot.machine.crash import crash_report
         return crash_report(self, at)

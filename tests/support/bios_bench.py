@@ -10,6 +10,7 @@ from __future__ import annotations
 from nbdboot.bios.bda import Bda
 from nbdboot.machine.cpu import FLAG_CF, FLAG_IF, FLAG_ZF
 from nbdboot.machine.machine import Machine
+from nbdboot.pc import PC
 
 STACK_SEGMENT, STACK_TOP = 0x0000, 0x7000
 CALLER_CS, CALLER_IP = 0x1234, 0x0100
@@ -20,7 +21,7 @@ __all__ = ["FLAG_CF", "FLAG_IF", "FLAG_ZF", "call", "machine_at_rest", "check", 
 
 def machine_at_rest(boot_drive: int = 0x80, attach=None, memory_mb: int = 2) -> Machine:
     """A POSTed machine that has run no instruction; `attach(machine)` adds its disks before POST."""
-    machine = Machine(memory_mb=memory_mb)
+    machine = PC(memory_mb=memory_mb)
     if attach is not None:
         attach(machine)
     machine.bios.post(boot_drive)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from nbdboot.disk.nbd import NbdDevice
-from nbdboot.machine.machine import Machine
+from nbdboot.pc import PC
 from nbdboot.nbd.uri import parse_uri
 
 from . import qemuref
@@ -25,7 +25,7 @@ def conformance_server_args(img) -> list[str]:
 
 def run_program(uri: str, drive: int, end: bytes, timeout: float = 30.0, media: str = "auto"):
     """Boot `uri` as BIOS drive `drive` until the program logs `end`; returns its parsed results and the log."""
-    machine = Machine()
+    machine = PC()
     with NbdDevice(parse_uri(uri)) as device:
         machine.bios.disk.add_drive(drive, device, media=media)
         machine.power_on(drive)

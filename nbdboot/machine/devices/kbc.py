@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import collections
 
-from nbdboot.console.keys import CTRL_BREAK   # the BIOS's word for Ctrl-Break, naming the key in a queue
 from nbdboot.machine.devices.mouse import Ps2Mouse
+
+# The BIOS's word for Ctrl-Break (int 16h reads 0000h), which also names the key in a key queue.
+CTRL_BREAK = 0x0000
 
 STATUS_OBF = 0x01
 STATUS_SYS = 0x04
