@@ -50,10 +50,6 @@ SHADOW_SLICE_SECONDS = 0.001  # a slice that only has to get past an interrupt s
 CPU_EXCEPTIONS = range(0, 0x08)
 HALT_POLL_SECONDS = 0.01  # a halted CPU with no timer event pending looks for input this often
 RUNAWAY_ZEROS = 16  # this many zero bytes at CS:IP after a slice that did not end by itself: executing nothing
-# ... seen after this many such slices in a row. One is not enough: between `mov cr0` clearing PE and the far
-# jump that reloads CS, CS still holds a protected-mode selector whose hidden base the CPU uses, so CS:IP
-# read as real mode points elsewhere, and a slice can end there (iPXE's prot_to_real, 1 boot in 10).
-RUNAWAY_SLICES = 2
 FLAG_VM = ints.FLAG_VM
 # Vectors whose UC_HOOK_INTR report may be a CPU exception rather than `int n`. In real mode
 # QEMU raises only #DE, #DB, #BR, #NM, #SS and #GP (no paging, no segment limits to speak of,
@@ -118,7 +114,6 @@ class Machine:
         self.traps: dict[int, tuple] = {}  # linear address -> (vector, service)
         self.history = collections.deque(maxlen=32)  # (vector, cs, ip, ax, kind)
         self.fault_states = collections.deque(maxlen=32)  # (vector, CR2 of a #PF, ECX, ESI, EDI) per fault
-        self.zeros_seen = 0            # slices in a row that ended with zeros at CS:IP
         self.stop_reason: str | None = None
         self.waiting_in_bios = False   # a BIOS call is waiting with interrupts on
         self.bios_window = False       # a BIOS service opened an sti window: the next IRQ goes in whatever IF
@@ -229,7 +224,6 @@ class Machine:
         self.tsc.reset()
         self._build_devices()
         self.history.clear()
-        self.zeros_seen = 0
         self.waiting_in_bios = self.bios_window = self.halted = False
         self.short_ivt = None
         self.wake_time = float("inf")
@@ -749,10 +743,8 @@ class Machine:
         try:
             code = cpu.read_linear(cpu.pc(), RUNAWAY_ZEROS)
         except (UcError, ints.Fault):
-            self.zeros_seen = 0
             return
-        self.zeros_seen = self.zeros_seen + 1 if code == bytes(RUNAWAY_ZEROS) else 0
-        if self.zeros_seen >= RUNAWAY_SLICES:
+        if code == bytes(RUNAWAY_ZEROS):  # at CS's hidden base (cpu.pc()), also right after a mode switch
             raise GuestCrash("executing zeroed memory (a jump or return into nowhere)", self.crash_report())
         history = self.history
         faults = self.fault_states
