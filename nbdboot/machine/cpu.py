@@ -44,9 +44,18 @@ if _uclib is not None:
     _raw_mem_read.argtypes = _ADDR_ARGS
     _raw_mem_write = _raw.uc_mem_write
     _raw_mem_write.argtypes = _ADDR_ARGS
+    # Without argtypes, called with ctypes objects made once: ctypes then converts nothing per call
+    # (a third of the cost of a register access from an interrupt hook).
+    _bare = ctypes.CDLL(_uclib._name)
+    _bare_reg_read, _bare_reg_write = _bare.uc_reg_read, _bare.uc_reg_write
+    _bare_batch_read, _bare_batch_write = _bare.uc_reg_read_batch, _bare.uc_reg_write_batch
 
 HMA_BASE = 0x100000  # where address line 20 starts to matter
 HMA_SIZE = 0x10000
+# Conventional memory, read and written by the BIOS straight in the host pages behind it: plain RAM
+# at fixed host addresses (VGA windows and ROM start above it).
+DIRECT_END = 0xA0000
+_U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
@@ -126,8 +135,8 @@ class RegBatch:
             self._vals = (ctypes.c_uint64 * n)()
             base = ctypes.addressof(self._vals)
             self._ptrs = (ctypes.c_void_p * n)(*[base + 8 * i for i in range(n)])
-            self._c_read = _uclib.uc_reg_read_batch
-            self._c_write = _uclib.uc_reg_write_batch
+            self._c_read, self._c_write = _bare_batch_read, _bare_batch_write
+            self._count = ctypes.c_int(n)
             layout = struct.Struct(f"<{n}Q")
             self._unpack, self._pack = layout.unpack_from, layout.pack_into
             # Unicorn fills only the register's width of each slot: mask the stale rest.
@@ -138,7 +147,7 @@ class RegBatch:
     def read(self) -> tuple[int, ...]:
         if not self.cpu._fast:
             return tuple(self.cpu.get(name) for name in self.names)
-        self._c_read(self.cpu._uch, self._ids, self._ptrs, self._n)
+        self._c_read(self.cpu._uch_arg, self._ids, self._ptrs, self._count)
         return self._masked(self._unpack(self._vals))
 
     def write(self, *values: int) -> None:
@@ -147,7 +156,7 @@ class RegBatch:
                 self.cpu.set(name, value)
             return
         self._pack(self._vals, 0, *[value & 0xFFFFFFFF for value in values])
-        self._c_write(self.cpu._uch, self._ids, self._ptrs, self._n)
+        self._c_write(self.cpu._uch_arg, self._ids, self._ptrs, self._count)
 
 
 def _open_bus_read(uc, offset, size, _user):
@@ -194,10 +203,10 @@ class Cpu:
         self._fast = _uclib is not None
         if self._fast:
             self._uch = self.uc._uch
+            self._uch_arg = self._uch  # a c_void_p already
             self._val = ctypes.c_uint64()
             self._ref = ctypes.byref(self._val)
-            self._c_reg_read = _uclib.uc_reg_read
-            self._c_reg_write = _uclib.uc_reg_write
+            self._reg_ids = {name: ctypes.c_int(reg) for name, reg in REG.items()}
             self._c_mem_read = _uclib.uc_mem_read
             self._buf = ctypes.create_string_buffer(8)
             self._phys_buf = ctypes.create_string_buffer(256)
@@ -229,6 +238,7 @@ class Cpu:
         self._low_ptr = _host_map(None, HMA_BASE, self._ram_fd, 0)
         self._hma_ptr = _host_map(None, HMA_SIZE, self._ram_fd, HMA_BASE)
         self.uc.mem_map_ptr(0, HMA_BASE, UC_PROT_ALL, self._low_ptr)
+        self.low = memoryview((ctypes.c_char * DIRECT_END).from_address(self._low_ptr)).cast("B")
         self.uc.mem_map_ptr(HMA_BASE, HMA_SIZE, UC_PROT_ALL, self._hma_ptr)
         if memory_size > HMA_BASE + HMA_SIZE:
             self.uc.mem_map(HMA_BASE + HMA_SIZE, memory_size - HMA_BASE - HMA_SIZE)
@@ -264,14 +274,14 @@ class Cpu:
 
     def get(self, name: str) -> int:
         if self._fast:
-            self._c_reg_read(self._uch, REG[name], self._ref)
+            _bare_reg_read(self._uch_arg, self._reg_ids[name], self._ref)
             return self._val.value & _MASKS[name]
         return self.uc.reg_read(REG[name])
 
     def set(self, name: str, value: int) -> None:
         if self._fast:
             self._val.value = value & 0xFFFFFFFF
-            self._c_reg_write(self._uch, REG[name], self._ref)
+            _bare_reg_write(self._uch_arg, self._reg_ids[name], self._ref)
             return
         self.uc.reg_write(REG[name], value)
 
@@ -384,6 +394,8 @@ class Cpu:
             self.uc.ctl_remove_cache(addr, addr + size)
 
     def _small_read(self, addr: int, size: int) -> bytes:
+        if 0 <= addr and addr + size <= DIRECT_END:
+            return bytes(self.low[addr:addr + size])
         if self._fast:
             if self._c_mem_read(self._uch, addr, self._buf, size):
                 raise UcError(6)  # UC_ERR_READ_UNMAPPED
@@ -391,9 +403,13 @@ class Cpu:
         return bytes(self.uc.mem_read(addr, size))
 
     def read8(self, addr: int) -> int:
+        if 0 <= addr < DIRECT_END:
+            return self.low[addr]
         return self._small_read(addr, 1)[0]
 
     def read16(self, addr: int) -> int:
+        if 0 <= addr <= DIRECT_END - 2:
+            return _U16.unpack_from(self.low, addr)[0]
         if self._fast:
             if _raw_mem_read(self._uch, addr, self._u16_at, 2):
                 raise UcError(6)  # UC_ERR_READ_UNMAPPED
@@ -401,6 +417,8 @@ class Cpu:
         return int.from_bytes(self._small_read(addr, 2), "little")
 
     def read32(self, addr: int) -> int:
+        if 0 <= addr <= DIRECT_END - 4:
+            return _U32.unpack_from(self.low, addr)[0]
         if self._fast:
             if _raw_mem_read(self._uch, addr, self._u32_at, 4):
                 raise UcError(6)  # UC_ERR_READ_UNMAPPED
@@ -411,6 +429,9 @@ class Cpu:
         self.write(addr, bytes((value & 0xFF,)), code)
 
     def write16(self, addr: int, value: int, code: bool = True) -> None:
+        if not code and 0 <= addr <= DIRECT_END - 2:
+            _U16.pack_into(self.low, addr, value & 0xFFFF)  # no code there: nothing translated to drop
+            return
         if not self._fast:
             self.write(addr, struct.pack("<H", value & 0xFFFF), code)
             return
@@ -502,7 +523,10 @@ class Cpu:
         push the frame, clear IF/TF (and, while running, the arithmetic flags), jump to seg:off."""
         sp = (sp - 6) & 0xFFFF
         ss_base = ss << 4
-        if sp <= 0xFFFA and self._fast:
+        if sp <= 0xFFFA and ss_base + sp <= DIRECT_END - 6:
+            # Straight into the stack's host page: a frame is data, never code the engine translated.
+            _FRAME.pack_into(self.low, ss_base + sp, return_ip & 0xFFFF, cs, flags & 0xFFFF)
+        elif sp <= 0xFFFA and self._fast:
             _FRAME.pack_into(self._frame, 0, return_ip & 0xFFFF, cs, flags & 0xFFFF)
             if _raw_mem_write(self._uch, ss_base + sp, self._frame_at, 6):
                 raise UcError(7)  # UC_ERR_WRITE_UNMAPPED
