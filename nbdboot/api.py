@@ -406,7 +406,9 @@ class Boot:
             self.disk = _open_disk(options, factory, self.uri)
             drive = _drive_number(options.drive, options.media, self.disk)
             media = "auto" if options.media in ("auto", "floppy") else options.media
-            self.drive = machine.bios.disk.add_drive(drive, self.disk, media=media).number
+            # int 13h reads a sector at a time: over NBD each is a round trip, so the drive reads ahead.
+            from nbdboot.disk.readahead import ReadAhead
+            self.drive = machine.bios.disk.add_drive(drive, ReadAhead(self.disk), media=media).number
             machine.bios.keyboard.type_keys(keys)
             self._console.attach(machine)
             self._driver = _Driver(self, display.wrap(self._console))

@@ -5,7 +5,8 @@
 
 Modes (all negotiate fixed newstyle, structured replies, base:allocation and GO unless said):
   stall             completes the handshake, then never answers a request (keeps the socket open)
-  stall-after-boot  serves a boot sector (READER: prints '*', then reads LBA 1 with int 13h in a loop)
+  stall-after-boot  serves a boot sector (READER: prints '*', then reads LBA 126 with int 13h in a loop:
+                    beyond the 32 KiB the drive's read-ahead fetches with the boot sector)
                     at offset 0 and never answers a read anywhere else: the guest hangs in int 13h
   drop-after-boot   the same boot sector, then closes the connection at any other read (reconnects
                     are accepted, and dropped again at the re-sent read)
@@ -35,9 +36,9 @@ from nbdboot.nbd import protocol as P  # noqa: E402
 
 MODES = ("stall", "stall-after-boot", "drop-after-boot", "list-flood", "huge", "extents-past-end", "bad-block-size", "zeros")
 
-# mov ah,0Eh; mov al,'*'; int 10h; again: mov ax,0201h; mov cx,2; mov dx,80h; xor bx,bx; mov es,bx;
-# mov bx,8000h; int 13h; jmp again
-READER = bytes.fromhex("b40eb02acd10" "b80102" "b90200" "ba8000" "31db" "8ec3" "bb0080" "cd13" "ebec")
+# mov ah,0Eh; mov al,'*'; int 10h; again: mov ax,0201h; mov cx,1; mov dx,0280h; xor bx,bx; mov es,bx;
+# mov bx,8000h; int 13h; jmp again   (C/H/S 0/2/1 with the 255/63 geometry a table-less disk gets: LBA 126)
+READER = bytes.fromhex("b40eb02acd10" "b80102" "b90100" "ba8002" "31db" "8ec3" "bb0080" "cd13" "ebec")
 BOOT_SECTOR = READER.ljust(510, b"\0") + b"\x55\xaa"
 
 
