@@ -118,11 +118,16 @@ def test_deploy_progress_says_reconnecting_instead_of_a_falling_speed(tmp_path):
     stream = io.StringIO()
     progress = Progress(stream, tty=False, interval=0)
     progress.update(1 << 20, 4 << 20, StoreStats())
-    progress.nbd_status(None, "reconnecting (try 3/10)")
+    first, second = object(), object()  # a copy's connections
+    progress.nbd_status(first, "reconnecting (try 3/10)")
+    progress.nbd_status(second, None)      # one that still works says nothing of the other
     progress.update(1 << 20, 4 << 20, StoreStats(), force=True)
     lines = stream.getvalue().splitlines()
     assert lines[-1] == "nbdboot:  25.0% 1.0 MiB of 4.0 MiB local: reconnecting (try 3/10)"
     assert "/s" in lines[0] and "/s" not in lines[-1]
+    progress.nbd_status(first, None)
+    progress.update(2 << 20, 4 << 20, StoreStats(), force=True)
+    assert "/s" in stream.getvalue().splitlines()[-1]  # all connections work again: the speed is back
 
 
 # -- exit codes with a closed stdout -------------------------------------------------------------------

@@ -27,12 +27,21 @@ class Progress:
         self.last: float | None = None   # the first update always shows
         self.first_done: int | None = None
         self.shown: int | None = None   # `done` of the last line shown
-        self.note: str | None = None    # "reconnecting (try 3/10)": shown instead of the speed
+        self._notes: dict[int, str] = {}   # per connection: "reconnecting (try 3/10)", shown instead of the speed
         self.stats = None               # the copier's, as of the last update
 
-    def nbd_status(self, _client, text: str | None) -> None:
-        """An NbdClient status listener (nbdboot.nbd.client.status_listeners)."""
-        self.note = text
+    def nbd_status(self, client, text: str | None) -> None:
+        """An NbdClient status listener (nbdboot.nbd.client.status_listeners). A copy runs several
+        connections: one that still works must not clear what another says while it reconnects."""
+        if text:
+            self._notes[id(client)] = text
+        else:
+            self._notes.pop(id(client), None)
+
+    @property
+    def note(self) -> str | None:
+        """What a connection in trouble says (the latest), or None while all of them work."""
+        return next(reversed(self._notes.values()), None)
 
     def update(self, done: int, total: int, stats, *, force: bool = False) -> None:
         self.stats = stats
