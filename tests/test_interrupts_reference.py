@@ -30,7 +30,9 @@ KEY_A = 0x1E61  # scan code 1Eh, 'a'
 
 
 def nbdboot_log(uri: str, end: str, key_after: str | None, timeout: float = 30.0, keys: tuple[int, ...] = ()) -> str:
-    """The program's E9h log; `keys` (BIOS key words) are typed once it first waits for a key."""
+    """The program's E9h log up to the end of the line that starts with `end`; `keys` (BIOS key words) are typed
+    once it first waits for a key."""
+    end += "\n"  # the whole line: a slice can end between its last character and its newline
     machine = PC()
     with NbdDevice(parse_uri(uri)) as device:
         machine.bios.disk.add_drive(0x00, device)
@@ -52,7 +54,7 @@ def nbdboot_log(uri: str, end: str, key_after: str | None, timeout: float = 30.0
 
 
 def qemu_log(uri: str, end: str, key_after: str | None) -> str:
-    result = qemuref.boot(uri, media="floppy", expect_debug=end, timeout=30, readonly=True,
+    result = qemuref.boot(uri, media="floppy", expect_debug=end + "\n", timeout=30, readonly=True,
                           keys_after=(key_after, ["a"]) if key_after else None)
     assert result.matched, result.debug
     return result.debug
@@ -171,7 +173,7 @@ def test_keyboard_intercept_under_both():
     # kbdhook.asm hooks int 15h AH=4Fh: A's make becomes B's, S's is dropped; typed a, s, d, shift-a.
     with running_nbdkit("-r", "file", str(image("kbdhook"))) as server:
         ours = nbdboot_log(server.uri, "END kbdhook", None, keys=(0x1E61, 0x1F73, 0x2064, 0x1E41))
-        reference = qemuref.boot(server.uri, media="floppy", expect_debug="END kbdhook", timeout=30, readonly=True,
+        reference = qemuref.boot(server.uri, media="floppy", expect_debug="END kbdhook\n", timeout=30, readonly=True,
                                  keys=[("KEYS?", ["a"]), ("KEYS?", ["s"]), ("KEYS?", ["d"]),
                                        ("KEYS?", ["shift", "a"])])
     assert reference.matched, reference.debug
