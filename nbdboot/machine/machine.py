@@ -47,6 +47,10 @@ from nbdboot.machine.tsc import TimeStampCounter
 DEFAULT_MEMORY_MB = 64
 SLICE_SECONDS = 0.02  # wall time per slice; then the slice ends at the next safe point
 SHADOW_SLICE_SECONDS = 0.001  # a slice that only has to get past an interrupt shadow
+# A slice ends at the next timer interrupt (IRQ0, IRQ8), but runs at least this long: a guest that programs
+# the PIT faster than this gets one IRQ0 per such slice (the ticks in between are lost, as on a PC whose CPU
+# does not take them in time), not one slice per tick.
+MIN_SLICE_SECONDS = 0.0005
 CPU_EXCEPTIONS = range(0, 0x08)
 HALT_POLL_SECONDS = 0.01  # a halted CPU with no timer event pending looks for input this often
 RUNAWAY_ZEROS = 16  # this many zero bytes at CS:IP after a slice that did not end by itself: executing nothing
@@ -131,6 +135,9 @@ class Machine:
         self.irq_count = collections.Counter()
         self._slice_deadline = float("inf")
         self.shadowed = False       # an IRQ waits for the instruction in an interrupt shadow
+        # An IRQ waits for IF=1 (a handler before its iret, a cli section): slices this long look again,
+        # doubling up to SLICE_SECONDS while IF stays 0, so a long cli section pays little.
+        self.masked_slice: float | None = None
         self._running_slice = 0     # slice number while emu_start runs, 0 otherwise
         self._watchdog: threading.Thread | None = None
         self._armed_at = 0.0        # when the watchdog armed the block stop
@@ -529,14 +536,22 @@ class Machine:
     # -- time and IRQs ---------------------------------------------------------------
     def _reschedule_timer(self) -> None:
         self.next_irq0 = self.pit.next_irq0(self.clock.now)
+        self._end_slice_at_tick()
+
+    def _end_slice_at_tick(self) -> None:
+        """A running slice ends by the next IRQ0, where it is delivered on time (Linux at HZ=250 ticks every
+        4 ms; a 20 ms slice would hold four ticks back and hand them over later, back to back)."""
+        if not self.pic.master.imr & 1:
+            self._end_slice_by(self.next_irq0)
 
     def _raise_due_irqs(self) -> None:
         now = self.clock.now
         if now >= self.next_irq0:
+            # Every edge due by now is one request, as the 8259's IRR latches one: ticks the guest could not
+            # take in time (IF=0, a slow host) are lost, not delivered later in a burst that would hold off
+            # every lower-priority IRQ (Linux's IRQ12 test timed out behind a second of queued ticks).
             self.pic.raise_irq(0)
-            self.next_irq0 = self.pit.next_irq0(self.next_irq0)
-            if now > self.next_irq0 + 1.0:  # far behind (guest had IF=0): drop ticks
-                self.next_irq0 = self.pit.next_irq0(now)
+            self.next_irq0 = self.pit.next_irq0(now)
         if now >= self.cmos.next_irq8:
             self.cmos.update(now)
         self.kbc.service()
@@ -559,6 +574,8 @@ class Machine:
         cpu = self.cpu
         if not (self.waiting_in_bios or self.bios_window):
             if not cpu.get("eflags") & FLAG_IF:
+                self.masked_slice = SHADOW_SLICE_SECONDS if self.masked_slice is None \
+                    else min(2 * self.masked_slice, SLICE_SECONDS)
                 return False
             env = self.interrupts.env
             if env.available and env.interrupt_shadow():
@@ -608,12 +625,19 @@ class Machine:
         start = time.perf_counter()
         # The deadline also ends the slice synchronously at the next software int (in the
         # interrupt hook), before it: a due IRQ is then taken ahead of the BIOS call.
-        self._slice_deadline = start + (SHADOW_SLICE_SECONDS if self.shadowed else SLICE_SECONDS)
+        if self.shadowed:
+            length = SHADOW_SLICE_SECONDS
+        elif self.masked_slice is not None and not delivered and self.pic.pending() is not None:
+            length = self.masked_slice
+        else:
+            length, self.masked_slice = SLICE_SECONDS, None
+        self._slice_deadline = start + length
         self.shadowed = False
         self._running_slice = self.slices
         self._start_watchdog()
         self.clock.running(start)
         self._end_slice_by(self.cmos.next_irq8)
+        self._end_slice_at_tick()
         try:
             cpu.uc.emu_start(cpu.get("eip"), 0xFFFFFFFF)
         except UcError as e:
@@ -667,14 +691,14 @@ class Machine:
         interrupt runs at up to 8 kHz, and a guest that computes between its IRQ8s (no hlt, no BIOS call)
         would otherwise see one per slice. The RTC asks only while IRQ8 is not pending (it waits for
         register C to be read), so this never spins on an interrupt the guest cannot take."""
-        at = self.clock.host_time_of(when)
+        at = max(self.clock.host_time_of(when), self.clock.host_time_of(self.clock.now) + MIN_SLICE_SECONDS)
         if self._running_slice and at < self._slice_deadline:
             self._slice_deadline = at
             self._deadline_moved.set()
 
     def _end_slice_soon(self) -> None:
-        """IRQ8 became deliverable inside the slice (the handler's EOI let the next one through): end the
-        slice at the next block, where the IRQ is delivered, instead of at SLICE_SECONDS."""
+        """An IRQ became deliverable inside the slice (a handler's EOI let the next one through, an unmask):
+        end the slice at the next block, where IRQs are delivered, instead of at the slice's deadline."""
         self._end_slice_by(self.clock.now)
 
     def _start_watchdog(self) -> None:

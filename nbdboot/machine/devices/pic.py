@@ -132,9 +132,9 @@ class Pic:
         self.master = Chip(0x08)
         self.slave = Chip(0x70)
         # POST leaves every line unmasked; the IRQs we raise have handlers.
-        self.on_ready = None  # callable(): an EOI or unmask let a waiting IRQ8 through (the machine then
-                              # ends its slice, where IRQs are delivered: the RTC's periodic interrupt is
-                              # the one that comes faster than slices; the others wait for the slice's end)
+        self.on_ready = None  # callable(): an EOI or unmask let a waiting IRQ through (the machine then
+                              # ends its slice, where IRQs are delivered: IRQ1 waiting behind IRQ0's handler
+                              # would otherwise wait for the next slice, which starts with the next tick)
 
     # The machine's view ----------------------------------------------------------------
     @property
@@ -210,7 +210,7 @@ class Pic:
             c.write_command(value)
         else:
             c.write_data(value)
-        if self.on_ready is not None and self.slave.irr and self.pending() == 8:
+        if self.on_ready is not None and (self.master.irr or self.slave.irr) and self.pending() is not None:
             self.on_ready()
 
     def read(self, chip: int, port_low: int) -> int:
