@@ -211,6 +211,59 @@ tsc0:   dd 0, 0
     assert abs(delta / 1e9 - ticks) < 0.05, f"TSC delta {delta / 1e9:.4f} s for {ticks:.4f} s of PIT ticks"
 
 
+def test_cpuid_states_the_rate_the_tsc_runs_at(tmp_path):
+    # Leaf 15h (TSC = crystal Hz x EBX / EAX), as Linux reads it before it would measure the TSC against the
+    # PIT: the stated rate must be the one the counter shows over 18 PIT ticks.
+    body = r"""
+        cpu 586
+        xor ax, ax
+        mov ds, ax
+        xor eax, eax
+        cpuid
+        HEX16 ax                ; the highest basic leaf
+        mov eax, 15h
+        cpuid
+        PUTC ' '
+        HEX16 ax                ; denominator
+        PUTC ' '
+        HEX16 bx                ; numerator
+        PUTC ' '
+        mov eax, ecx
+        shr eax, 16
+        HEX16 ax                ; crystal Hz
+        HEX16 cx
+        sti
+        mov bx, [46Ch]
+edge:   hlt
+        cmp [46Ch], bx
+        je edge
+        rdtsc
+        mov [tsc0], eax
+        mov bx, [46Ch]
+        add bx, 18
+sleep:  hlt
+        cmp [46Ch], bx
+        jb sleep
+        rdtsc
+        sub eax, [tsc0]
+        PUTC ' '
+        mov ecx, eax
+        shr eax, 16
+        HEX16 ax
+        HEX16 cx
+        PRINT " DONE"
+        hlt
+tsc0:   dd 0
+"""
+    _, out = run_sector(tmp_path, body, timeout=20)
+    top, denominator, numerator, crystal, delta = (int(word, 16) for word in out.split()[:5])
+    assert top >= 0x15, out
+    assert denominator and numerator and crystal, out
+    stated = crystal * numerator / denominator
+    seconds = 18 * 65536 / 1193182
+    assert abs(delta / stated - seconds) < 0.05, f"{delta} TSC counts in {seconds:.4f} s at a stated {stated} Hz"
+
+
 def test_a_stale_code_segment_after_leaving_protected_mode_is_not_a_runaway(tmp_path):
     # Between clearing CR0.PE and the far jump that reloads CS, the CPU fetches through CS's hidden base
     # (here 0), not selector*16 (800h*16 = 8000h, zeroed memory). A slice stopped there must not be taken

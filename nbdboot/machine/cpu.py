@@ -29,6 +29,7 @@ from unicorn import x86_const as X
 
 from nbdboot.machine.interrupts import Fault, LinearMemory
 from nbdboot.machine.memmap import ADDRESS_SPACE_END, BDA, VGA_WINDOW, VIDEO_TEXT, VIDEO_TEXT_SIZE
+from nbdboot.machine.tsc import TSC_HZ
 
 try:  # the binding's per-call overhead dominates BIOS traps; call the C API directly
     from unicorn.unicorn_py3.unicorn import uclib as _uclib
@@ -103,6 +104,16 @@ FLAG_VM = 0x20000
 # and `syscall` as no-ops (they only call its instruction hooks), so a kernel that chose them would run on
 # in user mode. Linux's vDSO then enters with `int 80h`.
 CPUID1_EDX_HIDDEN = (1 << 9) | (1 << 11)
+# The TSC's rate as the CPU states it, as current Intel CPUs and hypervisors do (leaf 15h: TSC = crystal x
+# EBX / EAX; leaf 16h: base MHz): Linux then takes the rate as known instead of measuring it against the
+# PIT, a measurement that needs hundreds of PIT reads inside a few microseconds each, which port I/O
+# through the emulator cannot give ("tsc: Unable to calibrate against PIT", the TSC marked unstable).
+CPUID_MAX_BASIC = 0x16
+CRYSTAL_HZ = 25_000_000
+CPUID_TIME_LEAVES = {
+    0x15: (1, TSC_HZ // CRYSTAL_HZ, CRYSTAL_HZ, 0),
+    0x16: (TSC_HZ // 1_000_000, TSC_HZ // 1_000_000, 100, 0),
+}
 CPUID1_ECX_HIDDEN = 1 << 21
 CPUID_EXT_EDX_HIDDEN = (1 << 9) | (1 << 11)
 
@@ -361,7 +372,7 @@ class Cpu:
         key = (leaf, sub)
         values = self._cpuid_cache.get(key)
         if values is None:
-            values = self._cpuid_cache[key] = _native_cpuid(leaf, sub)
+            values = self._cpuid_cache[key] = self._leaf(leaf, sub)
         eax, ebx, ecx, edx = values
         if leaf == 1:
             edx &= ~CPUID1_EDX_HIDDEN
@@ -371,6 +382,19 @@ class Cpu:
         for name, value in (("eax", eax), ("ebx", ebx), ("ecx", ecx), ("edx", edx)):
             self.set(name, value)
         return True  # skip the engine's own cpuid
+
+    @staticmethod
+    def _leaf(leaf: int, sub: int) -> tuple[int, int, int, int]:
+        """The engine's answer, with the basic leaves extended to CPUID_MAX_BASIC: the time leaves, and
+        zeros (nothing there) between its own last leaf and them."""
+        native_max = _native_cpuid(0, 0)[0]
+        if leaf == 0:
+            eax, ebx, ecx, edx = _native_cpuid(0, 0)
+            return max(eax, CPUID_MAX_BASIC), ebx, ecx, edx
+        if native_max < leaf < 0x80000000:
+            # Above the highest basic leaf a CPU answers with the highest one's values, as the engine does.
+            return CPUID_TIME_LEAVES.get(min(leaf, CPUID_MAX_BASIC), (0, 0, 0, 0))
+        return _native_cpuid(leaf, sub)
 
     def write(self, addr: int, data, code: bool = True) -> None:
         """Write guest memory; `code=False` for data no code can live in (interrupt frames)."""
