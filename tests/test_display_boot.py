@@ -24,11 +24,13 @@ def nbdboot(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def test_syslinux_prompts_on_com1(nbdkit, tmp_path):
     server = nbdkit("-r", "file", str(image("syslinux-serial")))
     log = tmp_path / "com1.txt"
+    log.write_text("the previous run's output\n")
     proc = nbdboot("--server", server.hostport, "--serial", f"file:{log}", "--expect", "boot:",
                    "--expect-on", "serial", "--timeout", "60", "--headless")
     assert proc.returncode == 0, proc.stderr
     text = log.read_bytes().decode("latin-1")
     assert "SYSLINUX 6.04" in text and text.rstrip().endswith("boot:")
+    assert "previous run" not in text  # emptied first, as QEMU's -serial file: does
 
 
 def test_expect_on_chooses_where_to_look(nbdkit, tmp_path):

@@ -1,7 +1,7 @@
 """Where a UART's line goes: `--serial` backends, spelled as QEMU's -serial.
 
   stdio              guest output to stdout, stdin to the guest
-  FILE, file:FILE    guest output appended to FILE (created), no input
+  FILE, file:FILE    guest output to FILE, created or emptied first as QEMU's does, no input
   unix:PATH          connect to a unix socket (`,server=on[,wait=off]` listens instead)
   tcp:HOST:PORT      connect to HOST:PORT on loopback (`,server=on[,wait=off]` listens instead)
   null, none         output discarded (still collected for --expect)
@@ -79,7 +79,7 @@ class SerialBackend:
     def open(self) -> None:
         if self.kind == "file":
             try:
-                self._file = open(self.address, "ab", buffering=0)
+                self._file = open(self.address, "wb", buffering=0)
             except OSError as e:
                 raise LocalIOError(f"--serial: cannot open {self.address}: {e.strerror}") from None
         elif self.kind in ("unix", "tcp"):
