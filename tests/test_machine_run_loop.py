@@ -144,9 +144,8 @@ busy2:  cmp word [ticks], 1000
         mov al, 0
         out 70h, al
         in al, 71h
-        sub al, cl
-        das
-        HEX16 ax
+        mov ah, cl
+        HEX16 ax                ; BCD seconds: before (high byte), after (low byte)
         PRINT " DONE"
         cli
         hlt
@@ -172,4 +171,7 @@ got:    db 0
     _, out = run_sector(tmp_path, body, timeout=30)
     waited, seconds = out.split()[:2]
     assert int(waited, 16) <= 2, out
-    assert int(seconds, 16) & 0xFF in (0, 1, 2), out  # 1000 ticks: about a second as the RTC counts
+    before, after = (int(seconds[i:i + 2], 10) for i in (0, 2))
+    # 1000 ticks in about a second as the RTC counts (the old loop, one tick per 20 ms slice, took 20 s; a
+    # starved host loses some, as QEMU does)
+    assert (after - before) % 60 <= 4, out

@@ -605,8 +605,14 @@ class Machine:
         cpu = self.cpu
         if self.powered_off is not None:
             raise self.powered_off  # off stays off
-        self._raise_due_irqs()
-        delivered = self._deliver_irq()
+        if self.pic.pending() not in (None, 0):
+            # A device's IRQ raised inside the last slice came before the ticks now due (the slice ran past
+            # them while its stop was on its way): as on a PC it is taken first, and IRQ0 after its handler.
+            delivered = self._deliver_irq()
+            self._raise_due_irqs()
+        else:
+            self._raise_due_irqs()
+            delivered = self._deliver_irq()
         self.bios_window = False
         if (self.waiting_in_bios or self.halted) and not delivered:
             wake = self.next_event()

@@ -132,9 +132,10 @@ class Pic:
         self.master = Chip(0x08)
         self.slave = Chip(0x70)
         # POST leaves every line unmasked; the IRQs we raise have handlers.
-        self.on_ready = None  # callable(): an EOI or unmask let a waiting IRQ through (the machine then
-                              # ends its slice, where IRQs are delivered: IRQ1 waiting behind IRQ0's handler
-                              # would otherwise wait for the next slice, which starts with the next tick)
+        # callable(): an IRQ was raised, or an EOI or unmask let a waiting one through. The machine then ends
+        # its slice, where IRQs are delivered: IRQ1 waiting behind IRQ0's handler would otherwise wait for
+        # the next slice, which starts with the next tick.
+        self.on_ready = None
 
     # The machine's view ----------------------------------------------------------------
     @property
@@ -158,6 +159,8 @@ class Pic:
             self.master.irr |= 1 << irq
         else:
             self.slave.irr |= 1 << (irq - 8)
+        if self.on_ready is not None and self.pending() is not None:
+            self.on_ready()  # a device's IRQ inside a slice (an 8042 byte): delivered at the next block
 
     def pending(self) -> int | None:
         """The IRQ line the CPU would take now, or None."""
