@@ -51,10 +51,10 @@ IPXE_BANNER = "iPXE 1.0.0+git-20190125.36a4c85-5.1 -- Open Source Network Boot F
 PANIC = "Kernel panic - not syncing: VFS: Unable to mount root fs"
 
 # Why nbdboot cannot pass a case yet: what the guest waits on, and the device or feature that would let it go on.
-LINUX_SLOW = ("too slow for this case's budget, not broken: it reaches 'Select a language' (run by hand with "
-              "a 1700 s budget: 18.5 min on the loaded 2-core machine; the kernel's XZ decompression, then /init at "
-              "60 s of kernel time, then the installer's userland through int 80h). Guest code runs 4-11x slower "
-              "than QEMU's TCG on the stock Unicorn wheel (docs/perf.md, 'The store slow path')")
+LINUX_SLOW = ("too slow for this case's 45 s budget, not broken: it reaches 'Select a language' in 217 s on the stock "
+              "Unicorn wheel (run by hand on the quiet 2-core VM, 2026-12-03; QEMU+SeaBIOS takes 101 s) and in 82 s with "
+              "`make unicorn-fast`'s Unicorn; both installer cases run to the end would add 7 minutes to CI. Guest code "
+              "runs 3-11x slower than QEMU's TCG on the stock wheel (docs/perf.md, 'The store slow path')")
 CASES: dict[str, Case] = {
     # SYSLINUX as installed: PROMPT 1, a timeout, the default label.
     "syslinux-timeout": Case("corpus-sl-timeout.img", ["NBDBOOT-CORPUS SYSLINUX waits 1 s at boot:", "boot:", HELLO],
