@@ -47,9 +47,8 @@ from nbdboot.machine.tsc import TimeStampCounter
 DEFAULT_MEMORY_MB = 64
 SLICE_SECONDS = 0.02  # wall time per slice; then the slice ends at the next safe point
 SHADOW_SLICE_SECONDS = 0.001  # a slice that only has to get past an interrupt shadow
-# A slice ends at the next timer interrupt (IRQ0, IRQ8), but runs at least this long: a guest that programs
-# the PIT faster than this gets one IRQ0 per such slice (the ticks in between are lost, as on a PC whose CPU
-# does not take them in time), not one slice per tick.
+# A slice ends at the next PIT tick, but runs at least this long: a guest that programs the PIT faster than
+# this gets its ticks owed and handed over one per slice start, not one slice per tick.
 MIN_SLICE_SECONDS = 0.0005
 CPU_EXCEPTIONS = range(0, 0x08)
 HALT_POLL_SECONDS = 0.01  # a halted CPU with no timer event pending looks for input this often
@@ -542,16 +541,19 @@ class Machine:
         """A running slice ends by the next IRQ0, where it is delivered on time (Linux at HZ=250 ticks every
         4 ms; a 20 ms slice would hold four ticks back and hand them over later, back to back)."""
         if not self.pic.master.imr & 1:
-            self._end_slice_by(self.next_irq0)
+            self._end_slice_by(self.next_irq0, MIN_SLICE_SECONDS)
 
     def _raise_due_irqs(self) -> None:
         now = self.clock.now
         if now >= self.next_irq0:
-            # Every edge due by now is one request, as the 8259's IRR latches one: ticks the guest could not
-            # take in time (IF=0, a slow host) are lost, not delivered later in a burst that would hold off
-            # every lower-priority IRQ (Linux's IRQ12 test timed out behind a second of queued ticks).
+            # A tick is owed until delivered, one per slice start (as the RTC's periodic interrupt is), so a
+            # host too slow to keep up slows the guest's clock as a whole rather than dropping ticks against
+            # the RTC; more than 1 s behind (IF=0 that long), they are dropped. The owed ticks do not hold off
+            # other IRQs: one raised during the last slice is taken before them (run_slice).
             self.pic.raise_irq(0)
-            self.next_irq0 = self.pit.next_irq0(now)
+            self.next_irq0 = self.pit.next_irq0(self.next_irq0)
+            if now > self.next_irq0 + 1.0:
+                self.next_irq0 = self.pit.next_irq0(now)
         if now >= self.cmos.next_irq8:
             self.cmos.update(now)
         self.kbc.service()
@@ -692,12 +694,13 @@ class Machine:
         elif self.idle_since is None:
             self.idle_since = self.clock.now
 
-    def _end_slice_by(self, when: float) -> None:
+    def _end_slice_by(self, when: float, at_least: float = 0.0) -> None:
         """End the running slice by virtual time `when`, when the next IRQ8 is due: the RTC's periodic
         interrupt runs at up to 8 kHz, and a guest that computes between its IRQ8s (no hlt, no BIOS call)
         would otherwise see one per slice. The RTC asks only while IRQ8 is not pending (it waits for
-        register C to be read), so this never spins on an interrupt the guest cannot take."""
-        at = max(self.clock.host_time_of(when), self.clock.host_time_of(self.clock.now) + MIN_SLICE_SECONDS)
+        register C to be read), so this never spins on an interrupt the guest cannot take. `at_least`: the
+        slice runs that long whatever `when` says."""
+        at = max(self.clock.host_time_of(when), self.clock.host_time_of(self.clock.now) + at_least)
         if self._running_slice and at < self._slice_deadline:
             self._slice_deadline = at
             self._deadline_moved.set()
