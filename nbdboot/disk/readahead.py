@@ -88,9 +88,13 @@ class ReadAhead(BlockDevice):
             raise
         self._patch(view, offset)
 
+    def _indexes(self, offset: int, length: int) -> range:
+        """The windows [offset, offset+length) touches."""
+        return range(offset // self.window, (offset + length - 1) // self.window + 1 if length else 0)
+
     def _patch(self, view: memoryview, offset: int) -> None:
         window, end = self.window, offset + len(view)
-        for index in range(offset // window, (end - 1) // window + 1 if len(view) else 0):
+        for index in self._indexes(offset, len(view)):
             cached = self._cache.get(index)
             if cached is None:
                 continue
@@ -101,8 +105,7 @@ class ReadAhead(BlockDevice):
             self._cache[index] = bytes(patched)
 
     def _drop(self, offset: int, length: int) -> None:
-        window = self.window
-        for index in range(offset // window, (offset + length - 1) // window + 1 if length else 0):
+        for index in self._indexes(offset, length):
             self._cache.pop(index, None)
 
     def trim(self, offset: int, length: int) -> None:

@@ -104,6 +104,8 @@ FLAG_VM = 0x20000
 # and `syscall` as no-ops (they only call its instruction hooks), so a kernel that chose them would run on
 # in user mode. Linux's vDSO then enters with `int 80h`.
 CPUID1_EDX_HIDDEN = (1 << 9) | (1 << 11)
+CPUID1_ECX_HIDDEN = 1 << 21
+CPUID_EXT_EDX_HIDDEN = (1 << 9) | (1 << 11)
 # The TSC's rate as the CPU states it, as current Intel CPUs and hypervisors do (leaf 15h: TSC = crystal x
 # EBX / EAX; leaf 16h: base MHz): Linux then takes the rate as known instead of measuring it against the
 # PIT, a measurement that needs hundreds of PIT reads inside a few microseconds each, which port I/O
@@ -114,8 +116,6 @@ CPUID_TIME_LEAVES = {
     0x15: (1, TSC_HZ // CRYSTAL_HZ, CRYSTAL_HZ, 0),
     0x16: (TSC_HZ // 1_000_000, TSC_HZ // 1_000_000, 100, 0),
 }
-CPUID1_ECX_HIDDEN = 1 << 21
-CPUID_EXT_EDX_HIDDEN = (1 << 9) | (1 << 11)
 
 
 def _may_hold_code(addr: int, size: int) -> bool:
@@ -158,7 +158,7 @@ class RegBatch:
     def read(self) -> tuple[int, ...]:
         if not self.cpu._fast:
             return tuple(self.cpu.get(name) for name in self.names)
-        self._c_read(self.cpu._uch_arg, self._ids, self._ptrs, self._count)
+        self._c_read(self.cpu._uch, self._ids, self._ptrs, self._count)
         return self._masked(self._unpack(self._vals))
 
     def write(self, *values: int) -> None:
@@ -167,7 +167,7 @@ class RegBatch:
                 self.cpu.set(name, value)
             return
         self._pack(self._vals, 0, *[value & 0xFFFFFFFF for value in values])
-        self._c_write(self.cpu._uch_arg, self._ids, self._ptrs, self._count)
+        self._c_write(self.cpu._uch, self._ids, self._ptrs, self._count)
 
 
 def _open_bus_read(uc, offset, size, _user):
@@ -214,7 +214,6 @@ class Cpu:
         self._fast = _uclib is not None
         if self._fast:
             self._uch = self.uc._uch
-            self._uch_arg = self._uch  # a c_void_p already
             self._val = ctypes.c_uint64()
             self._ref = ctypes.byref(self._val)
             self._reg_ids = {name: ctypes.c_int(reg) for name, reg in REG.items()}
@@ -285,14 +284,14 @@ class Cpu:
 
     def get(self, name: str) -> int:
         if self._fast:
-            _bare_reg_read(self._uch_arg, self._reg_ids[name], self._ref)
+            _bare_reg_read(self._uch, self._reg_ids[name], self._ref)
             return self._val.value & _MASKS[name]
         return self.uc.reg_read(REG[name])
 
     def set(self, name: str, value: int) -> None:
         if self._fast:
             self._val.value = value & 0xFFFFFFFF
-            _bare_reg_write(self._uch_arg, self._reg_ids[name], self._ref)
+            _bare_reg_write(self._uch, self._reg_ids[name], self._ref)
             return
         self.uc.reg_write(REG[name], value)
 
@@ -387,10 +386,9 @@ class Cpu:
     def _leaf(leaf: int, sub: int) -> tuple[int, int, int, int]:
         """The engine's answer, with the basic leaves extended to CPUID_MAX_BASIC: the time leaves, and
         zeros (nothing there) between its own last leaf and them."""
-        native_max = _native_cpuid(0, 0)[0]
+        native_max, vendor_b, vendor_c, vendor_d = _native_cpuid(0, 0)
         if leaf == 0:
-            eax, ebx, ecx, edx = _native_cpuid(0, 0)
-            return max(eax, CPUID_MAX_BASIC), ebx, ecx, edx
+            return max(native_max, CPUID_MAX_BASIC), vendor_b, vendor_c, vendor_d
         if native_max < leaf < 0x80000000:
             # Above the highest basic leaf a CPU answers with the highest one's values, as the engine does.
             return CPUID_TIME_LEAVES.get(min(leaf, CPUID_MAX_BASIC), (0, 0, 0, 0))

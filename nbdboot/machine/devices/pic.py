@@ -159,8 +159,11 @@ class Pic:
             self.master.irr |= 1 << irq
         else:
             self.slave.irr |= 1 << (irq - 8)
+        self._tell_if_ready()  # a device's IRQ inside a slice (an 8042 byte): delivered at the next block
+
+    def _tell_if_ready(self) -> None:
         if self.on_ready is not None and self.pending() is not None:
-            self.on_ready()  # a device's IRQ inside a slice (an 8042 byte): delivered at the next block
+            self.on_ready()
 
     def pending(self) -> int | None:
         """The IRQ line the CPU would take now, or None."""
@@ -213,8 +216,7 @@ class Pic:
             c.write_command(value)
         else:
             c.write_data(value)
-        if self.on_ready is not None and (self.master.irr or self.slave.irr) and self.pending() is not None:
-            self.on_ready()
+        self._tell_if_ready()
 
     def read(self, chip: int, port_low: int) -> int:
         c = self.slave if chip else self.master
